@@ -56,12 +56,13 @@ def gibbs_from_logp(base_logp: np.ndarray, reward: np.ndarray, beta: float) -> n
     The one place the Gibbs tilt is computed: the bandit and the sequence solvers both call it.
     """
     support = base_logp > -np.inf
+    r_support = np.where(support, reward, -np.inf)
+    r_max = r_support.max(axis=-1, keepdims=True)
     if np.isinf(beta):
-        r_support = np.where(support, reward, -np.inf)
-        top = support & (r_support == r_support.max(axis=-1, keepdims=True))
-        logits = np.where(top, base_logp, -np.inf)
+        logits = np.where(r_support == r_max, base_logp, -np.inf)
     else:
-        logits = np.where(support, base_logp + beta * reward, -np.inf)
+        # shifting by max r keeps the round-off at beta * range(r), not beta * max |r|
+        logits = np.where(support, base_logp + beta * (reward - r_max), -np.inf)
     logits = logits - logits.max(axis=-1, keepdims=True)
     w = np.exp(logits)
     return w / w.sum(axis=-1, keepdims=True)
@@ -115,7 +116,8 @@ def kl_divergence(p, q) -> np.ndarray:
 def entropy(p) -> np.ndarray:
     """H(p) = -sum_a p(a) log p(a) over the last axis (nats), with 0 log 0 = 0."""
     p = np.asarray(p, dtype=np.float64)
-    return -np.where(p > 0, p * _masked_log(p), 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore"):
+        return -np.where(p > 0, p * _masked_log(p), 0.0).sum(axis=-1)
 
 
 def kl_regularized_objective(policy, base_probs, reward, beta) -> np.ndarray:

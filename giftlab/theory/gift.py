@@ -23,6 +23,7 @@ from giftlab.theory.tabular import TabularLM, sequence_gibbs
 __all__ = [
     "compare_sequence_distributions",
     "exact_gains",
+    "exact_gold_gibbs",
     "gift_target",
     "gold_path",
     "gold_path_policy",
@@ -118,6 +119,8 @@ def exact_gains(gold_logp, eta) -> np.ndarray:
     suffix = np.concatenate([np.cumsum(lp[::-1])[::-1][1:], [0.0]])  # sum_{u > t} log p_u
     if np.isinf(eta):
         return np.where(suffix > -np.inf, np.inf, 0.0)
+    if eta < 700.0:  # e^eta - 1 is representable: log1p keeps full relative precision
+        return np.log1p(np.expm1(eta) * np.exp(suffix))
     return np.logaddexp(0.0, log_expm1(eta) + suffix)
 
 

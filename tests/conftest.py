@@ -1,0 +1,16 @@
+import os
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+
+# CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) is derandomised: the same examples every run.
+settings.register_profile(
+    "ci", derandomize=True, max_examples=60, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+EPS = np.finfo(np.float64).eps
