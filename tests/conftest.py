@@ -5,7 +5,10 @@ from hypothesis import HealthCheck, settings
 
 # CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) is derandomised: the same examples every run.
 settings.register_profile(
-    "ci", derandomize=True, max_examples=60, deadline=None,
+    "ci",
+    derandomize=True,
+    max_examples=60,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(

@@ -31,7 +31,11 @@ def test_import_direction(package, forbidden):
     folder = ROOT / package
     if not folder.exists():
         pytest.skip(f"giftlab/{package} does not exist yet")
-    bad = [(p, m) for p, m in _imports(folder) if any(m == f or m.startswith(f + ".") for f in forbidden)]
+    bad = [
+        (p, m)
+        for p, m in _imports(folder)
+        if any(m == f or m.startswith(f + ".") for f in forbidden)
+    ]
     assert not bad, f"forbidden imports: {bad}"
 
 

@@ -117,7 +117,7 @@ def entropy(p) -> np.ndarray:
     """H(p) = -sum_a p(a) log p(a) over the last axis (nats), with 0 log 0 = 0."""
     p = np.asarray(p, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        return -np.where(p > 0, p * _masked_log(p), 0.0).sum(axis=-1)
+        return 0.0 - np.where(p > 0, p * _masked_log(p), 0.0).sum(axis=-1)  # 0.0 - : no "-0.0"
 
 
 def kl_regularized_objective(policy, base_probs, reward, beta) -> np.ndarray:

@@ -56,7 +56,9 @@ def smoothed_base(base_probs, smoothing: float = 0.0) -> np.ndarray:
 def _check_gold(gold, n_rows: int, vocab: int) -> np.ndarray:
     g = np.asarray(gold)
     if g.shape != (n_rows,) or not np.issubdtype(g.dtype, np.integer):
-        raise ValueError(f"gold must be ({n_rows},) integer token ids, got shape {g.shape}, {g.dtype}")
+        raise ValueError(
+            f"gold must be ({n_rows},) integer token ids, got shape {g.shape}, {g.dtype}"
+        )
     if np.any((g < 0) | (g >= vocab)):
         raise ValueError(f"gold has a token outside [0, {vocab}): {g.tolist()}")
     return g
@@ -156,7 +158,9 @@ def gold_path(lm: TabularLM, gold):
     tokens = np.asarray([int(a) for a in np.asarray(gold).ravel() if int(a) != -1])
     idx = np.asarray(lm.prefix_indices(tokens))
     if lm.end_token is not None and len(tokens) < lm.horizon and tokens[-1] != lm.end_token:
-        raise ValueError("gold must be a complete sequence: end it with the end token or give T tokens")
+        raise ValueError(
+            "gold must be a complete sequence: end it with the end token or give T tokens"
+        )
     if lm.end_token is None and len(tokens) != lm.horizon:
         raise ValueError(f"gold must have horizon = {lm.horizon} tokens, got {len(tokens)}")
     base = np.stack([lm.probs[d][i] for d, i in enumerate(idx)])
@@ -180,7 +184,9 @@ def gold_path_policy(lm: TabularLM, gold, targets) -> list[np.ndarray]:
     idx, _, _ = gold_path(lm, gold)
     targets = np.asarray(targets, dtype=np.float64)
     if targets.shape != (len(idx), lm.vocab_size):
-        raise ValueError(f"targets must have shape {(len(idx), lm.vocab_size)}, got {targets.shape}")
+        raise ValueError(
+            f"targets must have shape {(len(idx), lm.vocab_size)}, got {targets.shape}"
+        )
     tables = [p.copy() for p in lm.probs]
     for d, i in enumerate(idx):
         tables[d][i] = targets[d]

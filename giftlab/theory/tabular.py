@@ -141,7 +141,9 @@ class TabularLM:
 
     @property
     def n_sequences(self) -> int:
-        ended = sum(self.n_content**d for d in range(self.horizon)) if self.end_token is not None else 0
+        ended = (
+            sum(self.n_content**d for d in range(self.horizon)) if self.end_token is not None else 0
+        )
         return ended + self.n_content**self.horizon
 
     def _live_prefix_tokens(self):
@@ -152,8 +154,10 @@ class TabularLM:
             if d < self.horizon:
                 n = tokens.shape[0]
                 tokens = np.concatenate(
-                    [np.repeat(tokens, self.n_content, axis=0),
-                     np.tile(self.content_tokens, n)[:, None]],
+                    [
+                        np.repeat(tokens, self.n_content, axis=0),
+                        np.tile(self.content_tokens, n)[:, None],
+                    ],
                     axis=1,
                 )
 
@@ -243,7 +247,9 @@ class TabularLM:
 
     def check_token_tables(self, tables, name: str = "token_reward") -> list[np.ndarray]:
         if len(tables) != self.horizon:
-            raise ValueError(f"{name} must hold {self.horizon} tables (one per depth), got {len(tables)}")
+            raise ValueError(
+                f"{name} must hold {self.horizon} tables (one per depth), got {len(tables)}"
+            )
         out = []
         for d, t in enumerate(tables):
             t = np.asarray(t, dtype=np.float64)

@@ -107,12 +107,17 @@ def test_gibbs_policy_maximises_objective(data, beta):
     r = data.draw(rewards(len(p0)))
     star = gibbs_policy(p0, r, beta)
     j_star = kl_regularized_objective(star, p0, r, beta)
-    np.testing.assert_allclose(j_star, log_partition(p0, r, beta) / beta, rtol=0,
-                               atol=16 * len(p0) * EPS * _log_scale(p0, r, beta) / beta)
+    np.testing.assert_allclose(
+        j_star,
+        log_partition(p0, r, beta) / beta,
+        rtol=0,
+        atol=16 * len(p0) * EPS * _log_scale(p0, r, beta) / beta,
+    )
     other = gibbs_policy(p0, r, beta * 0.5)
-    assert kl_regularized_objective(other, p0, r, beta) <= j_star + 16 * EPS * _log_scale(
-        p0, r, beta
-    ) / beta
+    assert (
+        kl_regularized_objective(other, p0, r, beta)
+        <= j_star + 16 * EPS * _log_scale(p0, r, beta) / beta
+    )
 
 
 @given(st.data(), st.floats(0.05, 5.0))

@@ -21,7 +21,9 @@ def test_bandit_tilts_compose(data, beta, lam_rl):
     two_stage = gibbs_policy(gibbs_policy(p0, r, beta), r, lam_rl)
     spread = r[p0 > 0].max() - r[p0 > 0].min()
     np.testing.assert_allclose(
-        two_stage, gibbs_policy(p0, r, beta + lam_rl), rtol=0,
+        two_stage,
+        gibbs_policy(p0, r, beta + lam_rl),
+        rtol=0,
         atol=64 * len(p0) * EPS * (1 + (beta + lam_rl) * spread + np.abs(np.log(p0[p0 > 0])).max()),
     )
 
@@ -38,7 +40,9 @@ def test_exact_rl_from_gibbs_start_reaches_global_optimum(lm, lam_rl, extra, see
     reached = np.exp(lm.sequence_log_probs(after_rl.policy))
     log_size = max(np.abs(lp[np.isfinite(lp)]).max() for lp in lm.log_probs)
     np.testing.assert_allclose(
-        reached, sequence_gibbs(lm, r, eta), rtol=128 * (lm.horizon + 1) * EPS * (1 + eta + log_size),
+        reached,
+        sequence_gibbs(lm, r, eta),
+        rtol=128 * (lm.horizon + 1) * EPS * (1 + eta + log_size),
         atol=1e-300,
     )
 

@@ -59,7 +59,9 @@ def test_gift_target_is_the_mixture_with_weight_w(rows, beta):
     w = mixture_weight(p[np.arange(len(gold)), gold], beta)
     onehot = np.eye(p.shape[1])[gold]
     mixture = (1 - w[:, None]) * p + w[:, None] * onehot
-    np.testing.assert_allclose(gift_target(p, gold, beta), mixture, rtol=0, atol=64 * EPS * (1 + min(beta, 1e3)))
+    np.testing.assert_allclose(
+        gift_target(p, gold, beta), mixture, rtol=0, atol=64 * EPS * (1 + min(beta, 1e3))
+    )
 
 
 @given(gold_rows(), st.floats(0.0, 30.0))
@@ -70,7 +72,9 @@ def test_gift_cross_entropy_is_sft_plus_distillation(rows, beta):
     q = gift_target(p, gold, beta)
     w = mixture_weight(p[np.arange(len(gold)), gold], beta)
     ce = -(q * np.log(pi)).sum(axis=1)
-    decomposed = w * -np.log(pi[np.arange(len(gold)), gold]) + (1 - w) * -(p * np.log(pi)).sum(axis=1)
+    decomposed = w * -np.log(pi[np.arange(len(gold)), gold]) + (1 - w) * -(p * np.log(pi)).sum(
+        axis=1
+    )
     np.testing.assert_allclose(ce, decomposed, rtol=1e-12)
 
 
@@ -114,7 +118,10 @@ def test_exact_gibbs_on_gold_path_is_sequence_consistent_gift(lm, eta, pick):
     log_size = max(np.abs(lp[np.isfinite(lp)]).max() for lp in lm.log_probs)
     for d in range(lm.horizon):
         np.testing.assert_allclose(
-            sb.policy[d], exact_tables[d], rtol=64 * lm.horizon * EPS * (1 + eta + log_size), atol=1e-300
+            sb.policy[d],
+            exact_tables[d],
+            rtol=64 * lm.horizon * EPS * (1 + eta + log_size),
+            atol=1e-300,
         )
     # and the gains are the advantage gap A(s*, y*) - A(s*, a) for a != y*
     gains = exact_gains(np.log(base[np.arange(len(tokens)), tokens]), eta)
@@ -131,7 +138,9 @@ def test_constant_beta_gift_overweights_gold_against_exact(lm, eta, pick):
     gold = seqs[pick % len(seqs)]
     idx, base, tokens = gold_path(lm, gold)
     assume(np.all(base[np.arange(len(tokens)), tokens] > 0))
-    induced = np.exp(lm.sequence_log_probs(gold_path_policy(lm, gold, gift_target(base, tokens, eta))))
+    induced = np.exp(
+        lm.sequence_log_probs(gold_path_policy(lm, gold, gift_target(base, tokens, eta)))
+    )
     exact = exact_gold_gibbs(lm, gold, eta)
     gi = int(np.flatnonzero(gold_reward(lm, gold))[0])
     m = compare_sequence_distributions(induced, exact, gi)

@@ -21,7 +21,9 @@ def _roundoff(lm, beta, reward):
     terms of size |log pi0| and beta * max |r| (the soft values), then exponentiated."""
     log_size = max(np.abs(lp[np.isfinite(lp)]).max() for lp in lm.log_probs)
     spread = float(np.abs(reward).max()) if np.isfinite(beta) else 0.0
-    return 32 * (lm.horizon + 1) * EPS * (1 + log_size + (beta * spread if np.isfinite(beta) else 0))
+    return (
+        32 * (lm.horizon + 1) * EPS * (1 + log_size + (beta * spread if np.isfinite(beta) else 0))
+    )
 
 
 def _brute_force_sequences(lm):
@@ -74,7 +76,9 @@ def test_root_value_is_log_partition(lm, beta, seed, scale):
     sb = soft_bellman(lm, reward, beta)
     log_z = sequence_log_partition(lm, reward, beta)
     scale_log = 1 + abs(log_z) + beta * np.abs(reward).max()
-    np.testing.assert_allclose(sb.log_z, log_z, rtol=0, atol=16 * (lm.horizon + 1) * EPS * scale_log)
+    np.testing.assert_allclose(
+        sb.log_z, log_z, rtol=0, atol=16 * (lm.horizon + 1) * EPS * scale_log
+    )
 
 
 @given(tabular_lms(), any_beta, st.integers(0, 1000))
@@ -82,7 +86,9 @@ def test_policy_rows_are_normalised_and_keep_base_support(lm, beta, seed):
     reward = _reward(lm, seed, 1.0)
     sb = soft_bellman(lm, reward, beta)
     for d in range(lm.horizon):
-        np.testing.assert_allclose(sb.policy[d].sum(axis=1), 1.0, rtol=0, atol=8 * lm.vocab_size * EPS)
+        np.testing.assert_allclose(
+            sb.policy[d].sum(axis=1), 1.0, rtol=0, atol=8 * lm.vocab_size * EPS
+        )
         assert np.all(sb.policy[d][lm.probs[d] == 0] == 0)
 
 
@@ -95,7 +101,9 @@ def test_policy_is_base_times_exp_advantage(lm, beta, seed):
     for d in range(lm.horizon):
         # in log space: pi0 can be 1e-300 where exp(A) overflows
         aligned = np.exp(lm.log_probs[d] + sb.advantage(d))
-        np.testing.assert_allclose(sb.policy[d], aligned, rtol=_roundoff(lm, beta, reward), atol=1e-300)
+        np.testing.assert_allclose(
+            sb.policy[d], aligned, rtol=_roundoff(lm, beta, reward), atol=1e-300
+        )
 
 
 @given(tabular_lms(max_horizon=3), finite_beta, st.integers(0, 1000))
@@ -104,7 +112,10 @@ def test_per_token_rewards_equal_their_sequence_totals(lm, beta, seed):
     token_reward = [rng.uniform(-1, 1, size=p.shape) for p in lm.probs]
     totals = np.array(
         [
-            sum(token_reward[d][i, a] for d, (i, a) in enumerate(zip(lm.prefix_indices(s), s[s != -1])))
+            sum(
+                token_reward[d][i, a]
+                for d, (i, a) in enumerate(zip(lm.prefix_indices(s), s[s != -1]))
+            )
             for s in lm.sequences()
         ]
     )

@@ -1,0 +1,53 @@
+"""Provenance stamped into every CSV, JSON and run folder: code version, versions, machine."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def code_version() -> str:
+    """`git describe --always --dirty` of the giftlab checkout, or the package version."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        from giftlab import __version__
+
+        return __version__
+
+
+def provenance() -> dict[str, str]:
+    """A flat dict: code version, UTC time, Python, numpy (and torch when importable), machine."""
+    import numpy
+
+    info = {
+        "code_version": code_version(),
+        "time_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": str(__import__("os").cpu_count()),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        pass
+    return info
+
+
+def csv_header_comment() -> str:
+    """Provenance as '# key: value' lines, to open a CSV file with."""
+    return "".join(f"# {k}: {v}\n" for k, v in provenance().items())
