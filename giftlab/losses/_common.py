@@ -1,0 +1,94 @@
+"""Shared glue for the token objectives: input checks, masking, reduction, log(e^beta - 1)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_beta(beta, name: str = "beta") -> float:
+    """A float in [0, inf]; ValueError naming `name` for negative or NaN."""
+    try:
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, inf], got {beta!r}") from None
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be in [0, inf], got {value}")
+    return value
+
+
+def check_smoothing(smoothing) -> float:
+    s = float(smoothing)
+    if not 0.0 <= s <= 1.0:  # also rejects NaN
+        raise ValueError(f"smoothing must be in [0, 1], got {smoothing}")
+    return s
+
+
+def check_labels(labels: torch.Tensor, vocab_size: int, ignore_index: int) -> torch.Tensor:
+    """The boolean mask of tokens that count; ValueError for a label outside [0, V)."""
+    if labels.dtype.is_floating_point:
+        raise ValueError(f"labels must be integer token ids, got dtype {labels.dtype}")
+    valid = labels != ignore_index
+    bad = valid & ((labels < 0) | (labels >= vocab_size))
+    if bool(bad.any()):
+        value = int(labels[bad][0])
+        raise ValueError(
+            f"labels has {int(bad.sum())} id(s) outside [0, {vocab_size}) other than "
+            f"ignore_index={ignore_index}, e.g. {value}"
+        )
+    return valid
+
+
+def check_logits(logits: torch.Tensor, name: str) -> None:
+    if not logits.dtype.is_floating_point:
+        raise ValueError(f"{name} must be floating point, got {logits.dtype}")
+    if not bool(torch.isfinite(logits).all()):
+        raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_same_vocab(logits: torch.Tensor, ref_logits: torch.Tensor) -> None:
+    if logits.shape[-1] != ref_logits.shape[-1]:
+        raise ValueError(
+            f"policy vocabulary (logits.shape[-1] = {logits.shape[-1]}) differs from reference "
+            f"vocabulary (ref_logits.shape[-1] = {ref_logits.shape[-1]})"
+        )
+    if logits.shape != ref_logits.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and ref_logits {tuple(ref_logits.shape)} differ"
+        )
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def reduce(per_token: torch.Tensor, valid: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Mean over valid tokens (0 with a zero gradient when none), sum, or per token (0 if ignored)."""
+    per_token = torch.where(valid, per_token, torch.zeros_like(per_token))
+    if reduction == "none":
+        return per_token
+    total = per_token.sum()
+    if reduction == "sum":
+        return total
+    return total / valid.sum().clamp(min=1)
+
+
+def log_expm1(beta: torch.Tensor) -> torch.Tensor:
+    """log(e^beta - 1) without overflow: beta + log1p(-e^-beta) for beta > 1; -inf at 0, inf at inf."""
+    small = torch.log(torch.expm1(beta.clamp(max=1.0)))
+    large = beta + torch.log1p(-torch.exp(-beta.clamp(min=1.0)))
+    return torch.where(beta <= 1.0, small, large)
+
+
+def safe_labels(labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Labels with ignored positions set to 0, so that gather is in range."""
+    return torch.where(valid, labels, torch.zeros_like(labels))
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """float32 for half/bf16/float32 inputs, float64 kept (tests check to float64 round-off)."""
+    return x if x.dtype == torch.float64 else x.float()

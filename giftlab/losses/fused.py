@@ -1,0 +1,279 @@
+"""Chunked fused-linear GIFT and SFT: loss and gradients from hidden states, chunk by chunk.
+
+The policy's logits z = h W^T (+ b) and the reference's logits are formed for `chunk_size` tokens
+at a time; each chunk's loss and its gradients
+
+    dL/dz = (softmax(z) - q) / n_valid,   dL/dh = dL/dz W,   dL/dW += dL/dz^T h
+
+are computed in the forward pass and scaled by the incoming gradient in backward (the Liger /
+Cut-Cross-Entropy pattern), so no (N, V) tensor outlives one chunk. q is the GIFT target of
+giftlab.losses.gift (`gift_log_target`), or one-hot for SFT. Logits and accumulation are float32
+(bf16 inputs: bf16 matmul, float32 softmax and float32 weight-gradient accumulation).
+
+Naive equivalent: gift_loss(h @ W.T, ref_h @ ref_W.T, labels, beta, smoothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from giftlab.losses._common import (
+    check_beta,
+    check_labels,
+    check_smoothing,
+    safe_labels,
+    upcast,
+)
+from giftlab.losses.gift import (
+    STAT_NAMES,
+    chunk_token_stats,
+    gift_log_target,
+    sequence_gains,
+    smoothed_base_logp,
+)
+
+__all__ = [
+    "default_chunk_size",
+    "fused_linear_gift_loss",
+    "fused_linear_sequence_consistent_gift_loss",
+    "fused_linear_sft_loss",
+]
+
+RefLogitsFn = Callable[[int, int], torch.Tensor]
+
+
+def default_chunk_size(vocab_size: int, device: torch.device) -> int:
+    """Tokens per chunk: about 2^23 logits on CPU (32 MiB float32), 2^26 on CUDA (256 MiB)."""
+    budget = 2**26 if device.type == "cuda" else 2**23
+    return max(8, budget // vocab_size)
+
+
+def _linear(h, w, b):
+    z = h @ w.T
+    return z if b is None else z + b
+
+
+class _FusedLinearTokenLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, beta_tok, ref_fn, smoothing, chunk, stats_out):
+        n, v = hidden.shape[0], weight.shape[0]
+        valid = labels != -100
+        lab = safe_labels(labels, valid)
+        n_valid = valid.sum().clamp(min=1)
+        want_h = hidden.requires_grad
+        want_w = weight.requires_grad
+        want_b = bias is not None and bias.requires_grad
+        grad_h = torch.zeros_like(hidden) if want_h else None
+        acc = upcast(weight[:0]).dtype  # float32, or float64 for float64 inputs
+        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if want_w else None
+        grad_b = torch.zeros(v, dtype=acc, device=weight.device) if want_b else None
+        total = torch.zeros((), dtype=acc, device=hidden.device)
+        finite = torch.ones((), dtype=torch.bool, device=hidden.device)
+        if stats_out is not None:
+            for k in STAT_NAMES:
+                stats_out[k] = torch.zeros(n, dtype=upcast(hidden[:0]).dtype, device=hidden.device)
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            h = hidden[s:e]
+            z = upcast(_linear(h, weight, bias))  # (c, V)
+            finite &= torch.isfinite(z).all()
+            m = valid[s:e]
+            idx = lab[s:e].unsqueeze(-1)
+            logp = torch.log_softmax(z, dim=-1)
+            del z
+            if ref_fn is None:  # SFT: q = onehot(y)
+                per_token = -logp.gather(-1, idx).squeeze(-1)
+                grad_z = logp.exp()
+                grad_z.scatter_add_(-1, idx, torch.full_like(idx, -1, dtype=grad_z.dtype))
+            else:
+                zr = upcast(ref_fn(s, e))
+                if zr.shape != (e - s, v):
+                    raise ValueError(
+                        f"reference logits for tokens [{s}, {e}) have shape {tuple(zr.shape)}, "
+                        f"expected {(e - s, v)} (policy vocabulary {v})"
+                    )
+                finite &= torch.isfinite(zr).all()
+                log_q = gift_log_target(zr, lab[s:e], beta_tok[s:e], smoothing)  # (c, V)
+                q = log_q.exp()
+                per_token = -(q * logp).sum(-1)
+                if stats_out is not None:
+                    base_gold = smoothed_base_logp(zr, smoothing).gather(-1, idx).squeeze(-1)
+                    ref_logp = torch.log_softmax(zr, -1)
+                    for k, t in chunk_token_stats(
+                        logp, ref_logp, log_q, idx, base_gold, beta_tok[s:e]
+                    ).items():
+                        stats_out[k][s:e] = torch.where(m, t, 0.0)
+                    del ref_logp
+                del zr, log_q
+                grad_z = logp.exp().sub_(q)
+                del q
+            del logp
+            total += torch.where(m, per_token, 0.0).sum()
+            grad_z.mul_((m.to(grad_z.dtype) / n_valid).unsqueeze(-1))  # mean over valid tokens
+            if want_h:
+                grad_h[s:e] = grad_z.to(weight.dtype) @ weight
+            if want_w:
+                grad_w.addmm_(grad_z.T, upcast(h))  # float32 accumulation
+            if want_b:
+                grad_b += grad_z.sum(0)
+            del grad_z
+        if not bool(finite):
+            raise ValueError("logits or ref_logits contain NaN or infinite values")
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.weight_dtype = weight.dtype
+        return total / n_valid
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        g = grad_output
+        out_h = None if grad_h is None else grad_h * g.to(grad_h.dtype)
+        out_w = None if grad_w is None else (grad_w * g).to(ctx.weight_dtype)
+        out_b = None if grad_b is None else (grad_b * g).to(ctx.weight_dtype)
+        return out_h, out_w, out_b, None, None, None, None, None, None
+
+
+def _prepare(hidden, weight, labels, ignore_index, chunk_size):
+    if hidden.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"hidden size {hidden.shape[-1]} != lm_head weight's {weight.shape[-1]}")
+    h = hidden.reshape(-1, hidden.shape[-1])
+    lab = labels.reshape(-1)
+    if lab.shape[0] != h.shape[0]:
+        raise ValueError(f"labels hold {lab.shape[0]} tokens but hidden holds {h.shape[0]}")
+    valid = check_labels(lab, weight.shape[0], ignore_index)
+    lab = torch.where(valid, lab, torch.full_like(lab, -100))  # the Function's ignore value
+    chunk = chunk_size or default_chunk_size(weight.shape[0], h.device)
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return h, lab, valid, chunk
+
+
+def _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, n_tokens, vocab):
+    if ref_logits_fn is not None:
+        return ref_logits_fn
+    if ref_hidden is None or ref_weight is None:
+        raise ValueError("give the reference as ref_hidden and ref_weight, or as ref_logits_fn")
+    if ref_weight.shape[0] != vocab:
+        raise ValueError(
+            f"policy vocabulary ({vocab}, weight.shape[0]) differs from reference vocabulary "
+            f"({ref_weight.shape[0]}, ref_weight.shape[0])"
+        )
+    rh = ref_hidden.reshape(-1, ref_hidden.shape[-1]).detach()
+    if rh.shape[0] != n_tokens:
+        raise ValueError(f"ref_hidden holds {rh.shape[0]} tokens, hidden holds {n_tokens}")
+    rw = ref_weight.detach()
+    rb = None if ref_bias is None else ref_bias.detach()
+    return lambda s, e: _linear(rh[s:e], rw, rb)
+
+
+def fused_linear_gift_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ref_hidden: torch.Tensor | None = None,
+    ref_weight: torch.Tensor | None = None,
+    ref_logits_fn: RefLogitsFn | None = None,
+    beta=20.0,
+    smoothing: float = 0.0,
+    bias: torch.Tensor | None = None,
+    ref_bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+    stats: dict | None = None,
+) -> torch.Tensor:
+    """Mean GIFT loss over non-ignored tokens, from hidden states and the lm_head, chunked.
+
+    L = mean_t -sum_a q_t,a log softmax(h_t W^T)_a,  q_t = softmax(log pi0~ + beta onehot(y_t))
+
+    Args:
+        hidden: (..., H) policy final hidden states.  weight: (V, H) policy lm_head.
+        labels: (...) gold ids or ignore_index.
+        ref_hidden, ref_weight: (..., H), (V, H) the reference's; or ref_logits_fn(start, stop)
+            giving reference logits (stop - start, V) for flattened tokens [start, stop).
+        beta: float in [0, inf], or a (...) tensor of per-token gains.  smoothing: [0, 1].
+        stats: optional dict, filled with STAT_NAMES -> (N,) per-token diagnostics (0 if ignored).
+    Returns:
+        scalar float32 loss; gradients flow to hidden, weight and bias.
+    """
+    smoothing = check_smoothing(smoothing)
+    h, lab, valid, chunk = _prepare(hidden, weight, labels, ignore_index, chunk_size)
+    if isinstance(beta, torch.Tensor):
+        if beta.numel() != lab.numel():
+            raise ValueError(f"beta has {beta.numel()} entries, labels {lab.numel()}")
+        if bool((beta < 0).any()) or bool(torch.isnan(beta).any()):
+            raise ValueError("beta must be in [0, inf] at every token")
+        beta_tok = beta.reshape(-1).float()
+    else:
+        beta_tok = torch.full((lab.numel(),), check_beta(beta), device=h.device)
+    ref_fn = _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0])
+    return _FusedLinearTokenLoss.apply(
+        h, weight, bias, lab, beta_tok, ref_fn, smoothing, chunk, stats
+    )
+
+
+def fused_linear_sft_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Mean SFT cross-entropy -log softmax(h W^T)_y over non-ignored tokens, chunked.
+
+    Naive equivalent: cross_entropy(h @ W.T, labels, ignore_index=ignore_index).
+    """
+    h, lab, _, chunk = _prepare(hidden, weight, labels, ignore_index, chunk_size)
+    dummy = torch.zeros(0, device=h.device)
+    return _FusedLinearTokenLoss.apply(h, weight, bias, lab, dummy, None, 0.0, chunk, None)
+
+
+@torch.no_grad()
+def _gold_logp_chunked(ref_fn, labels, valid, smoothing, chunk):
+    out = torch.zeros(labels.shape[0], dtype=torch.float32, device=labels.device)
+    lab = safe_labels(labels, valid)
+    for s in range(0, labels.shape[0], chunk):
+        e = min(labels.shape[0], s + chunk)
+        base = smoothed_base_logp(upcast(ref_fn(s, e)), smoothing)
+        out[s:e] = base.gather(-1, lab[s:e].unsqueeze(-1)).squeeze(-1)
+    return out
+
+
+def fused_linear_sequence_consistent_gift_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    ref_hidden=None,
+    ref_weight=None,
+    ref_logits_fn: RefLogitsFn | None = None,
+    eta: float = 20.0,
+    smoothing: float = 0.0,
+    bias=None,
+    ref_bias=None,
+    ignore_index: int = -100,
+    segment_ids: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+    stats: dict | None = None,
+) -> torch.Tensor:
+    """Chunked sequence-consistent GIFT: per-token gains g_t (see sequence_gains) from a first
+    no-grad pass over the reference's gold log-probabilities, then fused_linear_gift_loss.
+
+    labels: (B, T), one sequence per row (or packed, separated by segment_ids).
+    Costs one extra reference logits pass (the gains need the whole gold suffix).
+    """
+    smoothing = check_smoothing(smoothing)
+    h, lab, valid, chunk = _prepare(hidden, weight, labels, ignore_index, chunk_size)
+    ref_fn = _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0])
+    gold = _gold_logp_chunked(ref_fn, lab, valid, smoothing, chunk)
+    gains = sequence_gains(
+        gold.reshape(labels.shape), valid.reshape(labels.shape), eta, segment_ids
+    )
+    return fused_linear_gift_loss(
+        hidden, weight, labels, ref_logits_fn=ref_fn, beta=gains, smoothing=smoothing, bias=bias,
+        ignore_index=ignore_index, chunk_size=chunk_size, stats=stats,
+    )  # fmt: skip
