@@ -205,9 +205,9 @@ def fused_linear_gift_loss(
             raise ValueError(f"beta has {beta.numel()} entries, labels {lab.numel()}")
         if bool((beta < 0).any()) or bool(torch.isnan(beta).any()):
             raise ValueError("beta must be in [0, inf] at every token")
-        beta_tok = beta.reshape(-1).float()
+        beta_tok = upcast(beta.reshape(-1))
     else:
-        beta_tok = torch.full((lab.numel(),), check_beta(beta), device=h.device)
+        beta_tok = torch.full((lab.numel(),), check_beta(beta), dtype=upcast(h[:0]).dtype, device=h.device)
     ref_fn = _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0])
     return _FusedLinearTokenLoss.apply(
         h, weight, bias, lab, beta_tok, ref_fn, smoothing, chunk, stats
@@ -234,13 +234,13 @@ def fused_linear_sft_loss(
 
 @torch.no_grad()
 def _gold_logp_chunked(ref_fn, labels, valid, smoothing, chunk):
-    out = torch.zeros(labels.shape[0], dtype=torch.float32, device=labels.device)
     lab = safe_labels(labels, valid)
+    parts = []
     for s in range(0, labels.shape[0], chunk):
         e = min(labels.shape[0], s + chunk)
         base = smoothed_base_logp(upcast(ref_fn(s, e)), smoothing)
-        out[s:e] = base.gather(-1, lab[s:e].unsqueeze(-1)).squeeze(-1)
-    return out
+        parts.append(base.gather(-1, lab[s:e].unsqueeze(-1)).squeeze(-1))
+    return torch.cat(parts)
 
 
 def fused_linear_sequence_consistent_gift_loss(
