@@ -86,9 +86,7 @@ class CausalLMBody(torch.nn.Module):
         m = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         return m.get_output_embeddings()
 
-    def forward(self, input_ids, attention_mask, return_logits: bool = False):
-        if return_logits:  # dense objectives: the whole model, still through DDP's forward
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+    def forward(self, input_ids, attention_mask):
         return self.decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
@@ -136,36 +134,50 @@ class DataOrder:
 
 
 def _objective_sum(cfg, body, ref_body, policy_model, ref_model, batch, lora, fsdp, old_logp=None):
-    """(sum over response tokens of the per-token loss, number of response tokens)."""
+    """(sum over response tokens of the per-token loss, number of response tokens).
+
+    Only response positions reach the head: hidden states are gathered at valid labels first, so
+    the (tokens x V) head work scales with response tokens, not with prompt length.
+    """
     labels = batch["labels"][:, 1:]
-    n_tokens = int((labels != -100).sum())
+    valid = labels != -100
+    lab = labels[valid]  # (n,)
+    n_tokens = int(valid.sum())
     fn, needs_ref = OBJECTIVES[cfg.objective]
+    if fsdp:  # sharded parameters are only whole inside the root's forward: use its logits
+        logits = _lm_logits(policy_model, batch)[:, :-1][valid]
+        hidden = None
+    else:
+        hidden = body(batch["input_ids"], batch["attention_mask"])[:, :-1][valid]  # (n, H)
+    ref_hidden = None
+    if needs_ref:
+        with torch.no_grad(), _ref_context(policy_model, lora):
+            if fsdp:
+                ref_logits = _lm_logits(ref_model, batch)[:, :-1][valid]
+            else:
+                ref_hidden = ref_body(batch["input_ids"], batch["attention_mask"])[:, :-1][valid]
+    head = _unwrap(body).head()
     if cfg.chunked and cfg.objective in FUSED and not fsdp:
-        hidden = body(batch["input_ids"], batch["attention_mask"])[:, :-1]
-        head = (body.module if hasattr(body, "module") else body).head()
         chunk = cfg.chunk_size or None
         if cfg.objective == "sft":
-            mean = fused_linear_sft_loss(hidden, head.weight, labels, bias=head.bias, chunk_size=chunk)
+            mean = fused_linear_sft_loss(hidden, head.weight, lab, bias=head.bias, chunk_size=chunk)
         else:
-            with torch.no_grad(), _ref_context(policy_model, lora):
-                ref_hidden = _ref_hidden(ref_body, batch)[:, :-1]
-            ref_head = (ref_body.module if hasattr(ref_body, "module") else ref_body).head()
+            ref_head = _unwrap(ref_body).head()
             common = dict(ref_hidden=ref_hidden, ref_weight=ref_head.weight.detach(), bias=head.bias,
                           ref_bias=None if ref_head.bias is None else ref_head.bias.detach(),
                           smoothing=cfg.smoothing, chunk_size=chunk)  # fmt: skip
             if cfg.objective == "gift":
-                mean = fused_linear_gift_loss(hidden, head.weight, labels, beta=cfg.beta, **common)
-            else:
-                mean = fused_linear_sequence_consistent_gift_loss(hidden, head.weight, labels, eta=cfg.eta, **common)
+                mean = fused_linear_gift_loss(hidden, head.weight, lab, beta=cfg.beta, **common)
+            else:  # gains reset at each row: the row index of every response token is its segment
+                rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
+                mean = fused_linear_sequence_consistent_gift_loss(
+                    hidden, head.weight, lab[None], eta=cfg.eta, segment_ids=rows[None], **common
+                )
         return mean * n_tokens, n_tokens
-    if fsdp:
-        logits = _lm_logits(policy_model, batch)[:, :-1]
-    else:
-        logits = body(batch["input_ids"], batch["attention_mask"], return_logits=True)[:, :-1]
-    ref_logits = None
-    if needs_ref:
-        with torch.no_grad(), _ref_context(policy_model, lora):
-            ref_logits = _lm_logits(ref_model, batch)[:, :-1]
+    if not fsdp:
+        logits = head(hidden)  # (n, V)
+        if needs_ref:
+            ref_logits = _unwrap(ref_body).head()(ref_hidden)
     kwargs = {
         "gift": {"beta": cfg.beta, "smoothing": cfg.smoothing},
         "gift_seq": {"eta": cfg.eta, "smoothing": cfg.smoothing},
@@ -174,23 +186,33 @@ def _objective_sum(cfg, body, ref_body, policy_model, ref_model, batch, lora, fs
         "label_smoothing": {"eps": cfg.label_eps},
         "psft": {"old_logp": old_logp, "clip_low": cfg.clip_low, "clip_high": cfg.clip_high},
     }.get(cfg.objective, {})
-    return fn(logits, ref_logits, labels, reduction="sum", **kwargs), n_tokens
+    if cfg.objective == "gift_seq":  # one sequence per row: keep the (B, T) layout for the gains
+        rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
+        return fn(logits[None], ref_logits[None], lab[None], reduction="sum", segment_ids=rows[None], **kwargs), n_tokens
+    return fn(logits, ref_logits if needs_ref else None, lab, reduction="sum", **kwargs), n_tokens
+
+
+def _unwrap(body):
+    return body.module if hasattr(body, "module") else body
 
 
 def _ref_context(policy_model, lora):
     return policy_model.disable_adapter() if lora else nullcontext()
 
 
-def _ref_hidden(ref_body, batch):
-    return ref_body(batch["input_ids"], batch["attention_mask"])
+def _valid_logits(model, batch, valid):
+    """Logits at the response positions only, (n, V)."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = m.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    return m.get_output_embeddings()(hidden[:, :-1][valid])
 
 
 @torch.no_grad()
 def _gold_logp(model, batch):
-    logits = _lm_logits(model, batch)[:, :-1].float()
     labels = batch["labels"][:, 1:]
-    lab = torch.where(labels != -100, labels, 0)
-    return torch.log_softmax(logits, -1).gather(-1, lab.unsqueeze(-1)).squeeze(-1)
+    valid = labels != -100
+    logits = _valid_logits(model, batch, valid).float()
+    return torch.log_softmax(logits, -1).gather(-1, labels[valid].unsqueeze(-1)).squeeze(-1)
 
 
 # -- diagnostics and validation -------------------------------------------------------------------
@@ -198,20 +220,22 @@ def _gold_logp(model, batch):
 
 @torch.no_grad()
 def _token_stats(cfg, model, ref_model, batch, lora):
-    """Teacher-forced per-token statistics of the policy, reference and GIFT target."""
-    logits = _lm_logits(model, batch)[:, :-1]
-    with _ref_context(model, lora):
-        ref_logits = _lm_logits(ref_model, batch)[:, :-1]
+    """Teacher-forced per-token statistics of the policy, reference and GIFT target, (n,) each
+    over the response tokens of the batch."""
     labels = batch["labels"][:, 1:]
     valid = labels != -100
+    logits = _valid_logits(model, batch, valid)
+    with _ref_context(model, lora):
+        ref_logits = _valid_logits(ref_model, batch, valid)
+    lab = labels[valid]
     beta = cfg.beta
     if cfg.objective == "gift_seq":
-        lab = torch.where(valid, labels, 0)
         gold = torch.log_softmax(ref_logits.float(), -1).gather(-1, lab.unsqueeze(-1)).squeeze(-1)
-        beta = sequence_gains(gold, valid, cfg.eta)
-    stats = gift_token_stats(logits, ref_logits, labels, beta, cfg.smoothing)
+        rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
+        beta = sequence_gains(gold[None], torch.ones_like(gold[None], dtype=torch.bool), cfg.eta, rows[None])[0]
+    stats = gift_token_stats(logits, ref_logits, lab, beta, cfg.smoothing)
     stats["topk_overlap"] = topk_overlap(logits, ref_logits, cfg.top_k)
-    return stats, valid
+    return stats, torch.ones_like(lab, dtype=torch.bool)
 
 
 def _validate(cfg, model, ref_model, examples, pad_id, lora, device) -> dict:
