@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.giftlab-installed
 
-.PHONY: demo test test-quick lint bench setup clean
+.PHONY: demo train-demo test test-quick lint bench setup clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/giftlab solve
 
+train-demo: $(STAMP)
+	$(BIN)/giftlab data
+	$(BIN)/giftlab train out_dir=runs/gift-demo
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
@@ -34,6 +38,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_theory.py
+	$(BIN)/python scripts/bench_loss.py
+	$(BIN)/python scripts/bench_train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

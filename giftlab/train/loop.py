@@ -370,6 +370,11 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
     last = {}
     last_ckpt = str(ckpt) if ckpt else None
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") else nullcontext()
+    if start_step == 0 and val_examples:  # the base line: the initial model on held-out data
+        row0 = {"step": 0} | _validate(cfg, policy, ref_model, val_examples, pad_id, lora, device)
+        best_val = row0["val/ce"]
+        if is_main:
+            _log_metrics(metrics_path, tb, row0)
     for step in range(start_step, cfg.max_steps):
         t0 = time.perf_counter()
         micro = []

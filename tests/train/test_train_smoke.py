@@ -30,7 +30,7 @@ def test_every_objective_moves_parameters_with_finite_metrics(tmp_path, data_fil
     moved = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert moved > 0
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]  # step 0: the initial model on validation
     for r in rows:
         for k, v in r.items():
             assert isinstance(v, (int, float)) and math.isfinite(v), (k, v)
@@ -43,7 +43,8 @@ def test_gift_at_infinite_beta_follows_the_sft_trajectory(tmp_path, data_files, 
         model = model_factory()
         train(_cfg(tmp_path / name, *data_files, max_steps=4, **kw), model=model, tokenizer=tok)
         runs[name] = model.state_dict()
-        losses = [json.loads(line)["loss/train"] for line in (tmp_path / name / "run" / "metrics.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (tmp_path / name / "run" / "metrics.jsonl").read_text().splitlines()]
+        losses = [r["loss/train"] for r in rows if "loss/train" in r]
         runs[name + "_loss"] = losses
     torch.testing.assert_close(runs["gift_loss"], runs["sft_loss"])
     for k in runs["sft"]:
@@ -88,3 +89,30 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path, data_files, model_
         model.get_output_embeddings().weight[0, 0] = float("nan")
     with pytest.raises((RuntimeError, ValueError), match="non-finite|NaN or infinite"):
         train(_cfg(tmp_path, *data_files, objective="gift"), model=model, tokenizer=tok)
+
+
+def test_lora_trains_adapters_and_uses_the_base_as_reference(tmp_path, data_files, model_factory, tok):
+    model = model_factory()
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    last = train(_cfg(tmp_path, *data_files, lora_rank=4, lr=5e-2, objective="gift"), model=model, tokenizer=tok)
+    # base weights untouched; with adapters disabled the model is the base again
+    for k, v in base.items():
+        torch.testing.assert_close(model.get_base_model().state_dict()[k], v)
+    assert last["val/kl_policy_ref"] > 0  # the adapters moved the policy away from the reference
+
+
+def test_mismatched_vocabularies_are_rejected(tmp_path, data_files, tok):
+    from giftlab.models import tiny_llama
+
+    with pytest.raises(ValueError, match=r"policy vocabulary \(104\) differs from reference vocabulary \(200\)"):
+        train(_cfg(tmp_path, *data_files), model=tiny_llama(len(tok)), tokenizer=tok, ref_model=tiny_llama(200))
+
+
+def test_tokenizer_without_pad_token_gets_one(tok):
+    import copy
+
+    from giftlab.models import prepare_tokenizer
+
+    t = copy.deepcopy(tok)
+    t.pad_token = None
+    assert prepare_tokenizer(t).pad_token == t.eos_token
