@@ -51,3 +51,16 @@ def provenance() -> dict[str, str]:
 def csv_header_comment() -> str:
     """Provenance as '# key: value' lines, to open a CSV file with."""
     return "".join(f"# {k}: {v}\n" for k, v in provenance().items())
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    """rows -> CSV opened by '# key: value' provenance lines (read with comment='#')."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        f.write(csv_header_comment())
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

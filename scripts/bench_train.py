@@ -44,12 +44,16 @@ def run_child(args, objective: str, chunked: bool) -> dict:
     dev = torch.device(args.device)
     torch.manual_seed(0)
     model = _random_model(args.model) if args.model != "smollm2" else load_model("smollm2")
-    ref = _random_model(args.model) if args.model != "smollm2" else load_model("smollm2")
+    # SFT runs without a reference model in memory, as in the trainer
+    ref = None
+    if objective != "sft":
+        ref = _random_model(args.model) if args.model != "smollm2" else load_model("smollm2")
+        ref.to(dev).eval().requires_grad_(False)
     model.to(dev).train()
-    ref.to(dev).eval().requires_grad_(False)
     if args.bf16:
         model.to(torch.bfloat16)
-        ref.to(torch.bfloat16)
+        if ref is not None:
+            ref.to(torch.bfloat16)
     cfg = TrainConfig(objective=objective, chunked=chunked, beta=20.0, progress=False)
     v = model.get_output_embeddings().weight.shape[0]
     g = torch.Generator().manual_seed(0)
@@ -57,7 +61,8 @@ def run_child(args, objective: str, chunked: bool) -> dict:
     labels = ids.clone()
     labels[:, : args.seq // 4] = -100
     batch = {"input_ids": ids.to(dev), "attention_mask": torch.ones_like(ids).to(dev), "labels": labels.to(dev)}
-    body, ref_body = CausalLMBody(model), CausalLMBody(ref)
+    body = CausalLMBody(model)
+    ref_body = None if ref is None else CausalLMBody(ref)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.01)
 
@@ -86,7 +91,8 @@ def run_child(args, objective: str, chunked: bool) -> dict:
     best = min(times)
     return {"objective": objective, "loss_form": "chunked" if chunked else "dense", "model": args.model,
             "device": args.device, "dtype": "bf16" if args.bf16 else "fp32", "batch": args.batch, "seq": args.seq,
-            "step_s": best, "tokens_per_s": args.batch * args.seq / best, "peak_gib": peak / 2**30}  # fmt: skip
+            "step_s": best, "tokens_per_s": args.batch * args.seq / best, "peak_gib": peak / 2**30,
+            "ref_weights_gib": 0.0 if ref is None else sum(p.numel() * p.element_size() for p in ref.parameters()) / 2**30}  # fmt: skip
 
 
 def main() -> None:
@@ -121,11 +127,13 @@ def main() -> None:
         print(f"{objective:5s} {row['loss_form']:8s} step {row['step_s']:7.3f} s  {row['tokens_per_s']:9.1f} tok/s  "
               f"peak {row['peak_gib']:6.2f} GiB", flush=True)  # fmt: skip
     by = {(r["objective"], r["loss_form"]): r for r in rows}
+    ref_gib = max((r["ref_weights_gib"] for r in rows), default=0.0)
     for form in ("dense", "chunked"):
         if ("sft", form) in by and ("gift", form) in by:
             ratio = by[("gift", form)]["step_s"] / by[("sft", form)]["step_s"]
             extra = by[("gift", form)]["peak_gib"] - by[("sft", form)]["peak_gib"]
-            print(f"{form}: GIFT/SFT step time {ratio:.2f}x, GIFT peak - SFT peak {extra:+.2f} GiB")
+            print(f"{form}: GIFT/SFT step time {ratio:.2f}x, GIFT peak - SFT peak {extra:+.2f} GiB "
+                  f"(reference weights: {ref_gib:.2f} GiB)")
     out = args.out or Path(f"paper_figures/benchmarks/bench_train_{args.device}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:

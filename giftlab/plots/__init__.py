@@ -1,0 +1,42 @@
+"""matplotlib helpers: arrays in, a Figure out; no computation, no file I/O."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def panels(n: int, width: float = 4.6, height: float = 3.6):
+    """A row of n axes; returns (fig, axes list)."""
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, list(axes[0])
+
+
+def lines(ax, x, series: dict, xlabel: str, ylabel: str, title: str = "", logx=False, logy=False,
+          styles: dict | None = None, band: dict | None = None):  # fmt: skip
+    """One line per entry of `series` ({label: y}); optional `band` ({label: (lo, hi)}) shading."""
+    for label, y in series.items():
+        kw = (styles or {}).get(label, {})
+        ax.plot(x if not isinstance(x, dict) else x[label], y, label=label, **kw)
+        if band and label in band:
+            lo, hi = band[label]
+            ax.fill_between(x if not isinstance(x, dict) else x[label], lo, hi, alpha=0.2, color=ax.lines[-1].get_color())
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def caption(fig, text: str):
+    fig.suptitle(text, fontsize=10)
+    fig.tight_layout()
+    return fig
