@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/giftlab solve
+	$(BIN)/giftlab demo
 
 train-demo: $(STAMP)
 	$(BIN)/giftlab data

@@ -233,6 +233,37 @@ def run_train(args) -> int:
     return 0
 
 
+def add_figures_parsers(sub) -> None:
+    p = sub.add_parser("figures", help="regenerate every figure (scripts/fig*.py) with its CSV",
+                       description="Run every scripts/fig*.py; each writes NAME.csv (with provenance) and NAME.png.")
+    p.add_argument("--out", default="paper_figures", help="output folder (default paper_figures)")
+    p.add_argument("--quick", action="store_true", help="small versions of every figure (seconds; for tests)")
+    p.set_defaults(func=run_figures)
+    d = sub.add_parser("demo", help="the main job: exact figures and a markdown report",
+                       description="Regenerate the exact figures and write OUT/report.md with them and the solver report.")
+    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    d.add_argument("--quick", action="store_true", help="small figures (seconds)")
+    d.set_defaults(func=run_demo_cmd)
+
+
+def run_figures(args) -> int:
+    from pathlib import Path
+
+    from giftlab.figures import regenerate
+
+    regenerate(Path(args.out), quick=args.quick)
+    return 0
+
+
+def run_demo_cmd(args) -> int:
+    from pathlib import Path
+
+    from giftlab.reports.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="giftlab",
@@ -242,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     add_solve_parser(sub)
     add_data_parser(sub)
     add_train_parser(sub)
+    add_figures_parsers(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -38,13 +38,16 @@ def provenance() -> dict[str, str]:
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": str(__import__("os").cpu_count()),
     }
-    try:
-        import torch
+    import sys
+    from importlib import metadata
 
-        info["torch"] = torch.__version__
-        info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    except ImportError:
+    try:
+        info["torch"] = metadata.version("torch")
+    except metadata.PackageNotFoundError:
         pass
+    torch = sys.modules.get("torch")  # the device only when torch is already in use
+    if torch is not None:
+        info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return info
 
 

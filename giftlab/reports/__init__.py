@@ -1,0 +1,1 @@
+"""Markdown reports assembled from figures and tables (no computation here)."""
