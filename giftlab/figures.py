@@ -19,6 +19,7 @@ def figure_scripts() -> list[Path]:
 
 def regenerate(out: Path, quick: bool = False, log=print) -> list[dict]:
     """Run every figure script; returns [{script, seconds, pngs}] and raises if one fails."""
+    out = Path(out).resolve()  # the scripts run from scripts/: a relative path must not move
     out.mkdir(parents=True, exist_ok=True)
     done = []
     for script in figure_scripts():
