@@ -173,13 +173,23 @@ def add_data_parser(sub) -> None:
             "verifier's metadata for evaluation."
         ),
     )
-    p.add_argument("--task", default="countdown", choices=sorted(TASK_DEFAULTS), help="task (default countdown)")
+    p.add_argument(
+        "--task",
+        default="countdown",
+        choices=sorted(TASK_DEFAULTS),
+        help="task (default countdown)",
+    )
     p.add_argument("--n-train", type=int, default=512, help="training problems (default 512)")
     p.add_argument("--n-val", type=int, default=64, help="validation problems (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed (validation uses a disjoint one)")
     p.add_argument("--out", default=None, help="output folder (default data/TASK)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="task settings, e.g. max_numbers=4 (defaults suit a 135M model)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task settings, e.g. max_numbers=4 (defaults suit a 135M model)",
+    )
     p.set_defaults(func=run_data)
 
 
@@ -187,7 +197,9 @@ def run_data(args) -> int:
     from giftlab.data.tasks import write_task_data
 
     if args.n_train < 1 or args.n_val < 0:
-        raise ValueError(f"--n-train must be >= 1 and --n-val >= 0, got {args.n_train}, {args.n_val}")
+        raise ValueError(
+            f"--n-train must be >= 1 and --n-val >= 0, got {args.n_train}, {args.n_val}"
+        )
     settings = {}
     for item in args.set:
         key, _, raw = item.partition("=")
@@ -197,7 +209,9 @@ def run_data(args) -> int:
             settings[key] = json.loads(raw)
         except json.JSONDecodeError:
             settings[key] = raw
-    paths = write_task_data(args.task, args.out or f"data/{args.task}", args.n_train, args.n_val, args.seed, settings)
+    paths = write_task_data(
+        args.task, args.out or f"data/{args.task}", args.n_train, args.n_val, args.seed, settings
+    )
     for split, path in paths.items():
         print(f"wrote {path} ({split})")
     return 0
@@ -217,8 +231,12 @@ def add_train_parser(sub) -> None:
         ),
     )
     p.add_argument("--config", default=None, help="YAML file of settings")
-    p.add_argument("--resume", action="store_true", help="continue from out_dir's latest checkpoint")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings overriding the config")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from out_dir's latest checkpoint"
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="settings overriding the config"
+    )
     p.set_defaults(func=run_train)
 
 
@@ -228,19 +246,38 @@ def run_train(args) -> int:
     cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
     cfg = cfg.with_overrides(args.overrides)
     last = train(cfg, resume=args.resume)
-    keys = ["step", "loss/train", "val/ce", "val/policy_entropy", "val/kl_policy_ref", "perf/tokens_per_s"]
-    print("finished: " + ", ".join(f"{k} {last[k]:.4g}" for k in keys if k in last) + f"  ({cfg.out_dir})")
+    keys = [
+        "step",
+        "loss/train",
+        "val/ce",
+        "val/policy_entropy",
+        "val/kl_policy_ref",
+        "perf/tokens_per_s",
+    ]
+    print(
+        "finished: "
+        + ", ".join(f"{k} {last[k]:.4g}" for k in keys if k in last)
+        + f"  ({cfg.out_dir})"
+    )
     return 0
 
 
 def add_figures_parsers(sub) -> None:
-    p = sub.add_parser("figures", help="regenerate every figure (scripts/fig*.py) with its CSV",
-                       description="Run every scripts/fig*.py; each writes NAME.csv (with provenance) and NAME.png.")
+    p = sub.add_parser(
+        "figures",
+        help="regenerate every figure (scripts/fig*.py) with its CSV",
+        description="Run every scripts/fig*.py; each writes NAME.csv (with provenance) and NAME.png.",
+    )
     p.add_argument("--out", default="paper_figures", help="output folder (default paper_figures)")
-    p.add_argument("--quick", action="store_true", help="small versions of every figure (seconds; for tests)")
+    p.add_argument(
+        "--quick", action="store_true", help="small versions of every figure (seconds; for tests)"
+    )
     p.set_defaults(func=run_figures)
-    d = sub.add_parser("demo", help="the main job: exact figures and a markdown report",
-                       description="Regenerate the exact figures and write OUT/report.md with them and the solver report.")
+    d = sub.add_parser(
+        "demo",
+        help="the main job: exact figures and a markdown report",
+        description="Regenerate the exact figures and write OUT/report.md with them and the solver report.",
+    )
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     d.add_argument("--quick", action="store_true", help="small figures (seconds)")
     d.set_defaults(func=run_demo_cmd)

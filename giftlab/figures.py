@@ -13,7 +13,9 @@ SCRIPTS_DIR = Path(__file__).resolve().parents[1] / "scripts"
 def figure_scripts() -> list[Path]:
     scripts = sorted(SCRIPTS_DIR.glob("fig[0-9]*.py"))
     if not scripts:
-        raise FileNotFoundError(f"no figure scripts in {SCRIPTS_DIR} (giftlab figures needs the source checkout)")
+        raise FileNotFoundError(
+            f"no figure scripts in {SCRIPTS_DIR} (giftlab figures needs the source checkout)"
+        )
     return scripts
 
 

@@ -35,7 +35,9 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def run_one(method: str, n: int, v: int, h: int, device: str, dtype_name: str, repeats: int, beta: float) -> dict:
+def run_one(
+    method: str, n: int, v: int, h: int, device: str, dtype_name: str, repeats: int, beta: float
+) -> dict:
     import torch
     import torch.nn.functional as F
 
@@ -61,7 +63,9 @@ def run_one(method: str, n: int, v: int, h: int, device: str, dtype_name: str, r
         "naive_gift": naive,
         "torch_ce": lambda: F.cross_entropy((hid @ w.T).float(), labels),
         "dense_gift": lambda: gift_loss(hid @ w.T, (rh @ rw.T).detach(), labels, beta),
-        "chunked_gift": lambda: fused_linear_gift_loss(hid, w, labels, ref_hidden=rh, ref_weight=rw, beta=beta),
+        "chunked_gift": lambda: fused_linear_gift_loss(
+            hid, w, labels, ref_hidden=rh, ref_weight=rw, beta=beta
+        ),
         "chunked_sft": lambda: fused_linear_sft_loss(hid, w, labels),
     }
     fn = fns[method]
@@ -113,7 +117,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--beta", type=float, default=20.0)
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    p.add_argument("--out", type=Path, default=None, help="CSV path (default paper_figures/benchmarks/bench_loss_<device>.csv)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="CSV path (default paper_figures/benchmarks/bench_loss_<device>.csv)",
+    )
     p.add_argument("--child", nargs=2, metavar=("METHOD", "N"), help=argparse.SUPPRESS)
     args = p.parse_args()
 
@@ -138,10 +147,17 @@ def main() -> None:
                 continue
             row = json.loads(line[0][7:])
             rows.append(row)
-            print(f"N={n:6d} {method:13s} {row['ms']:9.1f} ms   peak extra {row['peak_extra_gib']:7.3f} GiB", flush=True)
+            print(
+                f"N={n:6d} {method:13s} {row['ms']:9.1f} ms   peak extra {row['peak_extra_gib']:7.3f} GiB",
+                flush=True,
+            )
     by = {(r["method"], r["n_tokens"]): r for r in rows}
     for n in args.n:
-        ce, dense, chunk = by.get(("torch_ce", n)), by.get(("dense_gift", n)), by.get(("chunked_gift", n))
+        ce, dense, chunk = (
+            by.get(("torch_ce", n)),
+            by.get(("dense_gift", n)),
+            by.get(("chunked_gift", n)),
+        )
         if chunk and dense:
             print(f"N={n}: chunked/dense GIFT time {chunk['ms'] / dense['ms']:.2f}x", end="")
         if chunk and ce:

@@ -60,7 +60,11 @@ def run_child(args, objective: str, chunked: bool) -> dict:
     ids = torch.randint(0, v, (args.batch, args.seq), generator=g)
     labels = ids.clone()
     labels[:, : args.seq // 4] = -100
-    batch = {"input_ids": ids.to(dev), "attention_mask": torch.ones_like(ids).to(dev), "labels": labels.to(dev)}
+    batch = {
+        "input_ids": ids.to(dev),
+        "attention_mask": torch.ones_like(ids).to(dev),
+        "labels": labels.to(dev),
+    }
     body = CausalLMBody(model)
     ref_body = None if ref is None else CausalLMBody(ref)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -87,7 +91,11 @@ def run_child(args, objective: str, chunked: bool) -> dict:
         step()
         sync()
         times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = (
+        torch.cuda.max_memory_allocated()
+        if dev.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    )
     best = min(times)
     return {"objective": objective, "loss_form": "chunked" if chunked else "dense", "model": args.model,
             "device": args.device, "dtype": "bf16" if args.bf16 else "fp32", "batch": args.batch, "seq": args.seq,
@@ -98,7 +106,9 @@ def run_child(args, objective: str, chunked: bool) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--model", default="smollm2", help="smollm2 (real weights) or qwen0.5b (random, real shape)")
+    p.add_argument(
+        "--model", default="smollm2", help="smollm2 (real weights) or qwen0.5b (random, real shape)"
+    )
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--steps", type=int, default=3)
@@ -114,8 +124,23 @@ def main() -> None:
 
     rows = []
     for objective, chunked in CONFIGS:
-        cmd = [sys.executable, __file__, "--child", objective, str(int(chunked)), "--device", args.device,
-               "--model", args.model, "--batch", str(args.batch), "--seq", str(args.seq), "--steps", str(args.steps)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            objective,
+            str(int(chunked)),
+            "--device",
+            args.device,
+            "--model",
+            args.model,
+            "--batch",
+            str(args.batch),
+            "--seq",
+            str(args.seq),
+            "--steps",
+            str(args.steps),
+        ]
         cmd += ["--bf16"] if args.bf16 else []  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
@@ -132,8 +157,10 @@ def main() -> None:
         if ("sft", form) in by and ("gift", form) in by:
             ratio = by[("gift", form)]["step_s"] / by[("sft", form)]["step_s"]
             extra = by[("gift", form)]["peak_gib"] - by[("sft", form)]["peak_gib"]
-            print(f"{form}: GIFT/SFT step time {ratio:.2f}x, GIFT peak - SFT peak {extra:+.2f} GiB "
-                  f"(reference weights: {ref_gib:.2f} GiB)")
+            print(
+                f"{form}: GIFT/SFT step time {ratio:.2f}x, GIFT peak - SFT peak {extra:+.2f} GiB "
+                f"(reference weights: {ref_gib:.2f} GiB)"
+            )
     out = args.out or Path(f"paper_figures/benchmarks/bench_train_{args.device}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as f:

@@ -6,8 +6,8 @@ q(y) = p e^beta / (1 + (e^beta - 1) p),  w = (e^beta - 1) p / (1 + (e^beta - 1) 
 import sys
 
 import numpy as np
-
 from _figure import figure_args
+
 from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
 from giftlab.theory.gift import gift_target, mixture_weight
@@ -23,14 +23,34 @@ def main(argv=None):
         m = [float(gift_target(base, np.array([0]), b)[0, 0]) for b in betas]
         w = [float(mixture_weight(p, b)) for b in betas]
         mass[f"p = {p:g}"], gate[f"p = {p:g}"] = m, w
-        rows += [{"base_gold_prob": p, "beta": float(b), "target_gold_mass": mm, "gate_w": ww} for b, mm, ww in zip(betas, m, w)]
+        rows += [
+            {"base_gold_prob": p, "beta": float(b), "target_gold_mass": mm, "gate_w": ww}
+            for b, mm, ww in zip(betas, m, w)
+        ]
     write_csv(args.out / "fig1_gate.csv", rows)
     fig, (a, b) = panels(2)
-    lines(a, betas, mass, "beta (inverse temperature, 1/reward)", "target gold mass q(y*)", "GIFT target on the gold token")
-    lines(b, betas, gate, "beta (inverse temperature, 1/reward)", "gate w = weight of SFT", "q = (1 - w) pi0 + w onehot")
+    lines(
+        a,
+        betas,
+        mass,
+        "beta (inverse temperature, 1/reward)",
+        "target gold mass q(y*)",
+        "GIFT target on the gold token",
+    )
+    lines(
+        b,
+        betas,
+        gate,
+        "beta (inverse temperature, 1/reward)",
+        "gate w = weight of SFT",
+        "q = (1 - w) pi0 + w onehot",
+    )
     b.axvline(20, color="k", ls=":", lw=1)
     b.text(20.3, 0.05, "beta = 20\n(reference default)", fontsize=7)
-    caption(fig, "The gate: GIFT departs from SFT only where the base finds the gold token unlikely (p < ~e^-beta)")
+    caption(
+        fig,
+        "The gate: GIFT departs from SFT only where the base finds the gold token unlikely (p < ~e^-beta)",
+    )
     fig.savefig(args.out / "fig1_gate.png", dpi=120)
 
 

@@ -6,8 +6,8 @@ g_t = log(1 + (e^eta - 1) prod_{u > t} pi0(y*_u)) <= eta, with equality at the l
 import sys
 
 import numpy as np
-
 from _figure import figure_args
+
 from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
 from giftlab.theory import TabularLM
@@ -32,12 +32,30 @@ def main(argv=None):
                  for i, pp, gg in zip(t, p, g)]  # fmt: skip
     write_csv(args.out / "fig2_gains.csv", rows)
     fig, (a, b) = panels(2)
-    styles = {k: {"ls": "--", "color": c} for k, c in zip([k for k in series if k.startswith("GIFT")], ["C0", "C1", "C2"])}
-    styles |= {k: {"marker": "o", "color": c} for k, c in zip([k for k in series if k.startswith("exact")], ["C0", "C1", "C2"])}
-    lines(a, t, series, "position t along the gold sequence", "gain (nats)", "gain per token", logy=True, styles=styles)
+    styles = {
+        k: {"ls": "--", "color": c}
+        for k, c in zip([k for k in series if k.startswith("GIFT")], ["C0", "C1", "C2"])
+    }
+    styles |= {
+        k: {"marker": "o", "color": c}
+        for k, c in zip([k for k in series if k.startswith("exact")], ["C0", "C1", "C2"])
+    }
+    lines(
+        a,
+        t,
+        series,
+        "position t along the gold sequence",
+        "gain (nats)",
+        "gain per token",
+        logy=True,
+        styles=styles,
+    )
     lines(b, t, {"pi0(y*_t)": p, "pi0(y*_>t) (suffix)": np.exp(np.concatenate([np.cumsum(np.log(p)[::-1])[::-1][1:], [0.0]]))},
           "position t along the gold sequence", "probability", "base probabilities on the gold path", logy=True)  # fmt: skip
-    caption(fig, "A constant beta boosts early tokens more than the sequence-level Gibbs policy (g_t < eta before the end)")
+    caption(
+        fig,
+        "A constant beta boosts early tokens more than the sequence-level Gibbs policy (g_t < eta before the end)",
+    )
     fig.savefig(args.out / "fig2_gains.png", dpi=120)
 
 

@@ -7,8 +7,8 @@ pi0 elsewhere (a model that fits the target exactly), on a TabularLM.
 import sys
 
 import numpy as np
-
 from _figure import figure_args
+
 from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
 from giftlab.theory import TabularLM
@@ -31,7 +31,10 @@ def main(argv=None):
           "beta", "KL(pi || pi0) (nats)", "KL to the base", logx=True)  # fmt: skip
     lines(c, betas[1:], {"exact Gibbs": col("exact_gold_mass")[1:], "GIFT-induced": col("gift_gold_mass")[1:]},
           "beta", "probability of y*", "gold mass", logx=True)  # fmt: skip
-    caption(fig, f"V=4, T={lm.horizon}, gold base prob {rep['instance']['gold_base_prob']:.2g}: GIFT's constant beta over-tilts at moderate beta")
+    caption(
+        fig,
+        f"V=4, T={lm.horizon}, gold base prob {rep['instance']['gold_base_prob']:.2g}: GIFT's constant beta over-tilts at moderate beta",
+    )
     fig.savefig(args.out / "fig3_entropy_kl.png", dpi=120)
 
 

@@ -9,12 +9,19 @@ other correct answers; GIFT (demonstrations only) lands in between.
 import sys
 
 import numpy as np
-
 from _figure import figure_args
+
 from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
 from giftlab.theory.bandit import gibbs_policy, kl_divergence
-from giftlab.theory.simulator import Policy, fit_initialisation, global_optimum, initial_targets, make_problem, policy_gradient_step
+from giftlab.theory.simulator import (
+    Policy,
+    fit_initialisation,
+    global_optimum,
+    initial_targets,
+    make_problem,
+    policy_gradient_step,
+)
 
 
 def main(argv=None):
@@ -26,9 +33,15 @@ def main(argv=None):
     base = Policy.tabular(prob)
     steps = 150 if args.quick else 1500
     starts = {
-        "SFT (one-hot demo)": fit_initialisation(base, initial_targets(prob, "sft"), prompts, max_steps=400)[0],
-        f"GIFT beta = {beta:g} (demo only)": fit_initialisation(base, initial_targets(prob, "gift", beta), prompts, max_steps=400)[0],
-        f"Gibbs pi0 exp({beta:g} r)": _from_probs(base, gibbs_policy(prob.base_probs, prob.reward, beta)),
+        "SFT (one-hot demo)": fit_initialisation(
+            base, initial_targets(prob, "sft"), prompts, max_steps=400
+        )[0],
+        f"GIFT beta = {beta:g} (demo only)": fit_initialisation(
+            base, initial_targets(prob, "gift", beta), prompts, max_steps=400
+        )[0],
+        f"Gibbs pi0 exp({beta:g} r)": _from_probs(
+            base, gibbs_policy(prob.base_probs, prob.reward, beta)
+        ),
     }
     optimum = global_optimum(prob, eta)
     rows, series, limits = [], {}, {}
@@ -38,7 +51,14 @@ def main(argv=None):
         for step in range(steps + 1):
             d = float(kl_divergence(pol.probs(), optimum).mean())
             dist.append(d)
-            rows.append({"start": name, "step": step, "kl_to_optimum": d, "reward": float((pol.probs() * prob.reward).sum(1).mean())})
+            rows.append(
+                {
+                    "start": name,
+                    "step": step,
+                    "kl_to_optimum": d,
+                    "reward": float((pol.probs() * prob.reward).sum(1).mean()),
+                }
+            )
             pol = policy_gradient_step(pol, lr=20.0, kl_coef=1.0 / lam_rl, kl_ref=init)
         limit = gibbs_policy(init, prob.reward, lam_rl)  # the exact RL optimum from this start
         series[name] = dist
@@ -51,7 +71,10 @@ def main(argv=None):
           f"eta = {eta:g}, lam_rl = {lam_rl:g}; dotted: each start's exact RL limit", logy=True)  # fmt: skip
     for line, name in zip(a.lines[: len(series)], series):
         a.axhline(limits[name], color=line.get_color(), ls=":", lw=1)
-    caption(fig, "The bridge: a Gibbs start with beta = eta - lam_rl reaches the optimum; SFT is absorbing")
+    caption(
+        fig,
+        "The bridge: a Gibbs start with beta = eta - lam_rl reaches the optimum; SFT is absorbing",
+    )
     fig.savefig(args.out / "fig4_bridge.png", dpi=120)
 
 

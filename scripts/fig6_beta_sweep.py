@@ -7,11 +7,17 @@ SFT (beta = inf) is drawn as a horizontal line. GRPO: group 8, no KL, advantages
 import sys
 
 import numpy as np
-
 from _figure import figure_args
+
 from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
-from giftlab.theory.simulator import Policy, fit_initialisation, grpo_step, initial_targets, make_problem
+from giftlab.theory.simulator import (
+    Policy,
+    fit_initialisation,
+    grpo_step,
+    initial_targets,
+    make_problem,
+)
 
 
 def main(argv=None):
@@ -24,8 +30,13 @@ def main(argv=None):
         prob = make_problem(seed=seed)
         base = Policy.loglinear(prob)
         prompts = np.arange(prob.n_train)
-        inits = {b: fit_initialisation(base, initial_targets(prob, "gift", b), prompts, max_steps=300)[0] for b in betas}
-        inits[np.inf] = fit_initialisation(base, initial_targets(prob, "sft"), prompts, max_steps=300)[0]
+        inits = {
+            b: fit_initialisation(base, initial_targets(prob, "gift", b), prompts, max_steps=300)[0]
+            for b in betas
+        }
+        inits[np.inf] = fit_initialisation(
+            base, initial_targets(prob, "sft"), prompts, max_steps=300
+        )[0]
         for b, pol in inits.items():
             rng = np.random.default_rng(1000 + seed)
             for _ in range(rl_steps):

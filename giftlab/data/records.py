@@ -26,9 +26,13 @@ def _rows(path: Path):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
+                raise ValueError(
+                    f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})"
+                ) from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+                raise ValueError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}"
+                )
             yield f"{path}:{lineno}", row
 
 
@@ -41,13 +45,17 @@ def read_records(
     if not path.exists():
         raise FileNotFoundError(f"data file {path} does not exist (make one with `giftlab data`)")
     if path.suffix not in (".jsonl", ".json", ".parquet"):
-        raise ValueError(f"{path}: unsupported data format {path.suffix!r} (use .jsonl or .parquet)")
+        raise ValueError(
+            f"{path}: unsupported data format {path.suffix!r} (use .jsonl or .parquet)"
+        )
     out = []
     for where, row in _rows(path):
         if messages_key in row:
             msgs = row[messages_key]
             if not isinstance(msgs, list) or not msgs or msgs[-1].get("role") != "assistant":
-                raise ValueError(f"{where}: {messages_key!r} must be a list ending with an assistant message")
+                raise ValueError(
+                    f"{where}: {messages_key!r} must be a list ending with an assistant message"
+                )
             prompt_msgs, response = [dict(m) for m in msgs[:-1]], msgs[-1].get("content", "")
         else:
             missing = [k for k in (prompt_key, response_key) if k not in row]
@@ -56,7 +64,10 @@ def read_records(
                     f"{where}: missing key(s) {missing}; the record has keys {sorted(row)} "
                     f"(set prompt_key/response_key, or give {messages_key!r})"
                 )
-            prompt_msgs, response = [{"role": "user", "content": str(row[prompt_key])}], row[response_key]
+            prompt_msgs, response = (
+                [{"role": "user", "content": str(row[prompt_key])}],
+                row[response_key],
+            )
         if not isinstance(response, str) or not response.strip():
             raise ValueError(f"{where}: empty response")
         out.append({"messages": prompt_msgs, "response": response, "where": where, "raw": row})

@@ -41,8 +41,12 @@ def encode_records(records, tokenizer, max_length: int, overlong: str = "skip"):
         raise ValueError("tokenizer has no eos token")
     stats, out = EncodeStats(), []
     for rec in records:
-        p_ids = tokenizer(prompt_text(tokenizer, rec["messages"]), add_special_tokens=False)["input_ids"]
-        r_ids = tokenizer(rec["response"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        p_ids = tokenizer(prompt_text(tokenizer, rec["messages"]), add_special_tokens=False)[
+            "input_ids"
+        ]
+        r_ids = tokenizer(rec["response"], add_special_tokens=False)["input_ids"] + [
+            tokenizer.eos_token_id
+        ]
         if len(p_ids) + len(r_ids) > max_length:
             if overlong == "fail":
                 raise ValueError(

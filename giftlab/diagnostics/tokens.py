@@ -6,7 +6,9 @@ import torch
 
 
 @torch.no_grad()
-def topk_overlap(logits: torch.Tensor, ref_logits: torch.Tensor, k: int = 10, chunk_rows: int = 1024) -> torch.Tensor:
+def topk_overlap(
+    logits: torch.Tensor, ref_logits: torch.Tensor, k: int = 10, chunk_rows: int = 1024
+) -> torch.Tensor:
     """|topK(pi) ∩ topK(pi0)| / K per token, (...), computed chunk by chunk over rows."""
     v = logits.shape[-1]
     k = min(k, v)
@@ -19,7 +21,9 @@ def topk_overlap(logits: torch.Tensor, ref_logits: torch.Tensor, k: int = 10, ch
     return out.reshape(logits.shape[:-1])
 
 
-def summarize_token_stats(stats: dict[str, torch.Tensor], valid: torch.Tensor, prefix: str = "diag/") -> dict[str, float]:
+def summarize_token_stats(
+    stats: dict[str, torch.Tensor], valid: torch.Tensor, prefix: str = "diag/"
+) -> dict[str, float]:
     """Means over valid tokens of every statistic, plus the gate's quantiles (10/50/90 %) and the
     fraction of tokens with w < 1/2 (where GIFT departs from SFT towards the base)."""
     out = {}
@@ -31,7 +35,9 @@ def summarize_token_stats(stats: dict[str, torch.Tensor], valid: torch.Tensor, p
     if "gate_w" in stats:
         w = stats["gate_w"][valid].double()
         q = torch.quantile(w, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
-        out[f"{prefix}gate_w_q10"], out[f"{prefix}gate_w_q50"], out[f"{prefix}gate_w_q90"] = map(float, q)
+        out[f"{prefix}gate_w_q10"], out[f"{prefix}gate_w_q50"], out[f"{prefix}gate_w_q90"] = map(
+            float, q
+        )
         out[f"{prefix}gate_w_frac_below_half"] = float((w < 0.5).double().mean())
     out[f"{prefix}tokens"] = n
     return out

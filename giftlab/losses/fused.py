@@ -207,7 +207,9 @@ def fused_linear_gift_loss(
             raise ValueError("beta must be in [0, inf] at every token")
         beta_tok = upcast(beta.reshape(-1))
     else:
-        beta_tok = torch.full((lab.numel(),), check_beta(beta), dtype=upcast(h[:0]).dtype, device=h.device)
+        beta_tok = torch.full(
+            (lab.numel(),), check_beta(beta), dtype=upcast(h[:0]).dtype, device=h.device
+        )
     ref_fn = _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0])
     return _FusedLinearTokenLoss.apply(
         h, weight, bias, lab, beta_tok, ref_fn, smoothing, chunk, stats

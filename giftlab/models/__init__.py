@@ -1,7 +1,13 @@
 """Loading local causal LMs (never from a hub): the bundled SmolLM2 and any checkpoint folder,
 plus tiny random models and tokenizers for tests."""
 
-from giftlab.models.loading import DEFAULT_MODEL, load_model, load_tokenizer, prepare_tokenizer, resolve_model_path
+from giftlab.models.loading import (
+    DEFAULT_MODEL,
+    load_model,
+    load_tokenizer,
+    prepare_tokenizer,
+    resolve_model_path,
+)
 from giftlab.models.tiny import tiny_llama, tiny_tokenizer
 
 __all__ = [

@@ -54,7 +54,9 @@ def prepare_tokenizer(tok):
             log.warning("tokenizer has no pad token: padding with its eos token %r", tok.eos_token)
             tok.pad_token = tok.eos_token
         else:
-            raise ValueError("tokenizer has neither a pad nor an eos token: give it one before training")
+            raise ValueError(
+                "tokenizer has neither a pad nor an eos token: give it one before training"
+            )
     tok.padding_side = "right"
     return tok
 
@@ -66,7 +68,9 @@ def _convert_smollm2(target: Path) -> None:
     folder = _smollm2_gguf_folder()
     log.warning("converting %s from GGUF once into %s (about 30-45 s)", REPORT_NAME, target)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_NAME, dtype=torch.float32)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=GGUF_NAME, dtype=torch.float32
+    )
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -101,7 +105,9 @@ def resolve_model_path(name_or_path: str) -> Path:
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
-    return prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), local_files_only=True))
+    return prepare_tokenizer(
+        AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), local_files_only=True)
+    )
 
 
 def load_model(name_or_path: str, dtype=None):

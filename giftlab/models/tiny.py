@@ -29,7 +29,9 @@ def tiny_tokenizer():
     return tok
 
 
-def tiny_llama(vocab_size: int = 128, seed: int = 0, hidden_size: int = 32, layers: int = 2, tie: bool = True):
+def tiny_llama(
+    vocab_size: int = 128, seed: int = 0, hidden_size: int = 32, layers: int = 2, tie: bool = True
+):
     """A randomly initialised 2-layer Llama (float32) for tests."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

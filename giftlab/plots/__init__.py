@@ -22,7 +22,13 @@ def lines(ax, x, series: dict, xlabel: str, ylabel: str, title: str = "", logx=F
         ax.plot(x if not isinstance(x, dict) else x[label], y, label=label, **kw)
         if band and label in band:
             lo, hi = band[label]
-            ax.fill_between(x if not isinstance(x, dict) else x[label], lo, hi, alpha=0.2, color=ax.lines[-1].get_color())
+            ax.fill_between(
+                x if not isinstance(x, dict) else x[label],
+                lo,
+                hi,
+                alpha=0.2,
+                color=ax.lines[-1].get_color(),
+            )
     if logx:
         ax.set_xscale("log")
     if logy:

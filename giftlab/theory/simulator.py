@@ -150,7 +150,7 @@ def fit_initialisation(policy: Policy, targets: np.ndarray, prompts: np.ndarray,
     w = pol.w.copy()
     loss, grad = loss_grad(w)
     step = 0
-    for step in range(1, max_steps + 1):
+    for step in range(1, max_steps + 1):  # noqa: B007 - the step count is returned
         if target_loss is not None and loss <= target_loss:
             break
         eta = lr
@@ -198,7 +198,9 @@ def rl_metrics(policy: Policy, eps: float = 1e-3, ks=(1, 4, 16)) -> dict[str, fl
             out[f"{name}/pass@{k}"] = float(v)
         out[f"{name}/entropy"] = float(entropy(pi[sl]).mean())
         out[f"{name}/kl_to_base"] = float(kl_divergence(pi[sl], prob.base_probs[sl]).mean())
-        out[f"{name}/correct_above_eps"] = float(((pi[sl] > eps) & (prob.reward[sl] > 0)).sum(1).mean())
+        out[f"{name}/correct_above_eps"] = float(
+            ((pi[sl] > eps) & (prob.reward[sl] > 0)).sum(1).mean()
+        )
     return out
 
 
@@ -224,7 +226,9 @@ def policy_gradient_step(policy: Policy, lr: float, kl_coef: float = 0.0, kl_ref
     return new
 
 
-def grpo_step(policy: Policy, lr: float, group: int, rng: np.random.Generator, prompts=None) -> Policy:
+def grpo_step(
+    policy: Policy, lr: float, group: int, rng: np.random.Generator, prompts=None
+) -> Policy:
     """One sampled GRPO step (no KL, advantages not divided by std, one update so the PPO clip is
     inactive): per prompt, G samples, A_i = r_i - mean(r), gradient mean_i A_i (onehot(y_i) - pi)."""
     prob = policy.problem

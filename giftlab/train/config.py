@@ -25,8 +25,12 @@ def _f(default, help: str):
 @dataclass
 class TrainConfig:
     # -- model
-    model: str = _f("smollm2", "'smollm2' (the bundled SmolLM2-135M-Instruct) or a local checkpoint folder")
-    ref_model: str = _f("", "reference (base) model folder; empty: the initial policy (or, with LoRA, adapters off)")
+    model: str = _f(
+        "smollm2", "'smollm2' (the bundled SmolLM2-135M-Instruct) or a local checkpoint folder"
+    )
+    ref_model: str = _f(
+        "", "reference (base) model folder; empty: the initial policy (or, with LoRA, adapters off)"
+    )
     lora_rank: int = _f(0, "LoRA rank (0: full fine-tuning)")
     lora_alpha: float = _f(16.0, "LoRA alpha")
     grad_checkpointing: bool = _f(False, "gradient checkpointing in the policy")
@@ -43,7 +47,9 @@ class TrainConfig:
     max_val_examples: int = _f(32, "use at most this many validation records (0: all)")
     # -- objective
     objective: str = _f("gift", f"one of {sorted(OBJECTIVES)}")
-    beta: float = _f(20.0, "GIFT inverse temperature (also the gate reported for other objectives); inf = SFT")
+    beta: float = _f(
+        20.0, "GIFT inverse temperature (also the gate reported for other objectives); inf = SFT"
+    )
     eta: float = _f(20.0, "sequence reward scale of gift_seq")
     smoothing: float = _f(0.0, "uniform mixing of the reference in GIFT's target, [0, 1]")
     alpha: float = _f(0.01, "entropy bonus (sft_entropy) or KL weight (asft)")
@@ -65,9 +71,13 @@ class TrainConfig:
     clip_grad: float = _f(1.0, "gradient-norm clip (0: off)")
     seed: int = _f(0, "seed of the data order and initialisation")
     # -- logging, evaluation, checkpoints
-    out_dir: str = _f("runs/train", "run folder: config, metrics.jsonl, checkpoints, best/ and final/")
+    out_dir: str = _f(
+        "runs/train", "run folder: config, metrics.jsonl, checkpoints, best/ and final/"
+    )
     log_every: int = _f(1, "steps between metric lines")
-    diag_every: int = _f(5, "steps between teacher-forced diagnostics on the training batch (0: never)")
+    diag_every: int = _f(
+        5, "steps between teacher-forced diagnostics on the training batch (0: never)"
+    )
     eval_every: int = _f(10, "steps between validations (0: only at the end)")
     save_every: int = _f(10, "steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = _f(2, "checkpoints kept (older ones deleted)")
@@ -126,7 +136,9 @@ class TrainConfig:
                 raise ValueError(f"override {item!r} must look like key=value")
             key, raw = item.split("=", 1)
             if key not in values:
-                raise ValueError(f"override {item!r}: unknown key {key!r}; known keys: {self.field_names()}")
+                raise ValueError(
+                    f"override {item!r}: unknown key {key!r}; known keys: {self.field_names()}"
+                )
             values[key] = _parse(type(self), key, raw)
         return type(self).from_dict(values, source="overrides")
 

@@ -51,7 +51,11 @@ class NonFiniteLossError(RuntimeError):
 def _dist_setup():
     """(rank, world, device, mode) from torchrun's environment; mode: none, ddp or fsdp."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if torch.cuda.is_available() else torch.device("cpu")
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
     if world == 1:
         return 0, 1, device, "none"
     if not dist.is_initialized():
@@ -105,7 +109,9 @@ class DataOrder:
     def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int):
         self.n, self.bs, self.world, self.rank, self.seed = n, batch_size, world, rank, seed
         if n < batch_size * world:
-            raise ValueError(f"{n} training examples cannot fill one global micro-batch of {batch_size * world}")
+            raise ValueError(
+                f"{n} training examples cannot fill one global micro-batch of {batch_size * world}"
+            )
         self.epoch, self.offset = 0, 0
         self._perm = self._make_perm()
 
@@ -169,7 +175,9 @@ def _objective_sum(cfg, body, ref_body, policy_model, ref_model, batch, lora, fs
             if cfg.objective == "gift":
                 mean = fused_linear_gift_loss(hidden, head.weight, lab, beta=cfg.beta, **common)
             else:  # gains reset at each row: the row index of every response token is its segment
-                rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
+                rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(
+                    labels
+                )[valid]
                 mean = fused_linear_sequence_consistent_gift_loss(
                     hidden, head.weight, lab[None], eta=cfg.eta, segment_ids=rows[None], **common
                 )
@@ -188,7 +196,14 @@ def _objective_sum(cfg, body, ref_body, policy_model, ref_model, batch, lora, fs
     }.get(cfg.objective, {})
     if cfg.objective == "gift_seq":  # one sequence per row: keep the (B, T) layout for the gains
         rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
-        return fn(logits[None], ref_logits[None], lab[None], reduction="sum", segment_ids=rows[None], **kwargs), n_tokens
+        return fn(
+            logits[None],
+            ref_logits[None],
+            lab[None],
+            reduction="sum",
+            segment_ids=rows[None],
+            **kwargs,
+        ), n_tokens
     return fn(logits, ref_logits if needs_ref else None, lab, reduction="sum", **kwargs), n_tokens
 
 
@@ -203,7 +218,9 @@ def _ref_context(policy_model, lora):
 def _valid_logits(model, batch, valid):
     """Logits at the response positions only, (n, V)."""
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = m.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = m.get_decoder()(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
     return m.get_output_embeddings()(hidden[:, :-1][valid])
 
 
@@ -232,7 +249,9 @@ def _token_stats(cfg, model, ref_model, batch, lora):
     if cfg.objective == "gift_seq":
         gold = torch.log_softmax(ref_logits.float(), -1).gather(-1, lab.unsqueeze(-1)).squeeze(-1)
         rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
-        beta = sequence_gains(gold[None], torch.ones_like(gold[None], dtype=torch.bool), cfg.eta, rows[None])[0]
+        beta = sequence_gains(
+            gold[None], torch.ones_like(gold[None], dtype=torch.bool), cfg.eta, rows[None]
+        )[0]
     stats = gift_token_stats(logits, ref_logits, lab, beta, cfg.smoothing)
     stats["topk_overlap"] = topk_overlap(logits, ref_logits, cfg.top_k)
     return stats, torch.ones_like(lab, dtype=torch.bool)
@@ -243,7 +262,9 @@ def _validate(cfg, model, ref_model, examples, pad_id, lora, device) -> dict:
     gates = []
     model.eval()
     for s in range(0, len(examples), cfg.batch_size):
-        batch = {k: v.to(device) for k, v in collate(examples[s : s + cfg.batch_size], pad_id).items()}
+        batch = {
+            k: v.to(device) for k, v in collate(examples[s : s + cfg.batch_size], pad_id).items()
+        }
         stats, valid = _token_stats(cfg, model, ref_model, batch, lora)
         for k, t in stats.items():
             sums[k] = sums.get(k, 0.0) + float(t[valid].double().sum())
@@ -263,7 +284,7 @@ def _validate(cfg, model, ref_model, examples, pad_id, lora, device) -> dict:
 
 def _seed_all(seed):
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - libraries may draw from the global state
     torch.manual_seed(seed)
 
 
@@ -280,15 +301,23 @@ def _lr_lambda(cfg):
 
 
 def _load_examples(cfg, tokenizer, path, limit, log):
-    records = read_records(path, cfg.prompt_key, cfg.response_key, cfg.messages_key, limit=limit or None)
+    records = read_records(
+        path, cfg.prompt_key, cfg.response_key, cfg.messages_key, limit=limit or None
+    )
     examples, stats = encode_records(records, tokenizer, cfg.max_length, cfg.overlong)
-    log(f"{path}: {stats.kept} examples, {stats.skipped_overlong} skipped as over-long, {stats.truncated} truncated")
+    log(
+        f"{path}: {stats.kept} examples, {stats.skipped_overlong} skipped as over-long, {stats.truncated} truncated"
+    )
     if not examples:
-        raise ValueError(f"{path}: every example was skipped (max_length={cfg.max_length}, overlong={cfg.overlong})")
+        raise ValueError(
+            f"{path}: every example was skipped (max_length={cfg.max_length}, overlong={cfg.overlong})"
+        )
     return examples, stats
 
 
-def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, ref_model=None) -> dict:
+def train(
+    cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, ref_model=None
+) -> dict:
     """Train per `cfg`; returns the last metrics. `model`/`tokenizer` override cfg.model (tests)."""
     from giftlab.models import load_model, load_tokenizer
 
@@ -308,7 +337,10 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
     if lora:
         from peft import LoraConfig, get_peft_model
 
-        policy = get_peft_model(policy, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear"))
+        policy = get_peft_model(
+            policy,
+            LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear"),
+        )
         ref_model = policy  # same weights, adapters disabled in _ref_context
     else:
         ref_model.requires_grad_(False).eval()
@@ -319,7 +351,9 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
     if not lora:
         ref_model.to(device)
 
-    train_examples, train_stats = _load_examples(cfg, tokenizer, cfg.train_file, cfg.max_train_examples, log)
+    train_examples, train_stats = _load_examples(
+        cfg, tokenizer, cfg.train_file, cfg.max_train_examples, log
+    )
     val_examples = None
     if cfg.val_file:
         val_examples, _ = _load_examples(cfg, tokenizer, cfg.val_file, cfg.max_val_examples, log)
@@ -329,7 +363,9 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
     body = CausalLMBody(policy)
     ref_body = body if lora else CausalLMBody(ref_model)
     if mode == "ddp":
-        body = torch.nn.parallel.DistributedDataParallel(body, device_ids=[device.index] if device.type == "cuda" else None)
+        body = torch.nn.parallel.DistributedDataParallel(
+            body, device_ids=[device.index] if device.type == "cuda" else None
+        )
     elif fsdp:
         from torch.distributed.fsdp import fully_shard
 
@@ -337,7 +373,9 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
             fully_shard(layer)
         fully_shard(policy)
     params = [p for p in policy.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
 
     start_step, best_val = 0, math.inf
@@ -352,7 +390,7 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
         sched.load_state_dict(state["scheduler"])
         order.load(state["data"])
         torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
+        np.random.set_state(state["rng"]["numpy"])  # noqa: NPY002
         random.setstate(state["rng"]["python"])
         start_step, best_val = state["step"], state["best_val"]
         if is_main:
@@ -369,7 +407,11 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
     progress = _progress(cfg, start_step, is_main)
     last = {}
     last_ckpt = str(ckpt) if ckpt else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cfg.bf16 and device.type == "cuda") else nullcontext()
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if (cfg.bf16 and device.type == "cuda")
+        else nullcontext()
+    )
     if start_step == 0 and val_examples:  # the base line: the initial model on held-out data
         row0 = {"step": 0} | _validate(cfg, policy, ref_model, val_examples, pad_id, lora, device)
         best_val = row0["val/ce"]
@@ -379,15 +421,26 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
         t0 = time.perf_counter()
         micro = []
         for _ in range(cfg.grad_accum):
-            micro.append({k: v.to(device) for k, v in collate([train_examples[i] for i in order.next_indices()], pad_id).items()})
+            micro.append(
+                {
+                    k: v.to(device)
+                    for k, v in collate(
+                        [train_examples[i] for i in order.next_indices()], pad_id
+                    ).items()
+                }
+            )
         local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
-        global_tokens = int(_all_sum(torch.tensor(float(local_tokens), device=device), world).item())
+        global_tokens = int(
+            _all_sum(torch.tensor(float(local_tokens), device=device), world).item()
+        )
         loss_sum = torch.zeros((), device=device)
         for i, batch in enumerate(micro):
             old_logp = _gold_logp(policy, batch) if cfg.objective == "psft" else None
             sync = nullcontext() if (mode != "ddp" or i == len(micro) - 1) else body.no_sync()
             with sync, autocast:
-                total, _ = _objective_sum(cfg, body, ref_body, policy, ref_model, batch, lora, fsdp, old_logp)
+                total, _ = _objective_sum(
+                    cfg, body, ref_body, policy, ref_model, batch, lora, fsdp, old_logp
+                )
                 # DDP and FSDP average gradients over processes: scale by world to get the global token mean
                 (total * world / max(global_tokens, 1)).backward()
             loss_sum += total.detach().float()
@@ -397,7 +450,11 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
                 f"non-finite loss {loss.item()} at step {step + 1}; stopped before the optimiser step. "
                 f"Last good checkpoint: {last_ckpt or 'none yet'} (resume with --resume)"
             )
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad) if cfg.clip_grad > 0 else _grad_norm(params)
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+            if cfg.clip_grad > 0
+            else _grad_norm(params)
+        )
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
@@ -416,7 +473,9 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
             if (step + 1) % cfg.log_every == 0 or "val/ce" in row or final:
                 _log_metrics(metrics_path, tb, row)
             progress.update(1)
-            progress.set_postfix(loss=f"{row['loss/train']:.4f}", tok_s=f"{row['perf/tokens_per_s']:.0f}")
+            progress.set_postfix(
+                loss=f"{row['loss/train']:.4f}", tok_s=f"{row['perf/tokens_per_s']:.0f}"
+            )
         if "val/ce" in row and row["val/ce"] < best_val:
             best_val = row["val/ce"]
             if cfg.save_final:
@@ -424,7 +483,8 @@ def train(cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, re
         if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
             state = {"model": _model_state(policy, fsdp), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                      "data": order.state(), "step": step + 1, "best_val": best_val, "config": cfg.to_dict(),
-                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}}  # fmt: skip
+                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()  # noqa: NPY002
+, "python": random.getstate()}}  # fmt: skip
             if is_main:
                 last_ckpt = str(save_checkpoint(out_dir, step + 1, state, cfg.keep_checkpoints))
         last = row
@@ -448,9 +508,13 @@ def _check_vocab(policy, ref_model, tokenizer):
     v_pol = policy.get_output_embeddings().weight.shape[0]
     v_ref = ref_model.get_output_embeddings().weight.shape[0]
     if v_pol != v_ref:
-        raise ValueError(f"policy vocabulary ({v_pol}) differs from reference vocabulary ({v_ref}): they must share one")
+        raise ValueError(
+            f"policy vocabulary ({v_pol}) differs from reference vocabulary ({v_ref}): they must share one"
+        )
     if len(tokenizer) > v_pol:
-        raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {v_pol}")
+        raise ValueError(
+            f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {v_pol}"
+        )
 
 
 def _grad_norm(params):
@@ -462,7 +526,9 @@ def _model_state(model, fsdp):
     if fsdp:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return get_model_state_dict(
+            model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
@@ -502,7 +568,11 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop lines logged after the checkpoint we resume from (a killed run may have logged more)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    keep = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line)["step"] <= step
+    ]
     path.write_text("".join(line + "\n" for line in keep))
 
 

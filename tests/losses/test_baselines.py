@@ -37,7 +37,9 @@ def _gold(t, labels):
 
 def test_sft_equals_torch_cross_entropy(batch):
     z, _, labels = batch
-    torch.testing.assert_close(sft_loss(z, None, labels), F.cross_entropy(z.reshape(-1, 17), labels.reshape(-1)))
+    torch.testing.assert_close(
+        sft_loss(z, None, labels), F.cross_entropy(z.reshape(-1, 17), labels.reshape(-1))
+    )
 
 
 def test_label_smoothing_equals_torch(batch):
@@ -63,7 +65,7 @@ def test_dft_value_and_stop_gradient(batch):
     torch.testing.assert_close(loss, _mean(-p_gold * torch.log(p_gold), labels))
     (grad,) = torch.autograd.grad(loss, z)
     # d/dz [-sg(p) log p] = -sg(p) (onehot - softmax), per token / count
-    keep = (labels != -100)
+    keep = labels != -100
     onehot = F.one_hot(torch.where(keep, labels, 0), 17).double()
     expected = -p_gold.detach()[..., None] * (onehot - torch.softmax(z.detach(), -1)) / keep.sum()
     torch.testing.assert_close(grad, torch.where(keep[..., None], expected, 0.0))
@@ -88,7 +90,9 @@ def test_ppo_clip_hand_cases_both_sides():
     loss, clipped = ppo_clip_token_loss(logp, old, adv, clip_low=0.2, clip_high=0.3)
     # r = 1.5, A = +1: min(1.5, 1.3) = 1.3 (clipped); r = 0.5, A = +1: min(0.5, 0.8) = 0.5
     # r = 1.1 and 0.9 inside; r = 1.5, A = -1: min(-1.5, -1.3) = -1.5; r = 0.5, A = -1: min(-0.5, -0.8) = -0.8 (clipped)
-    torch.testing.assert_close(loss, torch.tensor([-1.3, -0.5, -1.1, -0.9, 1.5, 0.8], dtype=torch.float64))
+    torch.testing.assert_close(
+        loss, torch.tensor([-1.3, -0.5, -1.1, -0.9, 1.5, 0.8], dtype=torch.float64)
+    )
     assert clipped.tolist() == [True, False, False, False, False, True]
 
 

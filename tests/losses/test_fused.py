@@ -22,12 +22,20 @@ from giftlab.losses import (
 def _problem(seed, b, t, h, v, dtype=torch.float64, bias=False):
     g = torch.Generator().manual_seed(seed)
     hid = torch.randn(b, t, h, generator=g, dtype=torch.float64).to(dtype).requires_grad_(True)
-    w = (torch.randn(v, h, generator=g, dtype=torch.float64) / math.sqrt(h) * 3).to(dtype).requires_grad_(True)
+    w = (
+        (torch.randn(v, h, generator=g, dtype=torch.float64) / math.sqrt(h) * 3)
+        .to(dtype)
+        .requires_grad_(True)
+    )
     rh = torch.randn(b, t, h, generator=g, dtype=torch.float64).to(dtype)
     rw = (torch.randn(v, h, generator=g, dtype=torch.float64) / math.sqrt(h) * 3).to(dtype)
     labels = torch.randint(0, v, (b, t), generator=g)
     labels[torch.rand(b, t, generator=g) < 0.3] = -100
-    bb = (torch.randn(v, generator=g, dtype=torch.float64).to(dtype).requires_grad_(True)) if bias else None
+    bb = (
+        (torch.randn(v, generator=g, dtype=torch.float64).to(dtype).requires_grad_(True))
+        if bias
+        else None
+    )
     return hid, w, rh, rw, labels, bb
 
 
@@ -38,15 +46,30 @@ def _grads(loss, params):
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 9), st.integers(1, 7), st.integers(2, 23))
 
 
-@given(shapes, st.integers(0, 999), st.one_of(st.floats(0.0, 40.0), st.just(math.inf)),
-       st.sampled_from([0.0, 0.05]), st.integers(1, 11), st.booleans())
+@given(
+    shapes,
+    st.integers(0, 999),
+    st.one_of(st.floats(0.0, 40.0), st.just(math.inf)),
+    st.sampled_from([0.0, 0.05]),
+    st.integers(1, 11),
+    st.booleans(),
+)
 def test_chunked_gift_equals_dense(shape, seed, beta, smoothing, chunk, bias):
     b, t, h, v = shape
     hid, w, rh, rw, labels, bb = _problem(seed, b, t, h, v, bias=bias)
     logits = hid @ w.T + (0 if bb is None else bb)
     dense = gift_loss(logits, rh @ rw.T, labels, beta, smoothing)
-    fused = fused_linear_gift_loss(hid, w, labels, ref_hidden=rh, ref_weight=rw, beta=beta,
-                                   smoothing=smoothing, bias=bb, chunk_size=chunk)
+    fused = fused_linear_gift_loss(
+        hid,
+        w,
+        labels,
+        ref_hidden=rh,
+        ref_weight=rw,
+        beta=beta,
+        smoothing=smoothing,
+        bias=bb,
+        chunk_size=chunk,
+    )
     torch.testing.assert_close(fused, dense)
     for a, c in zip(_grads(fused, [hid, w, bb]), _grads(dense, [hid, w, bb])):
         torch.testing.assert_close(a, c)
@@ -71,8 +94,9 @@ def test_chunked_sequence_consistent_gift_equals_dense(shape, seed, eta, chunk):
     b, t, h, v = shape
     hid, w, rh, rw, labels, _ = _problem(seed, b, t, h, v)
     dense = sequence_consistent_gift_loss(hid @ w.T, rh @ rw.T, labels, eta)
-    fused = fused_linear_sequence_consistent_gift_loss(hid, w, labels, ref_hidden=rh, ref_weight=rw,
-                                                       eta=eta, chunk_size=chunk)
+    fused = fused_linear_sequence_consistent_gift_loss(
+        hid, w, labels, ref_hidden=rh, ref_weight=rw, eta=eta, chunk_size=chunk
+    )
     torch.testing.assert_close(fused, dense)
     for a, c in zip(_grads(fused, [hid, w]), _grads(dense, [hid, w])):
         torch.testing.assert_close(a, c)
@@ -82,8 +106,15 @@ def test_chunked_stats_equal_dense_stats_and_ref_callable_works():
     hid, w, rh, rw, labels, _ = _problem(5, 2, 6, 4, 13)
     ref_logits = (rh @ rw.T).reshape(-1, 13)
     stats = {}
-    loss = fused_linear_gift_loss(hid, w, labels, ref_logits_fn=lambda s, e: ref_logits[s:e],
-                                  beta=3.0, chunk_size=5, stats=stats)
+    loss = fused_linear_gift_loss(
+        hid,
+        w,
+        labels,
+        ref_logits_fn=lambda s, e: ref_logits[s:e],
+        beta=3.0,
+        chunk_size=5,
+        stats=stats,
+    )
     dense = gift_token_stats(hid @ w.T, rh @ rw.T, labels, 3.0)
     assert set(stats) == set(STAT_NAMES)
     for k in STAT_NAMES:
@@ -96,7 +127,9 @@ def test_chunked_low_precision_matches_dense_on_the_same_inputs(dtype, tol):
     """bf16: both forms round the logits of the bf16 matmul; float32 softmax and accumulation."""
     hid, w, rh, rw, labels, _ = _problem(2, 2, 33, 16, 257, dtype=dtype)
     dense = gift_loss(hid @ w.T, rh @ rw.T, labels, 20.0)
-    fused = fused_linear_gift_loss(hid, w, labels, ref_hidden=rh, ref_weight=rw, beta=20.0, chunk_size=10)
+    fused = fused_linear_gift_loss(
+        hid, w, labels, ref_hidden=rh, ref_weight=rw, beta=20.0, chunk_size=10
+    )
     assert fused.dtype == torch.float32
     torch.testing.assert_close(fused, dense, rtol=tol, atol=tol)
     for a, c in zip(_grads(fused, [hid, w]), _grads(dense, [hid, w])):
@@ -114,8 +147,13 @@ def test_chunked_all_ignored_is_zero_with_zero_gradient():
 
 def test_chunked_rejects_bad_input():
     hid, w, rh, rw, labels, _ = _problem(0, 1, 4, 3, 5)
-    with pytest.raises(ValueError, match=r"policy vocabulary \(5, weight.shape\[0\]\) differs from reference vocabulary \(6"):
-        fused_linear_gift_loss(hid, w, labels, ref_hidden=rh, ref_weight=torch.zeros(6, 3, dtype=torch.float64))
+    with pytest.raises(
+        ValueError,
+        match=r"policy vocabulary \(5, weight.shape\[0\]\) differs from reference vocabulary \(6",
+    ):
+        fused_linear_gift_loss(
+            hid, w, labels, ref_hidden=rh, ref_weight=torch.zeros(6, 3, dtype=torch.float64)
+        )
     with pytest.raises(ValueError, match="ref_hidden and ref_weight, or as ref_logits_fn"):
         fused_linear_gift_loss(hid, w, labels)
     with pytest.raises(ValueError, match=r"outside \[0, 5\)"):

@@ -44,7 +44,10 @@ def batches(draw, dtype=torch.float64, max_scale=1e4):
     g = torch.Generator().manual_seed(seed)
     scale = draw(st.sampled_from([1.0, 10.0, max_scale]))
     logits = (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(dtype)
-    ref = (torch.randn(shape, generator=g, dtype=torch.float64) * draw(st.sampled_from([1.0, 5.0, 30.0]))).to(dtype)
+    ref = (
+        torch.randn(shape, generator=g, dtype=torch.float64)
+        * draw(st.sampled_from([1.0, 5.0, 30.0]))
+    ).to(dtype)
     labels = torch.randint(0, v, shape[:-1], generator=g)
     mask = draw(st.sampled_from(["none", "some", "all"]))
     if mask == "some":
@@ -96,7 +99,10 @@ def test_gift_loss_approaches_cross_entropy_within_derived_bound(batch, beta):
 
 def test_kd_to_base_is_cross_entropy_between_softmaxes():
     g = torch.Generator().manual_seed(0)
-    z, zr = torch.randn(6, 9, generator=g, dtype=torch.float64), torch.randn(6, 9, generator=g, dtype=torch.float64)
+    z, zr = (
+        torch.randn(6, 9, generator=g, dtype=torch.float64),
+        torch.randn(6, 9, generator=g, dtype=torch.float64),
+    )
     labels = torch.tensor([1, 2, -100, 4, 0, 8])
     naive = -(torch.softmax(zr, -1) * torch.log_softmax(z, -1)).sum(-1)[labels != -100].mean()
     torch.testing.assert_close(kd_to_base_loss(z, zr, labels), naive)
@@ -109,12 +115,16 @@ def test_gift_gradient_is_softmax_minus_target(batch, beta, smoothing):
     logits = logits.clone().requires_grad_(True)
     gift_loss(logits, ref, labels, beta, smoothing, reduction="sum").backward()
     keep = (labels != -100).unsqueeze(-1)
-    expected = torch.softmax(logits.detach(), -1) - gift_target(ref, torch.where(keep[..., 0], labels, 0), beta, smoothing)
+    expected = torch.softmax(logits.detach(), -1) - gift_target(
+        ref, torch.where(keep[..., 0], labels, 0), beta, smoothing
+    )
     torch.testing.assert_close(logits.grad, torch.where(keep, expected, 0.0))
 
 
 @given(
-    st.integers(2, 12), st.integers(0, 2**16), st.one_of(st.floats(0.0, 50.0), st.just(math.inf)),
+    st.integers(2, 12),
+    st.integers(0, 2**16),
+    st.one_of(st.floats(0.0, 50.0), st.just(math.inf)),
     st.sampled_from([0.0, 0.1]),
 )
 def test_gift_target_is_the_theory_gibbs_policy(v, seed, beta, smoothing):
@@ -125,7 +135,9 @@ def test_gift_target_is_the_theory_gibbs_policy(v, seed, beta, smoothing):
     base = (1 - smoothing) * torch.softmax(ref, -1).numpy() + smoothing / v
     reward = np.eye(v)[labels.numpy()]
     expected = np.stack([gibbs_policy(base[i], reward[i], beta) for i in range(4)])
-    torch.testing.assert_close(gift_target(ref, labels, beta, smoothing), torch.from_numpy(expected))
+    torch.testing.assert_close(
+        gift_target(ref, labels, beta, smoothing), torch.from_numpy(expected)
+    )
 
 
 @given(st.integers(2, 12), st.integers(0, 2**16), st.floats(0.0, 30.0), st.sampled_from([0.0, 0.2]))
@@ -144,7 +156,10 @@ def test_gibbs_policy_minimises_gift_loss_over_free_logits(v, seed, beta, smooth
     bumped = z.detach() + 1e-3 * torch.randn(z.shape, generator=g, dtype=torch.float64)
     # (second-order change; it can fall below round-off when q is near one-hot)
     # round-off of the sum: eps * |log pi| (<~ 50) * V terms * 3 rows
-    assert gift_loss(bumped, ref, labels, beta, smoothing, reduction="sum") >= loss - 3 * v * 50 * 2.3e-16
+    assert (
+        gift_loss(bumped, ref, labels, beta, smoothing, reduction="sum")
+        >= loss - 3 * v * 50 * 2.3e-16
+    )
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
@@ -237,7 +252,9 @@ def test_token_stats_match_naive_formulas(batch, beta, smoothing):
         "target_entropy": -xlogy(q, q).sum(-1),
         "policy_gold_prob": p.gather(-1, lab[..., None]).squeeze(-1),
         "ref_gold_prob": p0.gather(-1, lab[..., None]).squeeze(-1),
-        "gate_w": torch.from_numpy(mixture_weight(base.gather(-1, lab[..., None]).squeeze(-1).numpy(), beta)),
+        "gate_w": torch.from_numpy(
+            mixture_weight(base.gather(-1, lab[..., None]).squeeze(-1).numpy(), beta)
+        ),
         "kl_target_policy": (xlogy(q, q) - q * torch.log_softmax(logits, -1)).sum(-1),
         "kl_policy_ref": (p * (torch.log_softmax(logits, -1) - torch.log_softmax(ref, -1))).sum(-1),
         "ce_gold": -torch.log_softmax(logits, -1).gather(-1, lab[..., None]).squeeze(-1),
@@ -255,7 +272,10 @@ def test_token_stats_match_naive_formulas(batch, beta, smoothing):
     [
         ({"labels": torch.tensor([0, 5])}, r"labels has 1 id\(s\) outside \[0, 5\)"),
         ({"labels": torch.tensor([0, -1])}, r"outside \[0, 5\)"),
-        ({"ref_logits": torch.zeros(2, 6)}, r"policy vocabulary \(logits.shape\[-1\] = 5\).*reference vocabulary \(ref_logits.shape\[-1\] = 6\)"),
+        (
+            {"ref_logits": torch.zeros(2, 6)},
+            r"policy vocabulary \(logits.shape\[-1\] = 5\).*reference vocabulary \(ref_logits.shape\[-1\] = 6\)",
+        ),
         ({"beta": -1.0}, "beta must be in"),
         ({"beta": float("nan")}, "beta must be in"),
         ({"smoothing": 1.5}, r"smoothing must be in \[0, 1\]"),
@@ -266,6 +286,11 @@ def test_token_stats_match_naive_formulas(batch, beta, smoothing):
     ],
 )
 def test_gift_loss_rejects_bad_input(kwargs, match):
-    args = {"logits": torch.zeros(2, 5), "ref_logits": torch.zeros(2, 5), "labels": torch.tensor([0, 1]), "beta": 1.0} | kwargs
+    args = {
+        "logits": torch.zeros(2, 5),
+        "ref_logits": torch.zeros(2, 5),
+        "labels": torch.tensor([0, 1]),
+        "beta": 1.0,
+    } | kwargs
     with pytest.raises(ValueError, match=match):
         gift_loss(**args)

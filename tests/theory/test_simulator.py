@@ -26,8 +26,14 @@ def test_exact_pass_at_k_equals_enumeration_of_all_k_tuples(n_answers, k, seed):
     rng = np.random.default_rng(seed)
     pi = rng.dirichlet(np.ones(n_answers))
     correct = rng.uniform(size=n_answers) < 0.5
-    brute = sum(np.prod(pi[list(t)]) for t in itertools.product(range(n_answers), repeat=k) if correct[list(t)].any())
-    np.testing.assert_allclose(exact_pass_at_k(np.array([pi[correct].sum()]), [k])[0, 0], brute, rtol=1e-12, atol=1e-15)
+    brute = sum(
+        np.prod(pi[list(t)])
+        for t in itertools.product(range(n_answers), repeat=k)
+        if correct[list(t)].any()
+    )
+    np.testing.assert_allclose(
+        exact_pass_at_k(np.array([pi[correct].sum()]), [k])[0, 0], brute, rtol=1e-12, atol=1e-15
+    )
 
 
 def _from_probs(policy, probs):
@@ -42,7 +48,9 @@ def test_exact_rl_from_the_matching_gibbs_start_stays_at_the_global_optimum():
     prob = make_problem(n_prompts=6, n_answers=5, n_correct=2, n_train=6, seed=1)
     eta, beta = 3.0, 1.0
     start = gibbs_policy(prob.base_probs, prob.reward, beta)
-    np.testing.assert_allclose(gibbs_policy(start, prob.reward, eta - beta), global_optimum(prob, eta), rtol=1e-12)
+    np.testing.assert_allclose(
+        gibbs_policy(start, prob.reward, eta - beta), global_optimum(prob, eta), rtol=1e-12
+    )
     # the policy gradient of E[r] - KL(pi || start)/lam at the optimum vanishes
     opt = _from_probs(Policy.tabular(prob), global_optimum(prob, eta))
     moved = policy_gradient_step(opt, lr=1.0, kl_coef=1.0 / (eta - beta), kl_ref=start)
@@ -66,7 +74,9 @@ def test_sft_start_is_absorbing():
     onehot[np.arange(5), prob.demo] = 1.0
     g = onehot * (prob.reward - (onehot * prob.reward).sum(1, keepdims=True))
     assert np.all(g == 0)
-    after = gibbs_policy(onehot, prob.reward, 50.0)  # exact KL-regularised RL at any finite strength
+    after = gibbs_policy(
+        onehot, prob.reward, 50.0
+    )  # exact KL-regularised RL at any finite strength
     np.testing.assert_array_equal(after, onehot)
     assert np.all(global_optimum(prob, 50.0)[prob.reward > 0] > 0)  # the optimum keeps them all
 
@@ -78,8 +88,12 @@ def test_initialisations_and_rl_improve_reward_and_loglinear_transfers():
     sft, loss, _ = fit_initialisation(base, initial_targets(prob, "sft"), prompts, max_steps=200)
     m_base, m_sft = rl_metrics(base), rl_metrics(sft)
     assert loss < 1.0 and m_sft["train/reward"] > m_base["train/reward"]
-    assert m_sft["heldout/reward"] != m_base["heldout/reward"]  # shared parameters move held-out prompts
-    tab = fit_initialisation(Policy.tabular(prob), initial_targets(prob, "sft"), prompts, max_steps=50)[0]
+    assert (
+        m_sft["heldout/reward"] != m_base["heldout/reward"]
+    )  # shared parameters move held-out prompts
+    tab = fit_initialisation(
+        Policy.tabular(prob), initial_targets(prob, "sft"), prompts, max_steps=50
+    )[0]
     assert rl_metrics(tab)["heldout/reward"] == pytest.approx(m_base["heldout/reward"], abs=1e-12)
     after = grpo_step(sft, lr=1.0, group=8, rng=np.random.default_rng(0))
     again = grpo_step(sft, lr=1.0, group=8, rng=np.random.default_rng(0))

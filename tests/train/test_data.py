@@ -18,7 +18,10 @@ def test_malformed_jsonl_line_names_file_and_line(tmp_path):
 
 def test_missing_key_lists_the_keys_present(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [{"sft_prompt": "a", "solution": "b"}])
-    with pytest.raises(ValueError, match=r"d.jsonl:1: missing key\(s\) \['prompt', 'response'\]; the record has keys \['sft_prompt', 'solution'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"d.jsonl:1: missing key\(s\) \['prompt', 'response'\]; the record has keys \['sft_prompt', 'solution'\]",
+    ):
         read_records(p)
     recs = read_records(p, prompt_key="sft_prompt", response_key="solution")
     assert recs[0]["response"] == "b"
@@ -34,7 +37,11 @@ def test_messages_records_and_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]
+    msgs = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "r"},
+    ]
     p = write_jsonl(tmp_path / "m.jsonl", [{"messages": msgs}])
     rec = read_records(p)[0]
     assert rec["messages"] == msgs[:2] and rec["response"] == "r"
@@ -47,23 +54,31 @@ def test_loss_mask_covers_response_and_end_token_only(tok):
     (ex,), stats = encode_records(recs, tok, max_length=64)
     prompt = tok("<|user|>ab<|end|><|assistant|>", add_special_tokens=False)["input_ids"]
     assert ex["input_ids"][: len(prompt)] == prompt
-    assert ex["labels"] == [-100] * len(prompt) + tok("xyz", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert ex["labels"] == [-100] * len(prompt) + tok("xyz", add_special_tokens=False)[
+        "input_ids"
+    ] + [tok.eos_token_id]
     batch = collate([ex, {"input_ids": [5], "labels": [5]}], tok.pad_token_id)
     assert batch["input_ids"].shape == (2, len(ex["input_ids"]))
     assert batch["labels"][1, 1:].eq(-100).all() and batch["attention_mask"][1, 1:].eq(0).all()
 
 
-@pytest.mark.parametrize("policy, kept, skipped, truncated", [("skip", 1, 1, 0), ("truncate", 2, 0, 1)])
+@pytest.mark.parametrize(
+    "policy, kept, skipped, truncated", [("skip", 1, 1, 0), ("truncate", 2, 0, 1)]
+)
 def test_overlong_policies(tok, policy, kept, skipped, truncated):
-    recs = [{"messages": [{"role": "user", "content": "a"}], "response": "b", "where": "t:1"},
-            {"messages": [{"role": "user", "content": "a"}], "response": "b" * 50, "where": "t:2"}]
+    recs = [
+        {"messages": [{"role": "user", "content": "a"}], "response": "b", "where": "t:1"},
+        {"messages": [{"role": "user", "content": "a"}], "response": "b" * 50, "where": "t:2"},
+    ]
     out, stats = encode_records(recs, tok, max_length=20, overlong=policy)
     assert (stats.kept, stats.skipped_overlong, stats.truncated) == (kept, skipped, truncated)
     assert all(len(e["input_ids"]) <= 20 for e in out)
 
 
 def test_overlong_fail_names_the_record(tok):
-    recs = [{"messages": [{"role": "user", "content": "a" * 40}], "response": "b", "where": "f.jsonl:7"}]
+    recs = [
+        {"messages": [{"role": "user", "content": "a" * 40}], "response": "b", "where": "f.jsonl:7"}
+    ]
     with pytest.raises(ValueError, match="f.jsonl:7: .* exceed max_length=20"):
         encode_records(recs, tok, max_length=20, overlong="fail")
     _, stats = encode_records(recs, tok, max_length=20, overlong="truncate")

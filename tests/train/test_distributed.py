@@ -31,7 +31,9 @@ def test_two_process_run_matches_one_process(tmp_path, mode):
               "max_steps=3", "lr=0.01", "objective=gift", "beta=5", "progress=false", "diag_every=0",
               "max_length=64", "save_every=0"]  # fmt: skip
     cli = [sys.executable, "-m", "giftlab.cli", "train"]
-    _run(cli + common + [f"out_dir={tmp_path / 'one'}", "batch_size=2", "grad_accum=2"], {}, tmp_path)
+    _run(
+        cli + common + [f"out_dir={tmp_path / 'one'}", "batch_size=2", "grad_accum=2"], {}, tmp_path
+    )
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 "-m", "giftlab.cli", "train"]  # fmt: skip
     _run(torchrun + common + [f"out_dir={tmp_path / 'two'}", "batch_size=2", "grad_accum=1"],
@@ -40,7 +42,9 @@ def test_two_process_run_matches_one_process(tmp_path, mode):
     for run in ("one", "two"):
         lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
         losses[run] = [json.loads(x)["loss/train"] for x in lines]
-        assert json.loads((tmp_path / run / "config.json").read_text())["world_size"] == (1 if run == "one" else 2)
+        assert json.loads((tmp_path / run / "config.json").read_text())["world_size"] == (
+            1 if run == "one" else 2
+        )
     # same global batch and token-mean normalisation; only the all-reduce's summation order differs
     torch.testing.assert_close(losses["two"], losses["one"], rtol=1e-5, atol=1e-6)
     a = load_file(tmp_path / "one" / "final" / "model.safetensors")

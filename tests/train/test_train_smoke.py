@@ -18,18 +18,24 @@ def _cfg(tmp_path, train_file, val_file, **kw):
     return TrainConfig(**base)
 
 
-CASES = [(name, True) for name in sorted(OBJECTIVES)] + [(name, False) for name in ("sft", "gift", "gift_seq")]
+CASES = [(name, True) for name in sorted(OBJECTIVES)] + [
+    (name, False) for name in ("sft", "gift", "gift_seq")
+]
 
 
 @pytest.mark.parametrize("objective, chunked", CASES)
-def test_every_objective_moves_parameters_with_finite_metrics(tmp_path, data_files, model_factory, tok, objective, chunked):
+def test_every_objective_moves_parameters_with_finite_metrics(
+    tmp_path, data_files, model_factory, tok, objective, chunked
+):
     model = model_factory()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     cfg = _cfg(tmp_path, *data_files, objective=objective, chunked=chunked)
     last = train(cfg, model=model, tokenizer=tok)
     moved = sum(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert moved > 0
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["step"] for r in rows] == [0, 1, 2, 3]  # step 0: the initial model on validation
     for r in rows:
         for k, v in r.items():
@@ -39,11 +45,17 @@ def test_every_objective_moves_parameters_with_finite_metrics(tmp_path, data_fil
 
 def test_gift_at_infinite_beta_follows_the_sft_trajectory(tmp_path, data_files, model_factory, tok):
     runs = {}
-    for name, kw in {"sft": dict(objective="sft"), "gift": dict(objective="gift", beta=math.inf)}.items():
+    for name, kw in {
+        "sft": dict(objective="sft"),
+        "gift": dict(objective="gift", beta=math.inf),
+    }.items():
         model = model_factory()
         train(_cfg(tmp_path / name, *data_files, max_steps=4, **kw), model=model, tokenizer=tok)
         runs[name] = model.state_dict()
-        rows = [json.loads(line) for line in (tmp_path / name / "run" / "metrics.jsonl").read_text().splitlines()]
+        rows = [
+            json.loads(line)
+            for line in (tmp_path / name / "run" / "metrics.jsonl").read_text().splitlines()
+        ]
         losses = [r["loss/train"] for r in rows if "loss/train" in r]
         runs[name + "_loss"] = losses
     torch.testing.assert_close(runs["gift_loss"], runs["sft_loss"])
@@ -53,18 +65,41 @@ def test_gift_at_infinite_beta_follows_the_sft_trajectory(tmp_path, data_files, 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, data_files, model_factory, tok):
     full = model_factory()
-    train(_cfg(tmp_path / "a", *data_files, max_steps=6, save_every=3, eval_every=3), model=full, tokenizer=tok)
+    train(
+        _cfg(tmp_path / "a", *data_files, max_steps=6, save_every=3, eval_every=3),
+        model=full,
+        tokenizer=tok,
+    )
     ref = (tmp_path / "a" / "run" / "metrics.jsonl").read_text().splitlines()
     # run 1..4 then "crash" (the step-4 line is logged after the step-3 checkpoint), resume to 6
     part = model_factory()
-    train(_cfg(tmp_path / "b", *data_files, max_steps=4, save_every=3, eval_every=3), model=part, tokenizer=tok)
+    train(
+        _cfg(tmp_path / "b", *data_files, max_steps=4, save_every=3, eval_every=3),
+        model=part,
+        tokenizer=tok,
+    )
     (tmp_path / "b" / "run" / "latest").write_text("ckpt-000003\n")
     # a different init: the policy must come from the checkpoint (the reference is the base model)
     resumed = model_factory(seed=123)
-    train(_cfg(tmp_path / "b", *data_files, max_steps=6, save_every=3, eval_every=3), resume=True, model=resumed,
-          tokenizer=tok, ref_model=model_factory())
+    train(
+        _cfg(tmp_path / "b", *data_files, max_steps=6, save_every=3, eval_every=3),
+        resume=True,
+        model=resumed,
+        tokenizer=tok,
+        ref_model=model_factory(),
+    )
     got = (tmp_path / "b" / "run" / "metrics.jsonl").read_text().splitlines()
-    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if not k.startswith("perf/") or k in ("perf/lr", "perf/grad_norm")} for x in lines]  # noqa: E731
+
+    def strip(lines):
+        return [
+            {
+                k: v
+                for k, v in json.loads(x).items()
+                if not k.startswith("perf/") or k in ("perf/lr", "perf/grad_norm")
+            }
+            for x in lines
+        ]  # noqa: E731
+
     for a, b in zip(strip(got), strip(ref)):
         assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
     assert len(got) == len(ref)
@@ -91,10 +126,16 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path, data_files, model_
         train(_cfg(tmp_path, *data_files, objective="gift"), model=model, tokenizer=tok)
 
 
-def test_lora_trains_adapters_and_uses_the_base_as_reference(tmp_path, data_files, model_factory, tok):
+def test_lora_trains_adapters_and_uses_the_base_as_reference(
+    tmp_path, data_files, model_factory, tok
+):
     model = model_factory()
     base = {id(p): p.detach().clone() for p in model.parameters()}
-    last = train(_cfg(tmp_path, *data_files, lora_rank=4, lr=5e-2, objective="gift"), model=model, tokenizer=tok)
+    last = train(
+        _cfg(tmp_path, *data_files, lora_rank=4, lr=5e-2, objective="gift"),
+        model=model,
+        tokenizer=tok,
+    )
     # peft injects adapters into the same modules: every original parameter is untouched
     params = dict(model.named_parameters())
     assert any("lora_" in n for n in params)
@@ -107,8 +148,15 @@ def test_lora_trains_adapters_and_uses_the_base_as_reference(tmp_path, data_file
 def test_mismatched_vocabularies_are_rejected(tmp_path, data_files, tok):
     from giftlab.models import tiny_llama
 
-    with pytest.raises(ValueError, match=r"policy vocabulary \(104\) differs from reference vocabulary \(200\)"):
-        train(_cfg(tmp_path, *data_files), model=tiny_llama(len(tok)), tokenizer=tok, ref_model=tiny_llama(200))
+    with pytest.raises(
+        ValueError, match=r"policy vocabulary \(104\) differs from reference vocabulary \(200\)"
+    ):
+        train(
+            _cfg(tmp_path, *data_files),
+            model=tiny_llama(len(tok)),
+            tokenizer=tok,
+            ref_model=tiny_llama(200),
+        )
 
 
 def test_tokenizer_without_pad_token_gets_one(tok):
