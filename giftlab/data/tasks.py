@@ -8,6 +8,7 @@ inputs, so that `score` can check a completion later). Correct means a score of 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 # settings where a 135M model's pass@k is clearly above zero (see shared/assets.md)
@@ -62,10 +63,18 @@ def write_task_data(task: str, out_dir, n_train: int = 512, n_val: int = 64, see
     return paths
 
 
+@lru_cache(maxsize=64)
+def _dataset(task: str, size: int, seed: int, config_json: str):
+    return make_dataset(task, size, seed, json.loads(config_json))[0]
+
+
 def score(record: dict, completion: str) -> float:
-    """The task's verifier score of a completion (0.0 when the verifier raises)."""
-    ds, _ = make_dataset(record["task"], record["index"] + 1, record["seed"], record["config"])
-    try:
-        return float(ds.score_answer(completion, ds[record["index"]]))
-    except Exception:  # noqa: BLE001 - a verifier crash on a malformed completion scores 0
-        return 0.0
+    """The task's verifier score of a completion (may raise on malformed input: callers count that).
+
+    The problem is regenerated from the record's (task, seed, config, index); datasets are cached.
+    """
+    size = max(record["index"] + 1, 512)
+    ds = _dataset(
+        record["task"], size, record["seed"], json.dumps(record["config"], sort_keys=True)
+    )
+    return float(ds.score_answer(completion, ds[record["index"]]))

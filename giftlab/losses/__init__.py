@@ -33,6 +33,7 @@ from giftlab.losses.gift import (
     sequence_consistent_gift_loss,
     sequence_gains,
 )
+from giftlab.losses.grpo import group_advantages, grpo_loss, kl_estimate
 
 OBJECTIVES = {
     "sft": (sft_loss, False),
@@ -56,6 +57,9 @@ __all__ = [
     "fused_linear_sequence_consistent_gift_loss",
     "fused_linear_sft_loss",
     "gate_weight",
+    "grpo_loss",
+    "group_advantages",
+    "kl_estimate",
     "gift_log_target",
     "gift_loss",
     "gift_target",

@@ -1,0 +1,97 @@
+"""Rollouts: batched sampling of whole groups with a KV cache, verifier rewards, and the
+teacher-forced log-probabilities of the sampled tokens.
+
+`sample_groups` left-pads every prompt of the step, repeats each `group` times and calls
+`model.generate` once (one batched decode with a KV cache; no Python loop over the batch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from giftlab.data.tokenize import prompt_text
+
+
+@dataclass
+class Rollout:
+    sequences: torch.Tensor  # (N, Tp + Tc) left-padded prompt + completion
+    attention_mask: torch.Tensor  # (N, Tp + Tc)
+    completion_mask: torch.Tensor  # (N, Tp + Tc) True on completion tokens up to and including eos
+    prompt_index: torch.Tensor  # (N,) which prompt of the step each row answers
+    texts: list[str]  # decoded completions
+
+
+def encode_prompts(tokenizer, records) -> list[list[int]]:
+    return [
+        tokenizer(prompt_text(tokenizer, r["messages"]), add_special_tokens=False)["input_ids"]
+        for r in records
+    ]
+
+
+@torch.no_grad()
+def sample_groups(model, tokenizer, prompt_ids: list[list[int]], group: int, max_new_tokens: int,
+                  temperature: float, seed: int, device) -> Rollout:  # fmt: skip
+    """Sample `group` completions for every prompt in one batched generate call."""
+    pad = tokenizer.pad_token_id
+    width = max(len(p) for p in prompt_ids)
+    rows = [p for p in prompt_ids for _ in range(group)]
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, p in enumerate(rows):  # left padding: generation continues from the last column
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    out = model.generate(
+        input_ids=ids, attention_mask=mask, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+        top_p=None, top_k=None, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+        use_cache=True,
+    )  # fmt: skip
+    model.train(was_training)
+    completion = out[:, width:]
+    is_eos = completion == tokenizer.eos_token_id
+    # completion tokens: up to and including the first eos; generate pads after it
+    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
+    comp_mask = ~after_eos
+    full_mask = torch.cat([mask, comp_mask.long()], dim=1)
+    completion_mask = torch.cat([torch.zeros_like(mask, dtype=torch.bool), comp_mask], dim=1)
+    texts = tokenizer.batch_decode(
+        torch.where(comp_mask & ~is_eos, completion, pad), skip_special_tokens=True
+    )
+    index = torch.arange(len(prompt_ids), device=device).repeat_interleave(group)
+    return Rollout(out, full_mask, completion_mask, index, [t.strip() for t in texts])
+
+
+def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):
+    """log pi(y_t | y_<t) of every sampled token (N, T - 1), aligned with completion_mask[:, 1:];
+    optionally the policy's entropy at those positions. Gradients flow when grad is enabled."""
+    logits = (
+        model(input_ids=rollout.sequences, attention_mask=rollout.attention_mask)
+        .logits[:, :-1]
+        .float()
+    )
+    targets = rollout.sequences[:, 1:]
+    logp_all = torch.log_softmax(logits, -1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    return logp, entropy
+
+
+def verifier_rewards(records, rollout: Rollout, score_fn, binary: bool = True):
+    """Score every completion; a verifier that raises scores 0 and is counted.
+
+    Returns (rewards (N,) float tensor, scores list, number of verifier errors).
+    """
+    rewards, scores, errors = [], [], 0
+    for i, text in zip(rollout.prompt_index.tolist(), rollout.texts):
+        try:
+            s = float(score_fn(records[i], text))
+        except Exception:  # noqa: BLE001 - malformed completions must never crash a run
+            s, errors = 0.0, errors + 1
+        scores.append(s)
+        rewards.append(float(s == 1.0) if binary else s)
+    return torch.tensor(rewards), scores, errors

@@ -1,0 +1,149 @@
+"""GRPO on a tiny random model: reward rises on a trivially learnable task; bad verifiers count
+as reward 0; resume; eval metrics."""
+
+import json
+
+import pytest
+
+from giftlab.models import tiny_llama, tiny_tokenizer
+from giftlab.rl.evaluate import evaluate
+from giftlab.rl.loop import RLConfig, load_task_records, rl
+from giftlab.rl.rollout import encode_prompts, sample_groups
+
+
+def _records(tmp_path, n=8):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "prompts.jsonl"
+    rows = [
+        {
+            "prompt": f"say a {i}",
+            "response": "a",
+            "task": "toy",
+            "index": i,
+            "seed": 0,
+            "config": {},
+        }
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def a_fraction(record, completion):
+    """Toy verifier: the fraction of 'a' characters (dense, trivially learnable)."""
+    return completion.count("a") / max(len(completion), 1)
+
+
+def raising_verifier(record, completion):
+    raise RuntimeError("malformed completion")
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(train_file=str(_records(tmp_path)), out_dir=str(tmp_path / "rl"), prompts_per_step=2, group_size=8,
+                max_new_tokens=6, lr=3e-2, max_steps=12, binary_reward=False, progress=False, save_final=False)  # fmt: skip
+    base.update(kw)
+    return RLConfig(**base)
+
+
+def test_batched_rollout_masks_completions_up_to_eos():
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    model = tiny_llama(len(tok))
+    ro = sample_groups(
+        model,
+        tok,
+        encode_prompts(tok, [{"messages": [{"role": "user", "content": "hi"}]}] * 2),
+        3,
+        5,
+        1.0,
+        0,
+        "cpu",
+    )
+    assert ro.sequences.shape[0] == 6 and ro.prompt_index.tolist() == [0, 0, 0, 1, 1, 1]
+    comp = ro.completion_mask
+    assert comp.sum(1).le(5).all() and comp.sum(1).ge(1).all()
+    # nothing after an eos token is a completion token
+    for row, m in zip(ro.sequences, comp):
+        eos = (row == tok.eos_token_id).nonzero().flatten()
+        eos = [int(e) for e in eos if m[e]]
+        if eos:
+            assert not m[eos[0] + 1 :].any()
+
+
+def test_grpo_raises_reward_on_a_trivially_learnable_task(tmp_path):
+    tok = tiny_tokenizer()
+    rl(
+        _cfg(tmp_path),
+        model=tiny_llama(len(tok), seed=1),
+        tokenizer=tok,
+        ref_model=tiny_llama(len(tok), seed=1),
+        score_fn=a_fraction,
+    )
+    rows = [json.loads(x) for x in (tmp_path / "rl" / "metrics.jsonl").read_text().splitlines()]
+    first = sum(r["rl/reward_mean"] for r in rows[:3]) / 3
+    last = sum(r["rl/reward_mean"] for r in rows[-3:]) / 3
+    assert last > first + 0.1, (first, last)
+    assert rows[-1]["rl/kl_to_base_k3"] > 0  # KL to the base is always measured
+    for r in rows:
+        assert all(v == v for v in r.values())  # no NaN
+
+
+def test_raising_verifier_counts_as_zero_reward_and_zero_variance_is_safe(tmp_path):
+    tok = tiny_tokenizer()
+    last = rl(_cfg(tmp_path, max_steps=2, normalize_std=True), model=tiny_llama(len(tok)), tokenizer=tok,
+              ref_model=tiny_llama(len(tok)), score_fn=raising_verifier)  # fmt: skip
+    assert last["rl/verifier_errors"] == 16 and last["rl/reward_mean"] == 0.0
+    assert last["rl/zero_variance_groups"] == 2 and last["loss/grpo"] == 0.0
+
+
+def test_rl_resume_reproduces_the_uninterrupted_run(tmp_path):
+    tok = tiny_tokenizer()
+    kw = dict(max_steps=4, save_every=2)
+    rl(
+        _cfg(tmp_path / "a", **kw),
+        model=tiny_llama(len(tok)),
+        tokenizer=tok,
+        ref_model=tiny_llama(len(tok)),
+        score_fn=a_fraction,
+    )
+    rl(
+        _cfg(tmp_path / "b", **(kw | {"max_steps": 2})),
+        model=tiny_llama(len(tok)),
+        tokenizer=tok,
+        ref_model=tiny_llama(len(tok)),
+        score_fn=a_fraction,
+    )
+    rl(_cfg(tmp_path / "b", **kw), resume=True, model=tiny_llama(len(tok), seed=5), tokenizer=tok,
+       ref_model=tiny_llama(len(tok)), score_fn=a_fraction)  # fmt: skip
+    strip = lambda p: [
+        {k: v for k, v in json.loads(x).items() if not k.startswith("perf/")}
+        for x in p.read_text().splitlines()
+    ]  # noqa: E731
+    assert strip(tmp_path / "b" / "rl" / "metrics.jsonl") == strip(
+        tmp_path / "a" / "rl" / "metrics.jsonl"
+    )
+
+
+def test_eval_reports_pass_at_k_for_every_k(tmp_path, monkeypatch):
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    import giftlab.rl.evaluate as ev
+
+    monkeypatch.setattr(ev, "score", lambda r, c: float(c.startswith("a")))
+    recs = load_task_records(_records(tmp_path, n=3))
+    m = evaluate(
+        tiny_llama(len(tok)), tiny_llama(len(tok)), tok, recs, n_samples=6, max_new_tokens=4
+    )
+    assert sorted(m["pass_at_k"]) == [1, 2, 3, 4, 5, 6]
+    vals = list(m["pass_at_k"].values())
+    assert all(a <= b + 1e-12 for a, b in zip(vals, vals[1:]))  # pass@k is non-decreasing in k
+    assert m["pass_at_k"][1] == pytest.approx(m["mean_at_k"])
+    assert m["kl_to_base_per_token"] == pytest.approx(0.0, abs=1e-5)  # same weights: KL 0
+    assert m["n_problems"] == 3
+
+
+def test_bad_rl_config_is_named():
+    with pytest.raises(ValueError, match="group_size must be >= 2"):
+        RLConfig(group_size=1)
+    with pytest.raises(ValueError, match="unknown key 'grp'"):
+        RLConfig().with_overrides(["grp=3"])
