@@ -184,6 +184,12 @@ def add_data_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed (validation uses a disjoint one)")
     p.add_argument("--out", default=None, help="output folder (default data/TASK)")
     p.add_argument(
+        "--prompt-style",
+        default="task",
+        choices=["task", "short"],
+        help="task: reasoning-gym's question; short: a compact prompt (countdown), cheaper on a CPU",
+    )
+    p.add_argument(
         "--set",
         nargs="*",
         default=[],
@@ -210,7 +216,13 @@ def run_data(args) -> int:
         except json.JSONDecodeError:
             settings[key] = raw
     paths = write_task_data(
-        args.task, args.out or f"data/{args.task}", args.n_train, args.n_val, args.seed, settings
+        args.task,
+        args.out or f"data/{args.task}",
+        args.n_train,
+        args.n_val,
+        args.seed,
+        settings,
+        prompt_style=args.prompt_style,
     )
     for split, path in paths.items():
         print(f"wrote {path} ({split})")
@@ -259,6 +271,123 @@ def run_train(args) -> int:
         + ", ".join(f"{k} {last[k]:.4g}" for k in keys if k in last)
         + f"  ({cfg.out_dir})"
     )
+    return 0
+
+
+def add_rl_parsers(sub) -> None:
+    from giftlab.rl.loop import rl_config_help
+
+    p = sub.add_parser(
+        "rl", help="GRPO from any checkpoint", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="GRPO with verifier rewards from reasoning-gym. Settings: defaults, then --config FILE.yaml, "
+        "then KEY=VALUE overrides.\n\nkeys:\n" + rl_config_help(),
+    )  # fmt: skip
+    p.add_argument("--config", default=None, help="YAML file of settings")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from out_dir's latest checkpoint"
+    )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(func=run_rl)
+    e = sub.add_parser("eval", help="pass@k and diversity on held-out problems",
+                       description="Sample n completions per problem; print pass@k (unbiased, k = 1..n), mean@k, maj@k, "
+                       "distinct correct answers, sampled-token entropy and KL to the base; --json for machines.")  # fmt: skip
+    e.add_argument("--model", default="smollm2", help="model folder or 'smollm2'")
+    e.add_argument("--base", default="smollm2", help="base model for KL (default smollm2)")
+    e.add_argument(
+        "--data", default="data/countdown/val.jsonl", help="held-out records from giftlab data"
+    )
+    e.add_argument("--n", type=int, default=16, help="samples per problem (default 16)")
+    e.add_argument("--limit", type=int, default=32, help="problems (default 32; 0: all)")
+    e.add_argument("--max-new-tokens", type=int, default=24)
+    e.add_argument("--temperature", type=float, default=1.0)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--out", default=None, help="also write the JSON here")
+    e.set_defaults(func=run_eval)
+
+
+def run_rl(args) -> int:
+    import yaml
+
+    from giftlab.rl.loop import RLConfig, rl
+
+    cfg = (
+        RLConfig.from_dict(yaml.safe_load(open(args.config)) or {}, args.config)
+        if args.config
+        else RLConfig()
+    )
+    last = rl(cfg.with_overrides(args.overrides), resume=args.resume)
+    print(
+        "finished: "
+        + ", ".join(
+            f"{k} {v:.4g}" for k, v in last.items() if k.startswith(("step", "rl/reward", "rl/kl"))
+        )
+    )
+    return 0
+
+
+def run_eval(args) -> int:
+    from giftlab.models import load_model, load_tokenizer
+    from giftlab.rl.evaluate import evaluate
+    from giftlab.rl.loop import load_task_records
+
+    tok = load_tokenizer(args.model)
+    tok.padding_side = "left"
+    recs = load_task_records(args.data, limit=args.limit or None)
+    m = evaluate(load_model(args.model), load_model(args.base), tok, recs, n_samples=args.n,
+                 max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)  # fmt: skip
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(json.dumps(m, indent=2))
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.n]
+    print(f"{m['n_problems']} problems x {m['n_samples']} samples ({args.model})")
+    print(
+        _format_table(
+            [{"k": k, "pass": m["pass_at_k"][k]} for k in ks],
+            [("k", "k", ""), ("pass", "pass@k", ".3f")],
+        )
+    )
+    for key in ("mean_at_k", "maj_at_n", "distinct_correct", "sample_entropy", "kl_to_base_per_token",
+                "verifier_errors", "empty_completions", "generation_tokens_per_s"):  # fmt: skip
+        print(f"{key:26s} {m[key]:.4g}")
+    return 0
+
+
+def add_pipeline_parser(sub) -> None:
+    p = sub.add_parser(
+        "pipeline",
+        help="base -> {SFT, GIFT, ...} -> the same GRPO -> eval, over seeds",
+        description="Runs the two-stage comparison on the CPU with SmolLM2 on countdown (about 25 minutes with "
+        "defaults) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json. KEY=VALUE overrides: "
+        "out_dir, task, n_train, n_val, inits (e.g. sft,gift:5,gift:20,dft), seeds (e.g. 0,1,2), sft_steps, "
+        "sft_batch, sft_lr, rl_steps, rl_prompts, group_size, rl_lr, eval_samples, max_new_tokens, model.",
+    )  # fmt: skip
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.set_defaults(func=run_pipeline_cmd)
+
+
+def run_pipeline_cmd(args) -> int:
+    import dataclasses
+
+    from giftlab.rl.pipeline import PipelineConfig, run_pipeline
+
+    cfg = PipelineConfig()
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    for item in args.overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"override {item!r}: expected KEY=VALUE with KEY in {sorted(fields)}")
+        current = getattr(cfg, key)
+        if isinstance(current, list):
+            value = [type(current[0])(x) if current else x for x in raw.split(",")]
+        else:
+            value = type(current)(raw)
+        setattr(cfg, key, value)
+    print(f"wrote {run_pipeline(cfg)}")
     return 0
 
 
@@ -311,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     add_data_parser(sub)
     add_train_parser(sub)
     add_figures_parsers(sub)
+    add_rl_parsers(sub)
+    add_pipeline_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

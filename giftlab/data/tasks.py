@@ -39,9 +39,23 @@ def make_dataset(task: str, size: int, seed: int, config: dict | None = None):
     return reasoning_gym.create_dataset(task, size=size, seed=seed, **cfg), cfg
 
 
+def short_prompt(task: str, entry: dict) -> str:
+    """A compact prompt (fewer tokens: cheaper rollouts on a CPU); the verifier is unchanged."""
+    meta = entry.get("metadata", {})
+    if task == "countdown":
+        nums = ", ".join(str(n) for n in meta["numbers"])
+        return f"Make {meta['target']} from {nums} with + - * /, each number at most once. Reply with the expression only."
+    return entry["question"]
+
+
 def write_task_data(task: str, out_dir, n_train: int = 512, n_val: int = 64, seed: int = 0,
-                    config: dict | None = None) -> dict[str, Path]:  # fmt: skip
-    """Write out_dir/train.jsonl and out_dir/val.jsonl (disjoint seeds) and return their paths."""
+                    config: dict | None = None, prompt_style: str = "task") -> dict[str, Path]:  # fmt: skip
+    """Write out_dir/train.jsonl and out_dir/val.jsonl (disjoint seeds) and return their paths.
+
+    prompt_style: "task" (reasoning-gym's own question) or "short" (`short_prompt`).
+    """
+    if prompt_style not in ("task", "short"):
+        raise ValueError(f"prompt_style must be task or short, got {prompt_style!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -53,7 +67,8 @@ def write_task_data(task: str, out_dir, n_train: int = 512, n_val: int = 64, see
             for i in range(n):
                 entry = ds[i]
                 rec = {
-                    "prompt": entry["question"], "response": demonstration(task, entry), "task": task,
+                    "prompt": entry["question"] if prompt_style == "task" else short_prompt(task, entry),
+                    "response": demonstration(task, entry), "task": task,
                     "index": i, "seed": split_seed, "config": cfg, "answer": entry["answer"],
                     "metadata": entry.get("metadata", {}),
                 }  # fmt: skip

@@ -1,0 +1,178 @@
+"""`giftlab pipeline`: base -> {SFT, GIFT at several beta, ...} -> the same GRPO budget -> eval,
+over seeds, into one report folder (table with spread over seeds, pass@k curves before and after
+RL, RL reward curves per initialisation, entropy and KL to base through both stages)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class PipelineConfig:
+    out_dir: str = "runs/pipeline"
+    task: str = "countdown"
+    n_train: int = 256
+    n_val: int = 16
+    inits: list = field(default_factory=lambda: ["sft", "gift:5"])  # objective[:beta]
+    seeds: list = field(default_factory=lambda: [0, 1])
+    sft_steps: int = 20
+    sft_batch: int = 4
+    sft_lr: float = 1e-5
+    rl_steps: int = 8
+    rl_prompts: int = 4
+    group_size: int = 8
+    rl_lr: float = 1e-6
+    eval_samples: int = 8
+    max_new_tokens: int = 16
+    model: str = "smollm2"
+
+
+def _init_args(spec: str) -> tuple[str, dict]:
+    name, _, beta = spec.partition(":")
+    return name, ({"beta": float(beta)} if beta else {})
+
+
+def run_pipeline(cfg: PipelineConfig, log=print) -> Path:
+    from giftlab.data.tasks import write_task_data
+    from giftlab.models import load_model, load_tokenizer
+    from giftlab.provenance import provenance
+    from giftlab.rl.evaluate import evaluate
+    from giftlab.rl.loop import RLConfig, load_task_records, rl
+    from giftlab.train import TrainConfig, train
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    paths = write_task_data(
+        cfg.task, out / "data", cfg.n_train, cfg.n_val, seed=0, prompt_style="short"
+    )
+    val = load_task_records(paths["val"])
+    base = load_model(cfg.model)
+    tok = load_tokenizer(cfg.model)
+
+    def ev(model_path_or_model, seed):
+        model = (
+            load_model(model_path_or_model)
+            if isinstance(model_path_or_model, (str, Path))
+            else model_path_or_model
+        )
+        t = load_tokenizer(cfg.model)
+        t.padding_side = "left"
+        return evaluate(
+            model,
+            base,
+            t,
+            val,
+            n_samples=cfg.eval_samples,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=seed,
+        )
+
+    results = []
+    log("evaluating the base model")
+    base_eval = ev(base, 0)
+    results.append({"init": "base", "seed": 0, "stage": "before RL", **_flat(base_eval)})
+    for seed in cfg.seeds:
+        for spec in cfg.inits:
+            objective, extra = _init_args(spec)
+            run = out / f"{spec.replace(':', '-')}-seed{seed}"
+            log(f"[{spec} seed {seed}] fine-tuning ({cfg.sft_steps} steps)")
+            tcfg = TrainConfig(model=cfg.model, train_file=str(paths["train"]), val_file=str(paths["val"]),
+                               out_dir=str(run / "sft"), objective=objective, max_steps=cfg.sft_steps,
+                               batch_size=cfg.sft_batch, lr=cfg.sft_lr, seed=seed, eval_every=0, save_every=0,
+                               diag_every=5, max_length=128, progress=False, **extra)  # fmt: skip
+            train(tcfg)
+            before = ev(run / "sft" / "final", seed)
+            results.append({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
+            log(
+                f"[{spec} seed {seed}] GRPO ({cfg.rl_steps} steps); pass@1 before {before['pass_at_k'][1]:.3f}"
+            )
+            rcfg = RLConfig(model=str(run / "sft" / "final"), ref_model=cfg.model, train_file=str(paths["train"]),
+                            out_dir=str(run / "rl"), prompts_per_step=cfg.rl_prompts, group_size=cfg.group_size,
+                            max_new_tokens=cfg.max_new_tokens, lr=cfg.rl_lr, max_steps=cfg.rl_steps, seed=seed,
+                            progress=False)  # fmt: skip
+            rl(rcfg)
+            after = ev(run / "rl" / "final", seed)
+            results.append({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
+            log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
+    (out / "results.json").write_text(json.dumps({"results": results, "config": cfg.__dict__, "provenance": provenance(),
+                                                  "minutes": (time.perf_counter() - t_start) / 60}, indent=2))  # fmt: skip
+    _report(out, cfg, results, (time.perf_counter() - t_start) / 60)
+    return out / "report.md"
+
+
+def _flat(m: dict) -> dict:
+    flat = {k: v for k, v in m.items() if not isinstance(v, dict)}
+    flat |= {f"pass@{k}": v for k, v in m["pass_at_k"].items()}
+    return flat
+
+
+def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float) -> None:
+    from giftlab.plots import caption, lines, panels
+
+    keys = [
+        "pass@1",
+        f"pass@{cfg.eval_samples}",
+        "distinct_correct",
+        "sample_entropy",
+        "kl_to_base_per_token",
+    ]
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r["init"], r["stage"]), []).append(r)
+    table = [
+        "| init | stage | seeds | " + " | ".join(keys) + " |",
+        "|---|---|---|" + "---|" * len(keys),
+    ]
+    for (init, stage), rs in groups.items():
+        cells = []
+        for k in keys:
+            v = np.array([r[k] for r in rs], dtype=float)
+            cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}")
+        table.append(f"| {init} | {stage} | {len(rs)} | " + " | ".join(cells) + " |")
+    # figures: pass@k before/after; RL reward curves
+    ks = np.arange(1, cfg.eval_samples + 1)
+    fig, (a, b) = panels(2, width=5.4)
+    curves = {
+        f"{i}, {s}": np.mean([[r[f"pass@{k}"] for k in ks] for r in rs], axis=0)
+        for (i, s), rs in groups.items()
+    }
+    styles = {lab: {"ls": "--" if "before" in lab else "-"} for lab in curves}
+    lines(
+        a,
+        ks,
+        curves,
+        "k (samples)",
+        "pass@k (held-out)",
+        "dashed: before RL, solid: after",
+        styles=styles,
+    )
+    reward_curves = {}
+    for run in sorted(out.glob("*-seed*")):
+        mpath = run / "rl" / "metrics.jsonl"
+        if mpath.exists():
+            rows = [json.loads(x) for x in mpath.read_text().splitlines()]
+            reward_curves[run.name] = [r["rl/reward_mean"] for r in rows]
+    if reward_curves:
+        n = min(len(v) for v in reward_curves.values())
+        lines(
+            b,
+            np.arange(1, n + 1),
+            {k: v[:n] for k, v in reward_curves.items()},
+            "GRPO step",
+            "mean reward of the group samples",
+            "RL reward per initialisation",
+        )
+    caption(fig, f"{cfg.task}: SmolLM2-135M-Instruct (Q4_1, dequantised), {len(cfg.seeds)} seeds")
+    fig.savefig(out / "pipeline.png", dpi=120)
+    text = [f"# giftlab pipeline report ({minutes:.1f} min)", "",
+            f"Task {cfg.task} (short prompts), {cfg.n_train} training problems, {cfg.n_val} held-out problems x "
+            f"{cfg.eval_samples} samples; fine-tuning {cfg.sft_steps} steps, GRPO {cfg.rl_steps} steps x "
+            f"{cfg.rl_prompts} prompts x group {cfg.group_size}; seeds {cfg.seeds}. Mean ± std over seeds.", "",
+            *table, "", "![pipeline](pipeline.png)", ""]  # fmt: skip
+    (out / "report.md").write_text("\n".join(text))
