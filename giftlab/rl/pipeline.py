@@ -53,7 +53,6 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> Path:
     )
     val = load_task_records(paths["val"])
     base = load_model(cfg.model)
-    tok = load_tokenizer(cfg.model)
 
     def ev(model_path_or_model, seed):
         model = (

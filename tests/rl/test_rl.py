@@ -115,10 +115,11 @@ def test_rl_resume_reproduces_the_uninterrupted_run(tmp_path):
     )
     rl(_cfg(tmp_path / "b", **kw), resume=True, model=tiny_llama(len(tok), seed=5), tokenizer=tok,
        ref_model=tiny_llama(len(tok)), score_fn=a_fraction)  # fmt: skip
-    strip = lambda p: [
-        {k: v for k, v in json.loads(x).items() if not k.startswith("perf/")}
-        for x in p.read_text().splitlines()
-    ]  # noqa: E731
+
+    def strip(p):
+        rows = [json.loads(x) for x in p.read_text().splitlines()]
+        return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]
+
     assert strip(tmp_path / "b" / "rl" / "metrics.jsonl") == strip(
         tmp_path / "a" / "rl" / "metrics.jsonl"
     )
