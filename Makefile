@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.giftlab-installed
 
-.PHONY: demo train-demo test test-quick lint bench setup clean
+.PHONY: demo train-demo pipeline test test-quick lint bench setup clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,9 @@ demo: $(STAMP)
 train-demo: $(STAMP)
 	$(BIN)/giftlab data
 	$(BIN)/giftlab train out_dir=runs/gift-demo
+
+pipeline: $(STAMP)
+	$(BIN)/giftlab pipeline
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
