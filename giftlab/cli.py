@@ -307,15 +307,9 @@ def add_rl_parsers(sub) -> None:
 
 
 def run_rl(args) -> int:
-    import yaml
-
     from giftlab.rl.loop import RLConfig, rl
 
-    cfg = (
-        RLConfig.from_dict(yaml.safe_load(open(args.config)) or {}, args.config)
-        if args.config
-        else RLConfig()
-    )
+    cfg = RLConfig.from_yaml(args.config) if args.config else RLConfig()
     last = rl(cfg.with_overrides(args.overrides), resume=args.resume)
     print(
         "finished: "

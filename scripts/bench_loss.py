@@ -18,7 +18,6 @@ of the process's peak RSS over its RSS before the call (inputs already allocated
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import resource
@@ -132,7 +131,7 @@ def main() -> None:
         print("RESULT " + json.dumps(row))
         return
 
-    from giftlab.provenance import csv_header_comment
+    from giftlab.provenance import write_csv
 
     rows = []
     for n in args.n:
@@ -165,11 +164,7 @@ def main() -> None:
         print()
     out = args.out or Path(f"paper_figures/benchmarks/bench_loss_{args.device}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        f.write(csv_header_comment())
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out, rows)
     print(f"wrote {out}")
 
 

@@ -12,14 +12,13 @@ allocates (tracemalloc, which numpy reports to), in MiB and bytes per leaf.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
-from giftlab.provenance import csv_header_comment, provenance
+from giftlab.provenance import provenance, write_csv
 from giftlab.theory import TabularLM, soft_bellman
 
 
@@ -85,11 +84,7 @@ def main() -> None:
         del lm, reward, leaves
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        f.write(csv_header_comment())
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows)
     print(f"wrote {args.out}  ({provenance()['code_version']})")
 
 

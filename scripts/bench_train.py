@@ -12,7 +12,6 @@ tokens/s and the peak memory (CUDA: max_memory_allocated; CPU: peak RSS) and wri
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import resource
 import subprocess
@@ -120,7 +119,7 @@ def main() -> None:
         print("RESULT " + json.dumps(run_child(args, args.child[0], args.child[1] == "1")))
         return
 
-    from giftlab.provenance import csv_header_comment
+    from giftlab.provenance import write_csv
 
     rows = []
     for objective, chunked in CONFIGS:
@@ -163,11 +162,7 @@ def main() -> None:
             )
     out = args.out or Path(f"paper_figures/benchmarks/bench_train_{args.device}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        f.write(csv_header_comment())
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out, rows)
     print(f"wrote {out}")
 
 

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from giftlab.validation import check_beta  # noqa: F401 - re-exported
+
 REDUCTIONS = ("mean", "sum", "none")
-
-
-def check_beta(beta, name: str = "beta") -> float:
-    """A float in [0, inf]; ValueError naming `name` for negative or NaN."""
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, inf], got {beta!r}") from None
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be in [0, inf], got {value}")
-    return value
 
 
 def check_smoothing(smoothing) -> float:

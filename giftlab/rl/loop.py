@@ -31,7 +31,7 @@ from giftlab.rl.rollout import (
     verifier_rewards,
 )
 from giftlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from giftlab.train.config import TrainConfig, _coerce, _parse
+from giftlab.train.config import FlatConfig
 from giftlab.train.loop import DataOrder
 
 
@@ -40,7 +40,7 @@ def _f(default, help: str):
 
 
 @dataclass
-class RLConfig:
+class RLConfig(FlatConfig):
     model: str = _f(
         "smollm2", "policy to start from: 'smollm2' or a checkpoint folder (e.g. runs/gift/final)"
     )
@@ -86,31 +86,6 @@ class RLConfig:
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
-
-    field_names = classmethod(lambda cls: [f.name for f in dataclasses.fields(cls)])
-
-    @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> RLConfig:
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {cls.field_names()}")
-        return cls(**{k: _coerce(cls, k, v, source) for k, v in values.items()})
-
-    def with_overrides(self, overrides: list[str]) -> RLConfig:
-        values = dataclasses.asdict(self)
-        for item in overrides:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise ValueError(f"override {item!r} must look like key=value")
-            if key not in values:
-                raise ValueError(
-                    f"override {item!r}: unknown key {key!r}; known keys: {self.field_names()}"
-                )
-            values[key] = _parse(type(self), key, raw)
-        return type(self).from_dict(values, source="overrides")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def rl_config_help() -> str:
@@ -279,4 +254,4 @@ def rl(
     return last
 
 
-__all__ = ["RLConfig", "TrainConfig", "load_task_records", "rl", "rl_config_help"]
+__all__ = ["RLConfig", "load_task_records", "rl", "rl_config_help"]

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from giftlab.validation import check_beta  # noqa: F401 - re-exported
 
 PROB_ATOL = 1e-6
 """Largest |sum(p) - 1| accepted for a probability vector; within it the vector is renormalised."""
-
-
-def check_beta(beta, name: str = "beta") -> float:
-    """Return `beta` as a float in [0, inf]; raise ValueError naming `name` otherwise."""
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [0, inf], got {beta!r}") from None
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be in [0, inf], got {value}")
-    return value
 
 
 def check_probs(probs, name: str) -> np.ndarray:

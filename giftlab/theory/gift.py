@@ -25,6 +25,7 @@ __all__ = [
     "exact_gains",
     "exact_gold_gibbs",
     "gift_target",
+    "gold_index",
     "gold_path",
     "gold_path_policy",
     "gold_reward",
@@ -167,16 +168,22 @@ def gold_path(lm: TabularLM, gold):
     return idx, base, tokens
 
 
+def gold_index(lm: TabularLM, gold) -> int:
+    """The row of lm.sequences() equal to `gold` (-1 padding optional), or ValueError."""
+    row = np.full(lm.horizon, -1)
+    tokens = np.asarray([int(a) for a in np.asarray(gold).ravel() if int(a) != -1])
+    row[: len(tokens)] = tokens
+    hit = np.flatnonzero(np.all(lm.sequences() == row, axis=1))
+    if len(hit) != 1:
+        raise ValueError(f"gold {tokens.tolist()} is not a complete sequence of this TabularLM")
+    return int(hit[0])
+
+
 def gold_reward(lm: TabularLM, gold, eta: float = 1.0) -> np.ndarray:
     """(N,) reward eta 1[y = y*] aligned with lm.sequences()."""
-    seqs = lm.sequences()
-    row = np.full(lm.horizon, -1)
-    tokens = np.asarray(gold).ravel()
-    row[: len(tokens)] = tokens
-    hit = np.all(seqs == row, axis=1)
-    if hit.sum() != 1:
-        raise ValueError(f"gold {tokens.tolist()} is not a complete sequence of this TabularLM")
-    return eta * hit.astype(np.float64)
+    r = np.zeros(lm.n_sequences)
+    r[gold_index(lm, gold)] = eta
+    return r
 
 
 def gold_path_policy(lm: TabularLM, gold, targets) -> list[np.ndarray]:

@@ -8,8 +8,10 @@ from giftlab.theory.bandit import entropy, kl_divergence
 from giftlab.theory.gift import (
     exact_gains,
     gift_target,
+    gold_index,
     gold_path,
     gold_path_policy,
+    gold_reward,
     mixture_weight,
     smoothed_base,
 )
@@ -27,13 +29,7 @@ def verifier_reward(lm: TabularLM, gold, correct_fraction: float, seed: int) -> 
     (several correct answers, of which the demonstration shows one)."""
     if not 0.0 <= correct_fraction <= 1.0:
         raise ValueError(f"correct_fraction must be in [0, 1], got {correct_fraction}")
-    seqs = lm.sequences()
-    row = np.full(lm.horizon, -1)
-    g = np.asarray(gold).ravel()
-    row[: len(g)] = g
-    is_gold = np.all(seqs == row, axis=1)
-    if is_gold.sum() != 1:
-        raise ValueError(f"gold {g.tolist()} is not a complete sequence of this instance")
+    is_gold = gold_reward(lm, gold) > 0
     others = np.random.default_rng(seed + 1).uniform(size=lm.n_sequences) < correct_fraction
     return (is_gold | others).astype(np.float64)
 
@@ -53,13 +49,10 @@ def solve_report(
     uses GIFT's target at the gold prefixes and pi0 elsewhere (a model that fits the target).
     """
     idx, base, tokens = gold_path(lm, gold)
-    seqs = lm.sequences()
-    row = np.full(lm.horizon, -1)
-    row[: len(tokens)] = tokens
-    gold_index = int(np.flatnonzero(np.all(seqs == row, axis=1))[0])
+    gi = gold_index(lm, gold)
     r = np.zeros(lm.n_sequences) if reward is None else lm.check_sequence_array(reward)
     if reward is None:
-        r[gold_index] = 1.0
+        r[gi] = 1.0
     base_seq = np.exp(lm.sequence_log_probs())
     rows = []
     for beta in betas:
@@ -69,8 +62,8 @@ def solve_report(
         rows.append(
             {
                 "beta": float(beta),
-                "exact_gold_mass": float(exact[gold_index]),
-                "gift_gold_mass": float(gift[gold_index]),
+                "exact_gold_mass": float(exact[gi]),
+                "gift_gold_mass": float(gift[gi]),
                 "exact_entropy": float(entropy(exact)),
                 "gift_entropy": float(entropy(gift)),
                 "exact_kl_to_base": float(kl_divergence(exact, base_seq)),
@@ -101,7 +94,7 @@ def solve_report(
             "end_token": lm.end_token,
             "n_sequences": lm.n_sequences,
             "gold": [int(a) for a in tokens],
-            "gold_base_prob": float(base_seq[gold_index]),
+            "gold_base_prob": float(base_seq[gi]),
             "n_correct": int((r > 0).sum()),
             "smoothing": smoothing,
             "eta": float(eta),

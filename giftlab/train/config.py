@@ -22,8 +22,48 @@ def _f(default, help: str):
     return field(default=default, metadata={"help": help})
 
 
+class FlatConfig:
+    """Loading shared by the flat config dataclasses (TrainConfig, RLConfig): from a dict or YAML,
+    `key=value` overrides; unknown keys and bad values are errors naming the key."""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> FlatConfig:
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {cls.field_names()}")
+        coerced = {k: _coerce(cls, k, v, source) for k, v in values.items()}
+        return cls(**coerced)
+
+    @classmethod
+    def from_yaml(cls, path) -> FlatConfig:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config must be a mapping of key: value")
+        return cls.from_dict(data, source=str(path))
+
+    def with_overrides(self, overrides: list[str]) -> FlatConfig:
+        values = dataclasses.asdict(self)
+        for item in overrides:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} must look like key=value")
+            key, raw = item.split("=", 1)
+            if key not in values:
+                raise ValueError(
+                    f"override {item!r}: unknown key {key!r}; known keys: {self.field_names()}"
+                )
+            values[key] = _parse(type(self), key, raw)
+        return type(self).from_dict(values, source="overrides")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(FlatConfig):
     # -- model
     model: str = _f(
         "smollm2", "'smollm2' (the bundled SmolLM2-135M-Instruct) or a local checkpoint folder"
@@ -108,43 +148,6 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
 
-    # -- loading ---------------------------------------------------------------------------------
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {cls.field_names()}")
-        coerced = {k: _coerce(cls, k, v, source) for k, v in values.items()}
-        return cls(**coerced)
-
-    @classmethod
-    def from_yaml(cls, path) -> TrainConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config must be a mapping of key: value")
-        return cls.from_dict(data, source=str(path))
-
-    def with_overrides(self, overrides: list[str]) -> TrainConfig:
-        values = dataclasses.asdict(self)
-        for item in overrides:
-            if "=" not in item:
-                raise ValueError(f"override {item!r} must look like key=value")
-            key, raw = item.split("=", 1)
-            if key not in values:
-                raise ValueError(
-                    f"override {item!r}: unknown key {key!r}; known keys: {self.field_names()}"
-                )
-            values[key] = _parse(type(self), key, raw)
-        return type(self).from_dict(values, source="overrides")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def _field_type(cls, key):
     hints = typing.get_type_hints(cls)
@@ -182,9 +185,7 @@ def _coerce(cls, key, value, source):
     return value
 
 
-def config_help() -> str:
-    """Every key with its default and help, for `giftlab train --help`."""
-    lines = []
-    for f in dataclasses.fields(TrainConfig):
-        lines.append(f"  {f.name} (default {f.default!r}): {f.metadata['help']}")
-    return "\n".join(lines)
+def config_help(cls=None) -> str:
+    """Every key with its default and help, for `--help`."""
+    fields = dataclasses.fields(cls or TrainConfig)
+    return "\n".join(f"  {f.name} (default {f.default!r}): {f.metadata['help']}" for f in fields)
