@@ -67,17 +67,28 @@ def sample_groups(model, tokenizer, prompt_ids: list[list[int]], group: int, max
 
 
 def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):
-    """log pi(y_t | y_<t) of every sampled token (N, T - 1), aligned with completion_mask[:, 1:];
-    optionally the policy's entropy at those positions. Gradients flow when grad is enabled."""
-    logits = (
-        model(input_ids=rollout.sequences, attention_mask=rollout.attention_mask)
-        .logits[:, :-1]
-        .float()
-    )
-    targets = rollout.sequences[:, 1:]
+    """log pi(y_t | y_<t) of every sampled token (N, T - 1), aligned with completion_mask[:, 1:]
+    (0 elsewhere); optionally the policy's entropy there. Gradients flow when grad is enabled.
+
+    Only completion positions reach the head (the prompt's (tokens x V) logits are never formed).
+    Naive equivalent: log_softmax(model(sequences).logits[:, :-1]).gather(-1, sequences[:, 1:]).
+    """
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = m.get_decoder()(
+        input_ids=rollout.sequences, attention_mask=rollout.attention_mask
+    ).last_hidden_state
+    mask = rollout.completion_mask[:, 1:]
+    logits = m.get_output_embeddings()(hidden[:, :-1][mask]).float()  # (n, V)
     logp_all = torch.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    targets = rollout.sequences[:, 1:][mask]
+    logp = torch.zeros(mask.shape, dtype=logp_all.dtype, device=logp_all.device)
+    logp = logp.masked_scatter(mask, logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1))
+    entropy = None
+    if with_entropy:
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+        entropy = torch.zeros_like(logp).masked_scatter(
+            mask, ent.detach() if not ent.requires_grad else ent
+        )
     return logp, entropy
 
 

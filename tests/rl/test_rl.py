@@ -148,3 +148,26 @@ def test_bad_rl_config_is_named():
         RLConfig(group_size=1)
     with pytest.raises(ValueError, match="unknown key 'grp'"):
         RLConfig().with_overrides(["grp=3"])
+
+
+def test_token_logp_equals_the_naive_full_logits_formula():
+    from giftlab.rl.rollout import token_logp_and_entropy
+
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    model = tiny_llama(len(tok))
+    msgs = [
+        {"messages": [{"role": "user", "content": "hi there"}]},
+        {"messages": [{"role": "user", "content": "x"}]},
+    ]
+    ro = sample_groups(model, tok, encode_prompts(tok, msgs), 3, 6, 1.0, 0, "cpu")
+    logp, ent = token_logp_and_entropy(model, ro, with_entropy=True)
+    full = torch.log_softmax(
+        model(input_ids=ro.sequences, attention_mask=ro.attention_mask).logits[:, :-1].float(), -1
+    )
+    m = ro.completion_mask[:, 1:]
+    torch.testing.assert_close(
+        logp[m], full.gather(-1, ro.sequences[:, 1:].unsqueeze(-1)).squeeze(-1)[m]
+    )
+    torch.testing.assert_close(ent[m], -(full.exp() * full).sum(-1)[m])
+    assert torch.all(logp[~m] == 0)
