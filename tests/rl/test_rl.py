@@ -4,6 +4,7 @@ as reward 0; resume; eval metrics."""
 import json
 
 import pytest
+import torch
 
 from giftlab.models import tiny_llama, tiny_tokenizer
 from giftlab.rl.evaluate import evaluate
