@@ -26,7 +26,7 @@ class PipelineConfig:
     rl_steps: int = 8
     rl_prompts: int = 4
     group_size: int = 8
-    rl_lr: float = 1e-6
+    rl_lr: float = 5e-6
     eval_samples: int = 8
     max_new_tokens: int = 16
     model: str = "smollm2"
