@@ -355,7 +355,7 @@ def add_pipeline_parser(sub) -> None:
     p = sub.add_parser(
         "pipeline",
         help="base -> {SFT, GIFT, ...} -> the same GRPO -> eval, over seeds",
-        description="Runs the two-stage comparison on the CPU with SmolLM2 on countdown (about 25 minutes with "
+        description="Runs the two-stage comparison on the CPU with SmolLM2 on countdown (about 46 minutes with "
         "defaults) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json. KEY=VALUE overrides: "
         "out_dir, task, n_train, n_val, inits (e.g. sft,gift:5,gift:20,dft), seeds (e.g. 0,1,2), sft_steps, "
         "sft_batch, sft_lr, rl_steps, rl_prompts, group_size, rl_lr, eval_samples, max_new_tokens, model.",
