@@ -83,11 +83,22 @@ def _dataset(task: str, size: int, seed: int, config_json: str):
     return make_dataset(task, size, seed, json.loads(config_json))[0]
 
 
+def math_score(record: dict, completion: str) -> float:
+    """User math data (records with task "math" and an `answer`): math-verify's equivalence of the
+    completion's final answer with the gold answer, 1.0 or 0.0."""
+    from math_verify import parse, verify
+
+    return float(verify(parse(str(record["answer"])), parse(completion)))
+
+
 def score(record: dict, completion: str) -> float:
     """The task's verifier score of a completion (may raise on malformed input: callers count that).
 
-    The problem is regenerated from the record's (task, seed, config, index); datasets are cached.
+    reasoning-gym tasks: the problem is regenerated from the record's (task, seed, config, index);
+    datasets are cached. task "math" (user data with an `answer` field): `math_score`.
     """
+    if record.get("task") == "math":
+        return math_score(record, completion)
     size = max(record["index"] + 1, 512)
     ds = _dataset(
         record["task"], size, record["seed"], json.dumps(record["config"], sort_keys=True)

@@ -96,12 +96,23 @@ def rl_config_help() -> str:
 
 
 def load_task_records(path, limit=None) -> list[dict]:
-    """Records with their verifier fields (task, index, seed, config) and chat messages."""
+    """Records with their verifier fields (reasoning-gym: task, index, seed, config; user math:
+    task "math" and answer) and chat messages."""
     recs = read_records(path, limit=limit)
-    missing = [r["where"] for r in recs if not {"task", "index", "seed", "config"} <= set(r["raw"])]
+
+    def verifiable(raw):
+        return (raw.get("task") == "math" and "answer" in raw) or {
+            "task",
+            "index",
+            "seed",
+            "config",
+        } <= set(raw)
+
+    missing = [r["where"] for r in recs if not verifiable(r["raw"])]
     if missing:
         raise ValueError(
-            f"{missing[0]}: RL and eval need records from `giftlab data` (task, index, seed, config)"
+            f"{missing[0]}: RL and eval need records from `giftlab data` (task, index, seed, config) "
+            'or user math records {"task": "math", "prompt": ..., "answer": ...}'
         )
     return [dict(r["raw"]) | {"messages": r["messages"]} for r in recs]
 

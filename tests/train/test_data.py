@@ -95,3 +95,18 @@ def test_reasoning_gym_data_round_trips_through_the_verifier(tmp_path):
         assert score(r, None) < 1.0  # partial credit, never "correct"
     train_prompts = {json.loads(x)["prompt"] for x in paths["train"].read_text().splitlines()}
     assert not train_prompts & {r["prompt"] for r in recs}
+
+
+def test_user_math_records_are_scored_with_math_verify(tmp_path):
+    from giftlab.rl.loop import load_task_records
+
+    p = write_jsonl(
+        tmp_path / "m.jsonl",
+        [{"task": "math", "prompt": "Half of 1?", "response": "1/2", "answer": "\\frac{1}{2}"}],
+    )
+    (rec,) = load_task_records(p)
+    assert score(rec, "The answer is $0.5$") == 1.0
+    assert score(rec, "The answer is 0.4") == 0.0
+    bad = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "response": "r"}])
+    with pytest.raises(ValueError, match="b.jsonl:1: RL and eval need records"):
+        load_task_records(bad)
