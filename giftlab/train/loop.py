@@ -481,10 +481,11 @@ def train(
             if cfg.save_final:
                 _save_pretrained(policy, tokenizer, out_dir / "best", fsdp, is_main, lora)
         if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
-            state = {"model": _model_state(policy, fsdp), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                     "data": order.state(), "step": step + 1, "best_val": best_val, "config": cfg.to_dict(),
-                     "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()  # noqa: NPY002
-, "python": random.getstate()}}  # fmt: skip
+            rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                   "numpy": np.random.get_state()}  # noqa: NPY002 - the global state libraries use
+            state = {"model": _model_state(policy, fsdp), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "data": order.state(), "step": step + 1,
+                     "best_val": best_val, "config": cfg.to_dict(), "rng": rng}  # fmt: skip
             if is_main:
                 last_ckpt = str(save_checkpoint(out_dir, step + 1, state, cfg.keep_checkpoints))
         last = row
