@@ -25,17 +25,6 @@ def _int_list(text: str) -> list[int]:
         ) from None
 
 
-def _format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """rows of dicts -> aligned text; columns = (key, header, format)."""
-    cells = [[h for _, h, _ in columns]]
-    for row in rows:
-        cells.append([format(row[k], f) if f else str(row[k]) for k, _, f in columns])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
 def add_solve_parser(sub) -> None:
     p = sub.add_parser(
         "solve",
@@ -88,76 +77,13 @@ def add_solve_parser(sub) -> None:
 
 
 def run_solve(args) -> int:
-    from giftlab.theory.report import sample_sequence, solve_report, verifier_reward
-    from giftlab.theory.tabular import TabularLM
+    from giftlab.theory.report import format_solve_report, solve
 
-    lm = TabularLM.random(
-        args.vocab_size,
-        args.horizon,
-        seed=args.seed,
-        concentration=args.concentration,
-        end_token=args.end_token,
-    )
-    if lm.n_sequences > 2_000_000:
-        raise ValueError(
-            f"--vocab-size {args.vocab_size} --horizon {args.horizon} gives {lm.n_sequences} sequences; "
-            "the report enumerates them: keep it under 2,000,000"
-        )
-    gold = sample_sequence(lm, args.seed) if args.gold is None else args.gold
-    reward = None
-    if args.correct_fraction > 0:
-        reward = verifier_reward(lm, gold, args.correct_fraction, args.seed)
-    report = solve_report(lm, gold, args.betas, args.eta, reward=reward, smoothing=args.smoothing)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    inst = report["instance"]
-    print(
-        f"TabularLM V={inst['vocab_size']} T={inst['horizon']} end={inst['end_token']} "
-        f"({inst['n_sequences']} sequences), seed {args.seed}, concentration {args.concentration}"
-    )
-    print(
-        f"gold y* = {inst['gold']}  (base probability {inst['gold_base_prob']:.3g}); "
-        f"{inst['n_correct']} correct sequence(s); smoothing {inst['smoothing']}"
-    )
-    print(
-        "\nExact Gibbs pi0 exp(beta r)/Z vs the GIFT-induced policy (target on gold prefixes, "
-        "pi0 elsewhere)"
-    )
-    print(
-        _format_table(
-            report["by_beta"],
-            [
-                ("beta", "beta", "g"),
-                ("exact_gold_mass", "gold mass", ".4f"),
-                ("gift_gold_mass", "GIFT gold", ".4f"),
-                ("exact_reward", "E[r]", ".4f"),
-                ("gift_reward", "GIFT E[r]", ".4f"),
-                ("exact_entropy", "H (nats)", ".3f"),
-                ("gift_entropy", "GIFT H", ".3f"),
-                ("exact_kl_to_base", "KL(.||pi0)", ".3f"),
-                ("gift_kl_to_base", "GIFT KL", ".3f"),
-                ("kl_gift_to_exact", "KL(GIFT||exact)", ".4f"),
-            ],
-        )
-    )
-    print(
-        f"\nAlong the gold path at eta = {inst['eta']:g}: GIFT's constant gain vs the exact "
-        "g_t = log(1 + (e^eta - 1) pi0(y*_>t))"
-    )
-    print(
-        _format_table(
-            report["gold_path"],
-            [
-                ("t", "t", ""),
-                ("token", "y*_t", ""),
-                ("base_gold_prob", "pi0(y*_t)", ".4f"),
-                ("gift_gain", "GIFT beta", ".3f"),
-                ("exact_gain", "exact g_t", ".3f"),
-                ("gate_w", "gate w_t", ".4f"),
-            ],
-        )
-    )
+    report = solve(
+        args.vocab_size, args.horizon, args.end_token, args.seed, args.concentration, args.gold,
+        args.betas, args.eta, args.smoothing, args.correct_fraction,
+    )  # fmt: skip
+    print(json.dumps(report, indent=2) if args.json else format_solve_report(report))
     return 0
 
 
@@ -229,77 +155,81 @@ def run_data(args) -> int:
     return 0
 
 
-def add_train_parser(sub) -> None:
-    from giftlab.train.config import config_help
-
+def _flat_config_parser(sub, name, help, description, config_cls, resume=True):
+    """A subcommand whose settings are a FlatConfig: --config FILE.yaml, then KEY=VALUE."""
     p = sub.add_parser(
-        "train",
-        help="SFT / GIFT / baselines on a causal LM",
+        name,
+        help=help,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Fine-tune a local causal LM with an objective of giftlab.losses. Settings come from the "
-            "defaults, then --config FILE.yaml, then KEY=VALUE overrides. Under torchrun the same "
-            "command runs DDP (GIFTLAB_DISTRIBUTED=fsdp for FSDP2).\n\nkeys:\n" + config_help()
-        ),
+        description=description
+        + " Settings: the defaults, then --config FILE.yaml, then KEY=VALUE overrides."
+        + "\n\nkeys:\n"
+        + config_cls.help_text(),
     )
     p.add_argument("--config", default=None, help="YAML file of settings")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from out_dir's latest checkpoint"
-    )
-    p.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="settings overriding the config"
-    )
+    if resume:
+        p.add_argument(
+            "--resume", action="store_true", help="continue from out_dir's newest valid checkpoint"
+        )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings overriding the config")
+    return p
+
+
+def _load_config(config_cls, args):
+    cfg = config_cls.from_yaml(args.config) if args.config else config_cls()
+    return cfg.with_overrides(args.overrides)
+
+
+def add_train_parser(sub) -> None:
+    from giftlab.train.config import TrainConfig
+
+    p = _flat_config_parser(
+        sub, "train", "SFT / GIFT / baselines on a causal LM",
+        "Fine-tune a local causal LM with an objective of giftlab.losses. Under torchrun the same "
+        "command runs DDP (GIFTLAB_DISTRIBUTED=fsdp for FSDP2). A non-empty out_dir is refused "
+        "unless --resume or overwrite=true.",
+        TrainConfig,
+    )  # fmt: skip
     p.set_defaults(func=run_train)
 
 
 def run_train(args) -> int:
     from giftlab.train import TrainConfig, train
 
-    cfg = TrainConfig.from_yaml(args.config) if args.config else TrainConfig()
-    cfg = cfg.with_overrides(args.overrides)
+    cfg = _load_config(TrainConfig, args)
     last = train(cfg, resume=args.resume)
-    keys = [
-        "step",
-        "loss/train",
-        "val/ce",
-        "val/policy_entropy",
-        "val/kl_policy_ref",
-        "perf/tokens_per_s",
-    ]
-    print(
-        "finished: "
-        + ", ".join(f"{k} {last[k]:.4g}" for k in keys if k in last)
-        + f"  ({cfg.out_dir})"
-    )
+    keys = ["step", "loss/train", "val/ce", "val/policy_entropy", "val/kl_policy_ref",
+            "perf/tokens_per_s"]  # fmt: skip
+    shown = ", ".join(f"{k} {last[k]:.4g}" for k in keys if k in last)
+    print(f"finished: {shown}  ({cfg.out_dir})")
     return 0
 
 
 def add_rl_parsers(sub) -> None:
-    from giftlab.rl.loop import rl_config_help
+    from giftlab.rl.loop import RLConfig
 
-    p = sub.add_parser(
-        "rl", help="GRPO from any checkpoint", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="GRPO with verifier rewards from reasoning-gym. Settings: defaults, then --config FILE.yaml, "
-        "then KEY=VALUE overrides.\n\nkeys:\n" + rl_config_help(),
+    p = _flat_config_parser(
+        sub, "rl", "GRPO from any checkpoint",
+        "GRPO with verifier rewards (reasoning-gym tasks, or user math checked by math-verify).",
+        RLConfig,
     )  # fmt: skip
-    p.add_argument("--config", default=None, help="YAML file of settings")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from out_dir's latest checkpoint"
-    )
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(func=run_rl)
-    e = sub.add_parser("eval", help="pass@k and diversity on held-out problems",
-                       description="Sample n completions per problem; print pass@k (unbiased, k = 1..n), mean@k, maj@k, "
-                       "distinct correct answers, sampled-token entropy and KL to the base; --json for machines.")  # fmt: skip
+    e = sub.add_parser(
+        "eval",
+        help="pass@k and diversity on held-out problems",
+        description="Sample n completions per problem; print pass@k (unbiased, k = 1..n), mean@k, "
+        "maj@k, distinct correct answers, sampled-token entropy and KL to the base; --json for "
+        "machines (it includes each problem's number of correct samples).",
+    )
     e.add_argument("--model", default="smollm2", help="model folder or 'smollm2'")
     e.add_argument("--base", default="smollm2", help="base model for KL (default smollm2)")
     e.add_argument(
         "--data", default="data/countdown/val.jsonl", help="held-out records from giftlab data"
     )
-    e.add_argument("--n", type=int, default=16, help="samples per problem (default 16)")
-    e.add_argument("--limit", type=int, default=32, help="problems (default 32; 0: all)")
-    e.add_argument("--max-new-tokens", type=int, default=24)
-    e.add_argument("--temperature", type=float, default=1.0)
+    e.add_argument("--n", type=int, default=16, help="samples per problem, >= 1 (default 16)")
+    e.add_argument("--limit", type=int, default=32, help="problems, >= 0 (default 32; 0: all)")
+    e.add_argument("--max-new-tokens", type=int, default=24, help="completion length, >= 1")
+    e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, >= 0")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true")
     e.add_argument("--out", default=None, help="also write the JSON here")
@@ -309,79 +239,92 @@ def add_rl_parsers(sub) -> None:
 def run_rl(args) -> int:
     from giftlab.rl.loop import RLConfig, rl
 
-    cfg = RLConfig.from_yaml(args.config) if args.config else RLConfig()
-    last = rl(cfg.with_overrides(args.overrides), resume=args.resume)
-    print(
-        "finished: "
-        + ", ".join(
-            f"{k} {v:.4g}" for k, v in last.items() if k.startswith(("step", "rl/reward", "rl/kl"))
-        )
+    last = rl(_load_config(RLConfig, args), resume=args.resume)
+    shown = ", ".join(
+        f"{k} {v:.4g}" for k, v in last.items() if k.startswith(("step", "rl/reward", "rl/kl"))
     )
+    print(f"finished: {shown}")
     return 0
 
 
+def _check_eval_args(args) -> None:
+    import math
+
+    from giftlab.errors import InputError
+
+    checks = [
+        (args.n >= 1, f"--n must be >= 1, got {args.n}"),
+        (args.limit >= 0, f"--limit must be >= 0 (0: all), got {args.limit}"),
+        (args.max_new_tokens >= 1, f"--max-new-tokens must be >= 1, got {args.max_new_tokens}"),
+        (math.isfinite(args.temperature) and args.temperature >= 0,
+         f"--temperature must be a finite number >= 0 (0: greedy), got {args.temperature}"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise InputError(message)
+
+
 def run_eval(args) -> int:
+    from pathlib import Path
+
+    from giftlab.data.tasks import check_verifiable
+    from giftlab.errors import InputError
     from giftlab.models import load_model, load_tokenizer
     from giftlab.rl.evaluate import evaluate
     from giftlab.rl.loop import load_task_records
 
+    _check_eval_args(args)
+    recs = load_task_records(args.data, limit=args.limit or None)
+    check_verifiable(recs)
+    if args.out and Path(args.out).is_dir():
+        raise InputError(f"--out {args.out} is a folder; give a file path for the JSON")
     tok = load_tokenizer(args.model)
     tok.padding_side = "left"
-    recs = load_task_records(args.data, limit=args.limit or None)
-    m = evaluate(load_model(args.model), load_model(args.base), tok, recs, n_samples=args.n,
-                 max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)  # fmt: skip
+    model, base = load_model(args.model), load_model(args.base)
+    v_model = model.get_output_embeddings().weight.shape[0]
+    v_base = base.get_output_embeddings().weight.shape[0]
+    if v_model != v_base:
+        raise InputError(
+            f"--base {args.base} has a vocabulary of {v_base} tokens, --model {args.model} one of "
+            f"{v_model}: KL to the base needs one shared vocabulary"
+        )
+    m = evaluate(model, base, tok, recs, n_samples=args.n, max_new_tokens=args.max_new_tokens,
+                 temperature=args.temperature, seed=args.seed)  # fmt: skip
     if args.out:
-        from pathlib import Path
-
         Path(args.out).write_text(json.dumps(m, indent=2))
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
+    from giftlab.theory.report import format_table
+
     ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.n]
     print(f"{m['n_problems']} problems x {m['n_samples']} samples ({args.model})")
-    print(
-        _format_table(
-            [{"k": k, "pass": m["pass_at_k"][k]} for k in ks],
-            [("k", "k", ""), ("pass", "pass@k", ".3f")],
-        )
-    )
-    for key in ("mean_at_k", "maj_at_n", "distinct_correct", "sample_entropy", "kl_to_base_per_token",
-                "verifier_errors", "empty_completions", "generation_tokens_per_s"):  # fmt: skip
+    rows = [{"k": k, "pass": m["pass_at_k"][k]} for k in ks]
+    print(format_table(rows, [("k", "k", ""), ("pass", "pass@k", ".3f")]))
+    for key in ("mean_at_k", "maj_at_n", "distinct_correct", "sample_entropy",
+                "kl_to_base_per_token", "verifier_errors", "empty_completions",
+                "generation_tokens_per_s"):  # fmt: skip
         print(f"{key:26s} {m[key]:.4g}")
     return 0
 
 
 def add_pipeline_parser(sub) -> None:
-    p = sub.add_parser(
-        "pipeline",
-        help="base -> {SFT, GIFT, ...} -> the same GRPO -> eval, over seeds",
-        description="Runs the two-stage comparison on the CPU with SmolLM2 on countdown (about 46 minutes with "
-        "defaults) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json. KEY=VALUE overrides: "
-        "out_dir, task, n_train, n_val, inits (e.g. sft,gift:5,gift:20,dft), seeds (e.g. 0,1,2), sft_steps, "
-        "sft_batch, sft_lr, rl_steps, rl_prompts, group_size, rl_lr, eval_samples, max_new_tokens, model.",
+    from giftlab.rl.pipeline import PipelineConfig
+
+    p = _flat_config_parser(
+        sub, "pipeline", "base -> {SFT, GIFT, ...} -> the same GRPO -> eval, over seeds",
+        "Runs the two-stage comparison on the CPU with SmolLM2 on countdown (about 46 minutes with "
+        "the defaults) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json (with each "
+        "problem's correct count). Every init is checked before any work starts.",
+        PipelineConfig, resume=False,
     )  # fmt: skip
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.set_defaults(func=run_pipeline_cmd)
 
 
 def run_pipeline_cmd(args) -> int:
-    import dataclasses
-
     from giftlab.rl.pipeline import PipelineConfig, run_pipeline
 
-    cfg = PipelineConfig()
-    fields = {f.name: f for f in dataclasses.fields(cfg)}
-    for item in args.overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"override {item!r}: expected KEY=VALUE with KEY in {sorted(fields)}")
-        current = getattr(cfg, key)
-        if isinstance(current, list):
-            value = [type(current[0])(x) if current else x for x in raw.split(",")]
-        else:
-            value = type(current)(raw)
-        setattr(cfg, key, value)
-    print(f"wrote {run_pipeline(cfg)}")
+    print(f"wrote {run_pipeline(_load_config(PipelineConfig, args))}")
     return 0
 
 
@@ -425,6 +368,8 @@ def run_demo_cmd(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `giftlab` command. A failure caused by input (a config value, a data record, a path, a
+    run folder, a non-finite loss) prints one line naming it and exits with 2."""
     parser = argparse.ArgumentParser(
         prog="giftlab",
         description="GIFT: exact theory, token objectives and a compact trainer.",
@@ -439,9 +384,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"giftlab {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # InputError is a ValueError; OSError: paths, full disk
+        print(f"giftlab {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"giftlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -104,3 +104,24 @@ def score(record: dict, completion: str) -> float:
         record["task"], size, record["seed"], json.dumps(record["config"], sort_keys=True)
     )
     return float(ds.score_answer(completion, ds[record["index"]]))
+
+
+def known_task(task) -> bool:
+    """A task `score` can check: "math" (math-verify) or a reasoning-gym dataset name."""
+    if task == "math":
+        return True
+    from reasoning_gym.factory import DATASETS
+
+    return isinstance(task, str) and task in DATASETS
+
+
+def check_verifiable(records: list[dict]) -> None:
+    """Raise InputError naming the first record whose task no verifier knows."""
+    from giftlab.errors import InputError
+
+    for r in records:
+        if not known_task(r.get("task")):
+            raise InputError(
+                f"{r.get('where', 'a record')}: unknown task {r.get('task')!r}: no verifier scores it "
+                "(use a reasoning-gym task name from `giftlab data`, or task 'math' with an 'answer')"
+            )

@@ -44,6 +44,7 @@ __all__ = [
     "kd_to_base_loss",
     "sequence_consistent_gift_loss",
     "sequence_gains",
+    "sequence_gains_from_logits",
     "smoothed_base_logp",
 ]
 
@@ -217,11 +218,29 @@ def sequence_consistent_gift_loss(
     eta = check_beta(eta, "eta")
     smoothing, valid, lab = _checked(logits, ref_logits, labels, smoothing, ignore_index, reduction)
     with torch.no_grad():
-        base_logp = smoothed_base_logp(ref_logits.detach(), smoothing)
-        gold_logp = base_logp.gather(-1, lab.unsqueeze(-1)).squeeze(-1)
-        gains = sequence_gains(gold_logp, valid, eta, segment_ids)
+        gains = sequence_gains_from_logits(ref_logits, labels, eta, smoothing, ignore_index, segment_ids)
         log_q = gift_log_target(ref_logits.detach(), lab, gains, smoothing)
     return _gift_cross_entropy(logits, log_q, valid, reduction)
+
+
+@torch.no_grad()
+def sequence_gains_from_logits(
+    ref_logits: torch.Tensor,
+    labels: torch.Tensor,
+    eta: float,
+    smoothing: float = 0.0,
+    ignore_index: int = -100,
+    segment_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The gains g_t of sequence_gains from reference logits: p_u = pi0~(y_u | s_u), the smoothed
+    base of the target (so the gains describe the same target the loss trains on).
+
+    ref_logits: (B, T, V).  labels: (B, T).  Returns (B, T) float32.
+    """
+    valid = labels != ignore_index
+    lab = safe_labels(labels, valid)
+    gold = smoothed_base_logp(ref_logits.detach(), smoothing).gather(-1, lab.unsqueeze(-1))
+    return sequence_gains(gold.squeeze(-1), valid, eta, segment_ids)
 
 
 STAT_NAMES = (

@@ -60,6 +60,7 @@ def evaluate(model, ref_model, tokenizer, records, n_samples=16, max_new_tokens=
     pak = pass_at_k(n, c[:, None], ks[None, :]).mean(0)
     out = {
         "n_problems": len(per_problem),
+        "per_problem_correct": c.tolist(),  # correct samples of each problem, for clustered CIs
         "n_samples": n,
         "pass_at_k": {int(k): float(v) for k, v in zip(ks, pak)},
         "mean_at_k": float(c.mean() / n),

@@ -9,19 +9,25 @@ for each step:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from giftlab.config import (
+    ConfigError,
+    FlatConfig,
+    at_least,
+    finite_non_negative,
+    finite_positive,
+    one_of,
+)
+from giftlab.config import setting as _f
 from giftlab.data import read_records
-from giftlab.data.tasks import score
+from giftlab.data.tasks import check_verifiable, score
+from giftlab.errors import InputError, NonFiniteError
 from giftlab.losses import group_advantages, grpo_loss, kl_estimate
 from giftlab.provenance import provenance
 from giftlab.rl.rollout import (
@@ -30,13 +36,20 @@ from giftlab.rl.rollout import (
     token_logp_and_entropy,
     verifier_rewards,
 )
-from giftlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from giftlab.train.config import FlatConfig
-from giftlab.train.loop import DataOrder
+from giftlab.runtime import (
+    DataOrder,
+    RunDir,
+    all_finite,
+    check_resume_config,
+    load_weights,
+    progress_bar,
+    rng_state,
+    seed_all,
+    set_rng_state,
+)
 
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
+# A resumed run must keep these (the model and the batch geometry); the rest may change.
+RESUME_KEYS = ("model", "ref_model", "prompts_per_step", "group_size")
 
 
 @dataclass
@@ -53,13 +66,13 @@ class RLConfig(FlatConfig):
     prompts_per_step: int = _f(4, "prompts per step")
     group_size: int = _f(8, "samples per prompt (the GRPO group)")
     max_new_tokens: int = _f(24, "completion length limit")
-    temperature: float = _f(1.0, "sampling temperature")
+    temperature: float = _f(1.0, "sampling temperature (0: greedy)")
     lr: float = _f(1e-6, "AdamW learning rate")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     clip_low: float = _f(0.2, "PPO ratio clip below 1")
     clip_high: float = _f(0.2, "PPO ratio clip above 1")
     kl_coef: float = _f(0.0, "KL-to-base penalty (0: measured and logged only, as in the paper)")
-    kl_estimator: str = _f("k3", "KL estimator: k1 or k3")
+    kl_estimator: str = _f("k3", "KL estimator of the penalty: k1 or k3")
     normalize_std: bool = _f(False, "divide advantages by the group std")
     binary_reward: bool = _f(True, "reward 1[score == 1] (false: the verifier's partial credit)")
     ppo_epochs: int = _f(1, "optimisation passes per batch of samples")
@@ -67,202 +80,198 @@ class RLConfig(FlatConfig):
     clip_grad: float = _f(1.0, "gradient-norm clip (0: off)")
     seed: int = _f(0, "seed of prompt order and sampling")
     out_dir: str = _f("runs/rl", "run folder: config, metrics.jsonl, checkpoints, final/")
+    overwrite: bool = _f(False, "replace a finished or abandoned run in out_dir (else refused)")
     save_every: int = _f(0, "steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = _f(1, "checkpoints kept")
     save_final: bool = _f(True, "write final/ as a loadable model folder")
+    report_to: str = _f("none", "metrics tracker beside metrics.jsonl: none or tensorboard")
     progress: bool = _f(True, "progress bar")
 
-    def __post_init__(self):
-        checks = [
-            (self.group_size >= 2, f"group_size must be >= 2, got {self.group_size}"),
-            (self.prompts_per_step >= 1, f"prompts_per_step must be >= 1, got {self.prompts_per_step}"),
-            (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
-            (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
-            (self.kl_estimator in ("k1", "k3"), f"kl_estimator must be k1 or k3, got {self.kl_estimator!r}"),
-            (self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}"),
-            (self.ppo_epochs >= 1, f"ppo_epochs must be >= 1, got {self.ppo_epochs}"),
-            (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
-        ]  # fmt: skip
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+    RULES = (
+        ("group_size", at_least(2), ">= 2"),
+        ("prompts_per_step", at_least(1), ">= 1"),
+        ("max_new_tokens", at_least(1), ">= 1"),
+        ("temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
+        ("lr", finite_positive, "a finite number > 0"),
+        ("weight_decay", finite_non_negative, "a finite number >= 0"),
+        ("clip_low", lambda x: math.isfinite(x) and 0 <= x < 1, "in [0, 1)"),
+        ("clip_high", finite_non_negative, "a finite number >= 0"),
+        ("kl_coef", finite_non_negative, "a finite number >= 0"),
+        ("kl_estimator", one_of("k1", "k3"), "k1 or k3"),
+        ("ppo_epochs", at_least(1), ">= 1"),
+        ("max_steps", at_least(1), ">= 1"),
+        ("clip_grad", finite_non_negative, "a finite number >= 0 (0: off)"),
+        ("save_every", at_least(0), ">= 1, or 0 for only at the end"),
+        ("keep_checkpoints", at_least(1), ">= 1"),
+        ("report_to", one_of("none", "tensorboard"), "none or tensorboard"),
+        ("model", bool, "a model folder or 'smollm2'"),
+        ("ref_model", bool, "a model folder or 'smollm2'"),
+        ("out_dir", bool, "a folder path"),
+    )
+
+    def check(self):
+        if not self.train_file:
+            raise ConfigError("train_file must name a .jsonl or .parquet file", "train_file")
 
 
 def rl_config_help() -> str:
-    return "\n".join(
-        f"  {f.name} (default {f.default!r}): {f.metadata['help']}"
-        for f in dataclasses.fields(RLConfig)
-    )
+    return RLConfig.help_text()
 
 
 def load_task_records(path, limit=None) -> list[dict]:
-    """Records with their verifier fields (reasoning-gym: task, index, seed, config; user math:
-    task "math" and answer) and chat messages."""
-    recs = read_records(path, limit=limit)
-
-    def verifiable(raw):
-        return (raw.get("task") == "math" and "answer" in raw) or {
-            "task",
-            "index",
-            "seed",
-            "config",
-        } <= set(raw)
-
-    missing = [r["where"] for r in recs if not verifiable(r["raw"])]
-    if missing:
-        raise ValueError(
-            f"{missing[0]}: RL and eval need records from `giftlab data` (task, index, seed, config) "
-            'or user math records {"task": "math", "prompt": ..., "answer": ...}'
-        )
-    return [dict(r["raw"]) | {"messages": r["messages"]} for r in recs]
+    """Prompt records with their verifier fields (reasoning-gym: task, index, seed, config; user
+    math: task "math" and answer), each with its chat `messages`. No response is needed."""
+    recs = read_records(path, limit=limit, need_response=False)
+    for r in recs:
+        raw = r["raw"]
+        if raw.get("task") == "math":
+            if "answer" not in raw:
+                raise InputError(f"{r['where']}: a math record needs an 'answer'")
+        elif not {"task", "index", "seed", "config"} <= set(raw):
+            raise InputError(
+                f"{r['where']}: RL and eval need records from `giftlab data` (task, index, seed, "
+                'config) or user math records {"task": "math", "prompt": ..., "answer": ...}'
+            )
+    return [dict(r["raw"]) | {"messages": r["messages"], "where": r["where"]} for r in recs]
 
 
 def rl(
     cfg: RLConfig, resume: bool = False, model=None, tokenizer=None, ref_model=None, score_fn=score
 ) -> dict:
+    """GRPO per `cfg`; returns the last metrics. `model`/`tokenizer`/`score_fn` override (tests)."""
     from giftlab.models import load_model, load_tokenizer
 
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
-    tokenizer.padding_side = "left"
-    policy = (model if model is not None else load_model(cfg.model)).to(device)
-    ref = (
-        (ref_model if ref_model is not None else load_model(cfg.ref_model))
-        .to(device)
-        .eval()
-        .requires_grad_(False)
-    )
-    if (
-        policy.get_output_embeddings().weight.shape[0]
-        != ref.get_output_embeddings().weight.shape[0]
-    ):
-        raise ValueError("policy and base model vocabularies differ")
-    records = load_task_records(cfg.train_file)
-    order = DataOrder(len(records), cfg.prompts_per_step, 1, 0, cfg.seed)
-    params = [p for p in policy.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-    metrics_path = out_dir / "metrics.jsonl"
-    start = 0
-    ckpt = latest_checkpoint(out_dir) if resume else None
-    if ckpt is not None:
-        state = load_checkpoint(ckpt)
-        policy.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        order.load(state["data"])
-        start = state["step"]
-        keep = [
-            x
-            for x in metrics_path.read_text().splitlines()
-            if x.strip() and json.loads(x)["step"] <= start
-        ]
-        metrics_path.write_text("".join(x + "\n" for x in keep))
-    else:
-        metrics_path.write_text("")
-    (out_dir / "config.json").write_text(
-        json.dumps({"config": cfg.to_dict(), "provenance": provenance()}, indent=2)
-    )
-    bar = None
-    if cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.max_steps, initial=start, desc="rl grpo", unit="step")
-    last = {}
-    for step in range(start, cfg.max_steps):
-        recs = [records[i] for i in order.next_indices()]
-        t0 = time.perf_counter()
-        ro = sample_groups(policy, tokenizer, encode_prompts(tokenizer, recs), cfg.group_size, cfg.max_new_tokens,
-                           cfg.temperature, cfg.seed * 1_000_003 + step, device)  # fmt: skip
-        t_gen = time.perf_counter() - t0
-        rewards, scores, errors = verifier_rewards(recs, ro, score_fn, binary=cfg.binary_reward)
-        adv = (
-            group_advantages(rewards.view(len(recs), cfg.group_size), cfg.normalize_std)
-            .view(-1)
-            .to(device)
-        )
-        mask = ro.completion_mask[:, 1:]
-        t1 = time.perf_counter()
-        with torch.no_grad():
-            ref_logp, _ = token_logp_and_entropy(ref, ro)
-            old_logp = None
-        stats_acc = {}
-        for _epoch in range(cfg.ppo_epochs):
-            logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
-            if old_logp is None:  # the sampling policy: the first pass's log-probabilities
-                old_logp = logp.detach()
-            loss, stats = grpo_loss(
-                logp,
-                old_logp,
-                adv,
-                mask,
-                cfg.clip_low,
-                cfg.clip_high,
-                cfg.kl_coef,
-                ref_logp,
-                cfg.kl_estimator,
+    records = load_task_records(cfg.train_file)  # inputs first: fail before loading anything
+    if score_fn is score:
+        check_verifiable(records)
+    with RunDir(cfg.out_dir, resume=resume, overwrite=cfg.overwrite) as run:
+        seed_all(cfg.seed)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
+        tokenizer.padding_side = "left"
+        policy = (model if model is not None else load_model(cfg.model)).to(device)
+        ref = (ref_model if ref_model is not None else load_model(cfg.ref_model)).to(device)
+        ref.eval().requires_grad_(False)
+        v_pol = policy.get_output_embeddings().weight.shape[0]
+        v_ref = ref.get_output_embeddings().weight.shape[0]
+        if v_pol != v_ref:
+            raise InputError(
+                f"model {cfg.model!r} (vocabulary {v_pol}) and ref_model {cfg.ref_model!r} "
+                f"(vocabulary {v_ref}) must share one vocabulary"
             )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                params, cfg.clip_grad if cfg.clip_grad > 0 else math.inf
-            )
-            opt.step()
-            stats_acc = stats
-        t_train = time.perf_counter() - t1
-        m = mask.float()
-        n_tok = int(m.sum())
-        kl_k1 = float((kl_estimate(old_logp, ref_logp, "k1") * m).sum() / max(n_tok, 1))
-        row = {
-            "step": step + 1,
-            "loss/grpo": float(loss.detach()),
-            "rl/reward_mean": float(rewards.mean()),
-            "rl/reward_std": float(rewards.view(len(recs), -1).std(-1, unbiased=False).mean()),
-            "rl/correct_frac": float(np.mean([s == 1.0 for s in scores])),
-            "rl/score_mean": float(np.mean(scores)),
-            "rl/zero_variance_groups": int((rewards.view(len(recs), -1).std(-1) == 0).sum()),
-            "rl/verifier_errors": errors,
-            "rl/empty_completions": sum(1 for t in ro.texts if not t),
-            "rl/kl_to_base_k3": float(stats_acc.get("kl", torch.tensor(0.0))),
-            "rl/kl_to_base_k1": kl_k1,
-            "rl/sample_entropy": float((entropy.detach() * m).sum() / max(n_tok, 1)),
-            "rl/clip_frac": float(stats_acc["clip_frac"]),
-            "rl/completion_tokens": n_tok,
-            "perf/grad_norm": float(grad_norm),
-            "perf/gen_s": t_gen,
-            "perf/train_s": t_train,
-            "perf/gen_share": t_gen / (t_gen + t_train),
-            "perf/rollout_tokens_per_s": n_tok / t_gen,
-        }
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-        final = step + 1 == cfg.max_steps
-        if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
-            state = {"model": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
-                     "optimizer": opt.state_dict(), "data": order.state(), "step": step + 1, "config": cfg.to_dict()}  # fmt: skip
-            save_checkpoint(out_dir, step + 1, state, cfg.keep_checkpoints)
-        if bar is not None:
+        order = DataOrder(len(records), cfg.prompts_per_step, 1, 0, cfg.seed)
+        params = [p for p in policy.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+        start = 0
+        found = run.load_resume_checkpoint() if resume else None
+        if resume and found is None:
+            print(f"--resume: no checkpoint in {run.path}, starting from scratch")
+        if found is not None:
+            path, weights, state = found
+            check_resume_config(state["config"], cfg.to_dict(), RESUME_KEYS, run.path)
+            load_weights(policy, weights, lora=False)
+            opt.load_state_dict(state["optimizer"])
+            order.load(state["data"])
+            set_rng_state(state["rng"])
+            start = state["step"]
+            print(f"resumed from {path} at step {start}")
+        run.start_metrics(start if found else None)
+        run.write_config({"config": cfg.to_dict(), "provenance": provenance(), "resumed_at": start})
+        run.track(cfg.report_to)
+        bar = progress_bar(cfg.max_steps, start, "rl grpo", cfg.progress)
+        last = {}
+        for step in range(start, cfg.max_steps):
+            row = _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_fn,
+                        device, run)  # fmt: skip
+            run.log_metrics(row)
+            final = step + 1 == cfg.max_steps
+            if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
+                state = {"optimizer": opt.state_dict(), "data": order.state(), "step": step + 1,
+                         "config": cfg.to_dict(), "rng": rng_state()}  # fmt: skip
+                run.save_checkpoint(step + 1, policy, tokenizer, state, cfg.keep_checkpoints)
             bar.update(1)
-            bar.set_postfix(
-                reward=f"{row['rl/reward_mean']:.3f}", kl=f"{row['rl/kl_to_base_k3']:.4f}"
-            )
-        last = row
-    if bar is not None:
+            bar.set_postfix(reward=f"{row['rl/reward_mean']:.3f}", kl=f"{row['rl/kl_to_base_k1']:.4f}")
+            last = row
         bar.close()
-    if cfg.save_final:
-        tmp = out_dir / "final.tmp"
-        policy.save_pretrained(tmp)
-        tokenizer.padding_side = "right"
-        tokenizer.save_pretrained(tmp)
-        import os
-        import shutil
-
-        if (out_dir / "final").exists():
-            shutil.rmtree(out_dir / "final")
-        os.replace(tmp, out_dir / "final")
+        if cfg.save_final:
+            run.save_model("final", policy, tokenizer)
     return last
+
+
+def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_fn, device, run):
+    """One GRPO step: sample, score, ppo_epochs updates; returns the metrics row."""
+    recs = [records[i] for i in order.next_indices()]
+    t0 = time.perf_counter()
+    ro = sample_groups(policy, tokenizer, encode_prompts(tokenizer, recs), cfg.group_size,
+                       cfg.max_new_tokens, cfg.temperature, cfg.seed * 1_000_003 + step, device)  # fmt: skip
+    t_gen = time.perf_counter() - t0
+    rewards, scores, errors = verifier_rewards(recs, ro, score_fn, binary=cfg.binary_reward)
+    if not torch.isfinite(rewards).all():
+        bad = int((~torch.isfinite(rewards)).nonzero()[0])
+        raise NonFiniteError(
+            f"step {step + 1}: the verifier returned {rewards[bad].item()} for "
+            f"{recs[int(ro.prompt_index[bad])]['where']}; rewards must be finite. "
+            f"Last good checkpoint: {run.last_checkpoint or 'none yet'}"
+        )
+    groups = rewards.view(len(recs), cfg.group_size)
+    adv = group_advantages(groups, cfg.normalize_std).view(-1).to(device)
+    mask = ro.completion_mask[:, 1:]
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        ref_logp, _ = token_logp_and_entropy(ref, ro)
+    old_logp, stats = None, {}
+    for _epoch in range(cfg.ppo_epochs):
+        logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
+        if old_logp is None:  # the sampling policy: the first pass's log-probabilities
+            old_logp = logp.detach()
+        loss, stats = grpo_loss(logp, old_logp, adv, mask, cfg.clip_low, cfg.clip_high,
+                                cfg.kl_coef, ref_logp, cfg.kl_estimator)  # fmt: skip
+        if not torch.isfinite(loss):
+            raise NonFiniteError(
+                f"step {step + 1}: the GRPO loss is {loss.item()}; stopped before the optimiser "
+                f"step. Last good checkpoint: {run.last_checkpoint or 'none yet'}"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            params, cfg.clip_grad if cfg.clip_grad > 0 else math.inf
+        )
+        opt.step()
+        if not all_finite(params):
+            raise NonFiniteError(
+                f"step {step + 1}: the optimiser step made the weights NaN or infinite "
+                f"(lr={cfg.lr:g}); nothing was saved from it. "
+                f"Last good checkpoint: {run.last_checkpoint or 'none yet'}"
+            )
+    t_train = time.perf_counter() - t1
+    m = mask.float()
+    n_tok = int(m.sum())
+
+    def kl_mean(estimator):  # KL(sampling policy || base) per completion token
+        return float((kl_estimate(old_logp, ref_logp, estimator) * m).sum() / max(n_tok, 1))
+
+    return {
+        "step": step + 1,
+        "loss/grpo": float(loss.detach()),
+        f"loss/kl_{cfg.kl_estimator}": float(stats.get("kl", torch.tensor(0.0))),
+        "rl/reward_mean": float(rewards.mean()),
+        "rl/reward_std": float(groups.std(-1, unbiased=False).mean()),
+        "rl/correct_frac": float(np.mean([s == 1.0 for s in scores])),
+        "rl/score_mean": float(np.mean(scores)),
+        "rl/zero_variance_groups": int((groups.std(-1) == 0).sum()),
+        "rl/verifier_errors": errors,
+        "rl/empty_completions": sum(1 for t in ro.texts if not t),
+        "rl/kl_to_base_k1": kl_mean("k1"),
+        "rl/kl_to_base_k3": kl_mean("k3"),
+        "rl/sample_entropy": float((entropy.detach() * m).sum() / max(n_tok, 1)),
+        "rl/clip_frac": float(stats["clip_frac"]),
+        "rl/completion_tokens": n_tok,
+        "perf/grad_norm": float(grad_norm),
+        "perf/gen_s": t_gen,
+        "perf/train_s": t_train,
+        "perf/gen_share": t_gen / (t_gen + t_train),
+        "perf/rollout_tokens_per_s": n_tok / t_gen,
+    }
 
 
 __all__ = ["RLConfig", "load_task_records", "rl", "rl_config_help"]

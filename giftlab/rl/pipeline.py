@@ -6,38 +6,94 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from giftlab.config import ConfigError, FlatConfig, at_least, finite_positive, one_of
+from giftlab.config import setting as _f
+from giftlab.data.tasks import TASK_DEFAULTS
+from giftlab.errors import InputError
+from giftlab.losses import OBJECTIVES
+from giftlab.runtime import RunDir
+
 
 @dataclass
-class PipelineConfig:
-    out_dir: str = "runs/pipeline"
-    task: str = "countdown"
-    n_train: int = 256
-    n_val: int = 16
-    inits: list = field(default_factory=lambda: ["sft", "gift:5"])  # objective[:beta]
-    seeds: list = field(default_factory=lambda: [0, 1])
-    sft_steps: int = 20
-    sft_batch: int = 4
-    sft_lr: float = 1e-5
-    rl_steps: int = 8
-    rl_prompts: int = 4
-    group_size: int = 8
-    rl_lr: float = 5e-6
-    eval_samples: int = 8
-    max_new_tokens: int = 16
-    model: str = "smollm2"
+class PipelineConfig(FlatConfig):
+    out_dir: str = _f("runs/pipeline", "report folder: data, one run folder per init and seed, report.md")
+    overwrite: bool = _f(False, "replace an earlier pipeline in out_dir (else refused)")
+    task: str = _f("countdown", f"reasoning-gym task, one of {sorted(TASK_DEFAULTS)}")
+    n_train: int = _f(256, "training problems")
+    n_val: int = _f(16, "held-out problems")
+    inits: list[str] = _f(["sft", "gift:5"], "initialisations: objective[:beta], e.g. sft,gift:5,dft")
+    seeds: list[int] = _f([0, 1], "training seeds, e.g. 0,1,2")
+    sft_steps: int = _f(20, "fine-tuning steps")
+    sft_batch: int = _f(4, "fine-tuning batch size")
+    sft_lr: float = _f(1e-5, "fine-tuning learning rate")
+    rl_steps: int = _f(8, "GRPO steps")
+    rl_prompts: int = _f(4, "GRPO prompts per step")
+    group_size: int = _f(8, "GRPO group size")
+    rl_lr: float = _f(5e-6, "GRPO learning rate")
+    eval_samples: int = _f(8, "samples per held-out problem")
+    max_new_tokens: int = _f(16, "completion length limit")
+    model: str = _f("smollm2", "base model: 'smollm2' or a local folder")
+
+    RULES = (
+        ("task", one_of(*TASK_DEFAULTS), f"one of {sorted(TASK_DEFAULTS)}"),
+        ("n_train", at_least(1), ">= 1"),
+        ("n_val", at_least(1), ">= 1"),
+        ("sft_steps", at_least(1), ">= 1"),
+        ("sft_batch", at_least(1), ">= 1"),
+        ("sft_lr", finite_positive, "a finite number > 0"),
+        ("rl_steps", at_least(1), ">= 1"),
+        ("rl_prompts", at_least(1), ">= 1"),
+        ("group_size", at_least(2), ">= 2"),
+        ("rl_lr", finite_positive, "a finite number > 0"),
+        ("eval_samples", at_least(1), ">= 1"),
+        ("max_new_tokens", at_least(1), ">= 1"),
+        ("inits", bool, "a non-empty list"),
+        ("seeds", bool, "a non-empty list"),
+        ("model", bool, "a model folder or 'smollm2'"),
+    )
+
+    def check(self):
+        for spec in self.inits:
+            _init_args(spec)  # every init checked before any work starts
+        if self.sft_batch > self.n_train:
+            raise ConfigError(f"sft_batch ({self.sft_batch}) exceeds n_train ({self.n_train})", "sft_batch")
+        if self.rl_prompts > self.n_train:
+            raise ConfigError(f"rl_prompts ({self.rl_prompts}) exceeds n_train ({self.n_train})", "rl_prompts")
 
 
 def _init_args(spec: str) -> tuple[str, dict]:
-    name, _, beta = spec.partition(":")
-    return name, ({"beta": float(beta)} if beta else {})
+    """'gift:5' -> ('gift', {'beta': 5.0}); errors name the init and the allowed objectives."""
+    name, sep, beta = spec.partition(":")
+    if name not in OBJECTIVES:
+        raise ConfigError(
+            f"inits: unknown objective {name!r} in {spec!r}; allowed: {sorted(OBJECTIVES)}", "inits"
+        )
+    if not sep:
+        return name, {}
+    try:
+        value = float(beta)
+    except ValueError:
+        raise ConfigError(f"inits: {spec!r}: beta must be a number, got {beta!r}", "inits") from None
+    if not value >= 0:
+        raise ConfigError(f"inits: {spec!r}: beta must be in [0, inf], got {value}", "inits")
+    return name, {"beta": value}
 
 
 def run_pipeline(cfg: PipelineConfig, log=print) -> Path:
+    """Run the comparison into cfg.out_dir (a fresh folder, or overwrite=true); returns report.md."""
+    from giftlab.provenance import provenance
+
+    with RunDir(cfg.out_dir, overwrite=cfg.overwrite, log=log) as run:
+        run.write_config({"config": cfg.to_dict(), "provenance": provenance()})
+        return _run(cfg, run.path, log)
+
+
+def _run(cfg: PipelineConfig, out: Path, log) -> Path:
     from giftlab.data.tasks import write_task_data
     from giftlab.models import load_model, load_tokenizer
     from giftlab.provenance import provenance
@@ -45,8 +101,6 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> Path:
     from giftlab.rl.loop import RLConfig, load_task_records, rl
     from giftlab.train import TrainConfig, train
 
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     paths = write_task_data(
         cfg.task, out / "data", cfg.n_train, cfg.n_val, seed=0, prompt_style="short"
@@ -99,8 +153,9 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> Path:
             after = ev(run / "rl" / "final", seed)
             results.append({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
             log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
-    (out / "results.json").write_text(json.dumps({"results": results, "config": cfg.__dict__, "provenance": provenance(),
-                                                  "minutes": (time.perf_counter() - t_start) / 60}, indent=2))  # fmt: skip
+    summary = {"results": results, "config": cfg.to_dict(), "provenance": provenance(),
+               "minutes": (time.perf_counter() - t_start) / 60}  # fmt: skip
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
     _report(out, cfg, results, (time.perf_counter() - t_start) / 60)
     return out / "report.md"
 

@@ -1,65 +1,25 @@
 """The trainer's flat config: one dataclass whose field help is the `giftlab train --help` text.
 
 Load from YAML (`TrainConfig.from_yaml`), override with `key=value` strings (`with_overrides`);
-unknown keys and bad values are errors that name the key.
+unknown keys and bad values are errors that name the key (and the YAML file and line).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
-import typing
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-import yaml
-
+from giftlab.config import (
+    ConfigError,
+    FlatConfig,
+    at_least,
+    finite_non_negative,
+    finite_positive,
+    in_unit_interval,
+    non_negative_or_inf,
+    one_of,
+)
+from giftlab.config import setting as _f
 from giftlab.losses import OBJECTIVES
-
-
-def _f(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
-class FlatConfig:
-    """Loading shared by the flat config dataclasses (TrainConfig, RLConfig): from a dict or YAML,
-    `key=value` overrides; unknown keys and bad values are errors naming the key."""
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> FlatConfig:
-        unknown = sorted(set(values) - set(cls.field_names()))
-        if unknown:
-            raise ValueError(f"{source}: unknown key(s) {unknown}; known keys: {cls.field_names()}")
-        coerced = {k: _coerce(cls, k, v, source) for k, v in values.items()}
-        return cls(**coerced)
-
-    @classmethod
-    def from_yaml(cls, path) -> FlatConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a config must be a mapping of key: value")
-        return cls.from_dict(data, source=str(path))
-
-    def with_overrides(self, overrides: list[str]) -> FlatConfig:
-        values = dataclasses.asdict(self)
-        for item in overrides:
-            if "=" not in item:
-                raise ValueError(f"override {item!r} must look like key=value")
-            key, raw = item.split("=", 1)
-            if key not in values:
-                raise ValueError(
-                    f"override {item!r}: unknown key {key!r}; known keys: {self.field_names()}"
-                )
-            values[key] = _parse(type(self), key, raw)
-        return type(self).from_dict(values, source="overrides")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -114,6 +74,7 @@ class TrainConfig(FlatConfig):
     out_dir: str = _f(
         "runs/train", "run folder: config, metrics.jsonl, checkpoints, best/ and final/"
     )
+    overwrite: bool = _f(False, "replace a finished or abandoned run in out_dir (else refused)")
     log_every: int = _f(1, "steps between metric lines")
     diag_every: int = _f(
         5, "steps between teacher-forced diagnostics on the training batch (0: never)"
@@ -123,69 +84,55 @@ class TrainConfig(FlatConfig):
     keep_checkpoints: int = _f(2, "checkpoints kept (older ones deleted)")
     top_k: int = _f(10, "K of the top-K overlap with the reference")
     save_final: bool = _f(True, "write final/ (and best/) as loadable model folders")
+    report_to: str = _f("none", "metrics tracker beside metrics.jsonl: none or tensorboard")
     progress: bool = _f(True, "progress bar")
 
-    def __post_init__(self):
-        checks = [
-            (self.objective in OBJECTIVES, f"objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}"),
-            (self.overlong in ("skip", "fail", "truncate"), f"overlong must be skip, fail or truncate, got {self.overlong!r}"),
-            (self.schedule in ("constant", "cosine"), f"schedule must be constant or cosine, got {self.schedule!r}"),
-            (self.beta >= 0 and not math.isnan(self.beta), f"beta must be in [0, inf], got {self.beta}"),
-            (self.eta >= 0 and not math.isnan(self.eta), f"eta must be in [0, inf], got {self.eta}"),
-            (0 <= self.smoothing <= 1, f"smoothing must be in [0, 1], got {self.smoothing}"),
-            (0 <= self.label_eps <= 1, f"label_eps must be in [0, 1], got {self.label_eps}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
-            (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
-            (self.max_length >= 2, f"max_length must be >= 2, got {self.max_length}"),
-            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (self.lora_rank >= 0, f"lora_rank must be >= 0, got {self.lora_rank}"),
-            (self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}"),
-            (self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}"),
-        ]  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+    RULES = (
+        ("objective", one_of(*OBJECTIVES), f"one of {sorted(OBJECTIVES)}"),
+        ("overlong", one_of("skip", "fail", "truncate"), "skip, fail or truncate"),
+        ("schedule", one_of("constant", "cosine"), "constant or cosine"),
+        ("report_to", one_of("none", "tensorboard"), "none or tensorboard"),
+        ("beta", non_negative_or_inf, "in [0, inf]"),
+        ("eta", non_negative_or_inf, "in [0, inf]"),
+        ("smoothing", in_unit_interval, "in [0, 1]"),
+        ("label_eps", in_unit_interval, "in [0, 1]"),
+        ("alpha", finite_non_negative, "a finite number >= 0"),
+        ("clip_low", finite_non_negative, "a finite number >= 0"),
+        ("clip_high", finite_non_negative, "a finite number >= 0"),
+        ("lr", finite_positive, "a finite number > 0"),
+        ("weight_decay", finite_non_negative, "a finite number >= 0"),
+        ("adam_beta1", lambda x: 0 <= x < 1, "in [0, 1)"),
+        ("adam_beta2", lambda x: 0 <= x < 1, "in [0, 1)"),
+        ("lora_alpha", finite_positive, "a finite number > 0"),
+        ("clip_grad", finite_non_negative, "a finite number >= 0 (0: off)"),
+        ("batch_size", at_least(1), ">= 1"),
+        ("grad_accum", at_least(1), ">= 1"),
+        ("max_steps", at_least(1), ">= 1"),
+        ("max_length", at_least(2), ">= 2"),
+        ("max_train_examples", at_least(0), ">= 0 (0: all)"),
+        ("max_val_examples", at_least(0), ">= 0 (0: all)"),
+        ("chunk_size", at_least(0), ">= 0 (0: automatic)"),
+        ("warmup_steps", at_least(0), ">= 0"),
+        ("lora_rank", at_least(0), ">= 0 (0: full fine-tuning)"),
+        ("log_every", at_least(1), ">= 1"),
+        ("diag_every", at_least(0), ">= 1, or 0 for never"),
+        ("eval_every", at_least(0), ">= 1, or 0 for only at the end"),
+        ("save_every", at_least(0), ">= 1, or 0 for only at the end"),
+        ("keep_checkpoints", at_least(1), ">= 1"),
+        ("top_k", at_least(1), ">= 1"),
+        ("model", bool, "a model folder or 'smollm2'"),
+        ("train_file", bool, "a .jsonl or .parquet file"),
+        ("out_dir", bool, "a folder path"),
+    )
+
+    def check(self):
+        if self.lora_rank > 0 and self.ref_model:
+            raise ConfigError(
+                "ref_model must be empty with lora_rank > 0 (the reference is the policy with its "
+                f"adapters off), got {self.ref_model!r}",
+                "ref_model",
+            )
 
 
-def _field_type(cls, key):
-    hints = typing.get_type_hints(cls)
-    t = hints[key]
-    if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union:
-        t = next(a for a in typing.get_args(t) if a is not type(None))
-    return t
-
-
-def _parse(cls, key, raw: str):
-    t = _field_type(cls, key)
-    if t is bool:
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{key}: expected true or false, got {raw!r}")
-    try:
-        return t(raw)
-    except ValueError:
-        raise ValueError(f"{key}: expected {t.__name__}, got {raw!r}") from None
-
-
-def _coerce(cls, key, value, source):
-    t = _field_type(cls, key)
-    if t is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if t is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if not isinstance(value, t) or (t is int and isinstance(value, bool)):
-        raise ValueError(f"{source}: {key} must be {t.__name__}, got {value!r}")
-    return value
-
-
-def config_help(cls=None) -> str:
-    """Every key with its default and help, for `--help`."""
-    fields = dataclasses.fields(cls or TrainConfig)
-    return "\n".join(f"  {f.name} (default {f.default!r}): {f.metadata['help']}" for f in fields)
+def config_help(cls=TrainConfig) -> str:
+    return cls.help_text()

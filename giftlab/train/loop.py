@@ -6,43 +6,51 @@
         backward, clip, AdamW step, schedule step
         log loss/, perf/ (and diag/ every diag_every steps), validate, checkpoint
 
-Run it directly (`giftlab train`) or under torchrun (DDP by default; FSDP2 with distributed=fsdp).
+Run it directly (`giftlab train`) or under torchrun (DDP by default; FSDP2 with
+GIFTLAB_DISTRIBUTED=fsdp). The run folder (claiming, locking, checkpoints, resume) is
+giftlab.runtime.RunDir; the objective and its hyper-parameters come from giftlab.losses.OBJECTIVES.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import random
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from giftlab.data import collate, encode_records, read_records
 from giftlab.diagnostics import summarize_token_stats, topk_overlap
+from giftlab.errors import InputError, NonFiniteError
 from giftlab.losses import (
     OBJECTIVES,
+    Objective,
     fused_linear_gift_loss,
     fused_linear_sequence_consistent_gift_loss,
-    fused_linear_sft_loss,
     gift_token_stats,
-    sequence_gains,
+    sequence_gains_from_logits,
 )
 from giftlab.provenance import provenance
-from giftlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from giftlab.runtime import (
+    DataOrder,
+    RunDir,
+    all_finite,
+    check_resume_config,
+    load_weights,
+    progress_bar,
+    rng_state,
+    seed_all,
+    set_rng_state,
+)
 from giftlab.train.config import TrainConfig
 
-FUSED = {"sft", "gift", "gift_seq"}
+NonFiniteLossError = NonFiniteError  # the name earlier versions raised
 
-
-class NonFiniteLossError(RuntimeError):
-    pass
+# A resumed run must keep these (the model and the batch geometry); the rest may change.
+RESUME_KEYS = ("model", "ref_model", "lora_rank", "batch_size", "grad_accum", "world_size")
 
 
 # -- distributed ----------------------------------------------------------------------------------
@@ -58,17 +66,25 @@ def _dist_setup():
     )
     if world == 1:
         return 0, 1, device, "none"
+    mode = os.environ.get("GIFTLAB_DISTRIBUTED", "ddp")
+    if mode not in ("ddp", "fsdp"):
+        raise InputError(f"GIFTLAB_DISTRIBUTED must be ddp or fsdp, got {mode!r}")
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    return dist.get_rank(), world, device, os.environ.get("GIFTLAB_DISTRIBUTED", "ddp")
+    return dist.get_rank(), world, device, mode
 
 
 def _all_sum(x: torch.Tensor, world: int) -> torch.Tensor:
     if world > 1:
         dist.all_reduce(x)
     return x
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
 
 
 # -- model pieces ---------------------------------------------------------------------------------
@@ -82,210 +98,175 @@ class CausalLMBody(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def decoder(self):
-        m = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return m.get_decoder()
+    def _base(self):
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
     def head(self):
-        m = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return m.get_output_embeddings()
+        return self._base().get_output_embeddings()
 
     def forward(self, input_ids, attention_mask):
-        return self.decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        decoder = self._base().get_decoder()
+        return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-def _lm_logits(model, batch):
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+@dataclass
+class Models:
+    """The policy and the reference as the objective sees them."""
+
+    policy: torch.nn.Module  # the HF model (FSDP-sharded in fsdp mode)
+    body: torch.nn.Module  # CausalLMBody(policy), DDP-wrapped in ddp mode
+    ref: torch.nn.Module  # the reference HF model (the policy itself with LoRA)
+    ref_body: CausalLMBody
+    lora: bool
+    fsdp: bool
+
+    def head(self):
+        return (self.body.module if hasattr(self.body, "module") else self.body).head()
+
+    def ref_context(self):
+        return self.ref.disable_adapter() if self.lora else nullcontext()
 
 
-# -- data order -----------------------------------------------------------------------------------
+@dataclass
+class Forward:
+    """One micro-batch's pass, at the response positions only (n of them).
 
-
-class DataOrder:
-    """Epoch permutations seeded by (seed, epoch); the position is (epoch, offset) in examples.
-    Each global micro-batch takes world * batch_size examples; process r gets its r-th slice.
-    An epoch's remainder smaller than a global micro-batch is dropped."""
-
-    def __init__(self, n: int, batch_size: int, world: int, rank: int, seed: int):
-        self.n, self.bs, self.world, self.rank, self.seed = n, batch_size, world, rank, seed
-        if n < batch_size * world:
-            raise ValueError(
-                f"{n} training examples cannot fill one global micro-batch of {batch_size * world}"
-            )
-        self.epoch, self.offset = 0, 0
-        self._perm = self._make_perm()
-
-    def _make_perm(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.n, generator=g)
-
-    def next_indices(self) -> list[int]:
-        span = self.bs * self.world
-        if self.offset + span > self.n:
-            self.epoch, self.offset = self.epoch + 1, 0
-            self._perm = self._make_perm()
-        start = self.offset + self.rank * self.bs
-        self.offset += span
-        return self._perm[start : start + self.bs].tolist()
-
-    def state(self):
-        return {"epoch": self.epoch, "offset": self.offset}
-
-    def load(self, state):
-        self.epoch, self.offset = state["epoch"], state["offset"]
-        self._perm = self._make_perm()
-
-
-# -- the objective --------------------------------------------------------------------------------
-
-
-def _objective_sum(cfg, body, ref_body, policy_model, ref_model, batch, lora, fsdp, old_logp=None):
-    """(sum over response tokens of the per-token loss, number of response tokens).
-
-    Only response positions reach the head: hidden states are gathered at valid labels first, so
-    the (tokens x V) head work scales with response tokens, not with prompt length.
+    hidden / ref_hidden: (n, H), or logits / ref_logits: (n, V) in FSDP mode (the sharded head
+    is only whole inside the root's forward). labels, rows: (n,) gold ids and row of each token.
     """
+
+    labels: torch.Tensor
+    rows: torch.Tensor
+    hidden: torch.Tensor | None = None
+    ref_hidden: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    ref_logits: torch.Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return self.labels.shape[0]
+
+
+def forward(m: Models, batch: dict, with_ref: bool) -> Forward:
+    """Hidden states (or logits) at the response positions: only these reach the head, so its
+    (tokens x V) work scales with response tokens, not with prompt length."""
     labels = batch["labels"][:, 1:]
     valid = labels != -100
-    lab = labels[valid]  # (n,)
-    n_tokens = int(valid.sum())
-    fn, needs_ref = OBJECTIVES[cfg.objective]
-    if fsdp:  # sharded parameters are only whole inside the root's forward: use its logits
-        logits = _lm_logits(policy_model, batch)[:, :-1][valid]
-        hidden = None
+    rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
+    f = Forward(labels=labels[valid], rows=rows)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    if m.fsdp:
+        f.logits = m.policy(input_ids=ids, attention_mask=mask).logits[:, :-1][valid]  # (n, V)
     else:
-        hidden = body(batch["input_ids"], batch["attention_mask"])[:, :-1][valid]  # (n, H)
-    ref_hidden = None
-    if needs_ref:
-        with torch.no_grad(), _ref_context(policy_model, lora):
-            if fsdp:
-                ref_logits = _lm_logits(ref_model, batch)[:, :-1][valid]
+        f.hidden = m.body(ids, mask)[:, :-1][valid]  # (n, H)
+    if with_ref:
+        with torch.no_grad(), m.ref_context():
+            if m.fsdp:
+                f.ref_logits = m.ref(input_ids=ids, attention_mask=mask).logits[:, :-1][valid]
             else:
-                ref_hidden = ref_body(batch["input_ids"], batch["attention_mask"])[:, :-1][valid]
-    head = _unwrap(body).head()
-    if cfg.chunked and cfg.objective in FUSED and not fsdp:
-        chunk = cfg.chunk_size or None
-        if cfg.objective == "sft":
-            mean = fused_linear_sft_loss(hidden, head.weight, lab, bias=head.bias, chunk_size=chunk)
-        else:
-            ref_head = _unwrap(ref_body).head()
-            common = dict(ref_hidden=ref_hidden, ref_weight=ref_head.weight.detach(), bias=head.bias,
-                          ref_bias=None if ref_head.bias is None else ref_head.bias.detach(),
-                          smoothing=cfg.smoothing, chunk_size=chunk)  # fmt: skip
-            if cfg.objective == "gift":
-                mean = fused_linear_gift_loss(hidden, head.weight, lab, beta=cfg.beta, **common)
-            else:  # gains reset at each row: the row index of every response token is its segment
-                rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(
-                    labels
-                )[valid]
-                mean = fused_linear_sequence_consistent_gift_loss(
-                    hidden, head.weight, lab[None], eta=cfg.eta, segment_ids=rows[None], **common
-                )
-        return mean * n_tokens, n_tokens
-    if not fsdp:
-        logits = head(hidden)  # (n, V)
-        if needs_ref:
-            ref_logits = _unwrap(ref_body).head()(ref_hidden)
-    kwargs = {
-        "gift": {"beta": cfg.beta, "smoothing": cfg.smoothing},
-        "gift_seq": {"eta": cfg.eta, "smoothing": cfg.smoothing},
-        "sft_entropy": {"alpha": cfg.alpha},
-        "asft": {"alpha": cfg.alpha},
-        "label_smoothing": {"eps": cfg.label_eps},
-        "psft": {"old_logp": old_logp, "clip_low": cfg.clip_low, "clip_high": cfg.clip_high},
-    }.get(cfg.objective, {})
-    if cfg.objective == "gift_seq":  # one sequence per row: keep the (B, T) layout for the gains
-        rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
-        return fn(
-            logits[None],
-            ref_logits[None],
-            lab[None],
-            reduction="sum",
-            segment_ids=rows[None],
-            **kwargs,
-        ), n_tokens
-    return fn(logits, ref_logits if needs_ref else None, lab, reduction="sum", **kwargs), n_tokens
+                f.ref_hidden = m.ref_body(ids, mask)[:, :-1][valid]
+    return f
 
 
-def _unwrap(body):
-    return body.module if hasattr(body, "module") else body
+def objective_sum(cfg, obj: Objective, m: Models, f: Forward, stats: dict | None = None):
+    """Sum over the response tokens of the objective's per-token loss (a scalar with gradient).
 
-
-def _ref_context(policy_model, lora):
-    return policy_model.disable_adapter() if lora else nullcontext()
-
-
-def _valid_logits(model, batch, valid):
-    """Logits at the response positions only, (n, V)."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = m.get_decoder()(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-    ).last_hidden_state
-    return m.get_output_embeddings()(hidden[:, :-1][valid])
+    The chunked fused form is used when the objective has one (and `cfg.chunked`); a GIFT fused
+    pass fills `stats` with its per-token statistics (same target as the loss).
+    """
+    hyper = obj.hyper_values(cfg)
+    labels = f.labels[None] if obj.per_sequence else f.labels
+    if obj.per_sequence:  # gains reset at each row: a token's row is its segment
+        hyper["segment_ids"] = f.rows[None]
+    head = m.head()
+    if cfg.chunked and obj.fused is not None and not m.fsdp:
+        kw = {"bias": head.bias, "chunk_size": cfg.chunk_size or None}
+        if obj.needs_ref:
+            ref_head = m.ref_body.head()
+            kw |= {"ref_hidden": f.ref_hidden, "ref_weight": ref_head.weight.detach(),
+                   "ref_bias": _detached(ref_head.bias), "stats": stats}  # fmt: skip
+        return obj.fused(f.hidden, head.weight, labels, **kw, **hyper) * f.n
+    logits = f.logits if m.fsdp else head(f.hidden)  # (n, V)
+    ref_logits = None
+    if obj.needs_ref:
+        ref_logits = f.ref_logits if m.fsdp else m.ref_body.head()(f.ref_hidden)
+    if obj.needs_old_logp:  # the sampling policy is the current one: ratio 1, gradient of r
+        hyper["old_logp"] = torch.log_softmax(logits.detach().float(), -1).gather(
+            -1, f.labels[:, None]
+        )[:, 0]
+    if obj.per_sequence:
+        logits, ref_logits = logits[None], ref_logits[None]
+    return obj.loss(logits, ref_logits, labels, reduction="sum", **hyper)
 
 
 @torch.no_grad()
-def _gold_logp(model, batch):
-    labels = batch["labels"][:, 1:]
-    valid = labels != -100
-    logits = _valid_logits(model, batch, valid).float()
-    return torch.log_softmax(logits, -1).gather(-1, labels[valid].unsqueeze(-1)).squeeze(-1)
+def token_stats(cfg, m: Models, f: Forward) -> dict:
+    """Per-token statistics (n,) of the policy, the reference and the GIFT target the config
+    describes (gift_seq: the exact gains at eta; otherwise beta), from this forward's hidden
+    states: no model pass of its own."""
+    per_sequence = cfg.objective == "gift_seq"
+    if m.fsdp:
+        beta = cfg.beta
+        if per_sequence:
+            beta = sequence_gains_from_logits(
+                f.ref_logits[None], f.labels[None], cfg.eta, cfg.smoothing, segment_ids=f.rows[None]
+            )[0]
+        stats = gift_token_stats(f.logits, f.ref_logits, f.labels, beta, cfg.smoothing)
+        stats["topk_overlap"] = topk_overlap(f.logits, f.ref_logits, cfg.top_k)
+        return stats
+    head, ref_head = m.head(), m.ref_body.head()
+    stats = {}
+    kw = {"ref_hidden": f.ref_hidden, "ref_weight": ref_head.weight, "ref_bias": ref_head.bias,
+          "bias": head.bias, "smoothing": cfg.smoothing, "stats": stats}  # fmt: skip
+    hidden = f.hidden.detach()
+    if per_sequence:
+        fused_linear_sequence_consistent_gift_loss(
+            hidden, head.weight.detach(), f.labels[None], eta=cfg.eta, segment_ids=f.rows[None], **kw
+        )
+    else:
+        fused_linear_gift_loss(hidden, head.weight.detach(), f.labels, beta=cfg.beta, **kw)
+    stats["topk_overlap"] = _topk_from_hidden(hidden, f.ref_hidden, head, ref_head, cfg.top_k)
+    return stats
 
 
-# -- diagnostics and validation -------------------------------------------------------------------
+def _topk_from_hidden(hidden, ref_hidden, head, ref_head, k, rows=256):
+    parts = [
+        topk_overlap(head(hidden[s : s + rows]), ref_head(ref_hidden[s : s + rows]), k)
+        for s in range(0, hidden.shape[0], rows)
+    ]
+    return torch.cat(parts) if parts else hidden.new_zeros(0)
+
+
+def _detached(t):
+    return None if t is None else t.detach()
+
+
+# -- validation -----------------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def _token_stats(cfg, model, ref_model, batch, lora):
-    """Teacher-forced per-token statistics of the policy, reference and GIFT target, (n,) each
-    over the response tokens of the batch."""
-    labels = batch["labels"][:, 1:]
-    valid = labels != -100
-    logits = _valid_logits(model, batch, valid)
-    with _ref_context(model, lora):
-        ref_logits = _valid_logits(ref_model, batch, valid)
-    lab = labels[valid]
-    beta = cfg.beta
-    if cfg.objective == "gift_seq":
-        gold = torch.log_softmax(ref_logits.float(), -1).gather(-1, lab.unsqueeze(-1)).squeeze(-1)
-        rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
-        beta = sequence_gains(
-            gold[None], torch.ones_like(gold[None], dtype=torch.bool), cfg.eta, rows[None]
-        )[0]
-    stats = gift_token_stats(logits, ref_logits, lab, beta, cfg.smoothing)
-    stats["topk_overlap"] = topk_overlap(logits, ref_logits, cfg.top_k)
-    return stats, torch.ones_like(lab, dtype=torch.bool)
-
-
-def _validate(cfg, model, ref_model, examples, pad_id, lora, device) -> dict:
-    sums, n = {}, 0
-    gates = []
-    model.eval()
+def validate(cfg, m: Models, examples, pad_id, device) -> dict:
+    """Held-out means over response tokens of every statistic; val/ce is the one-hot CE."""
+    sums, gates, n = {}, [], 0
+    m.policy.eval()
     for s in range(0, len(examples), cfg.batch_size):
-        batch = {
-            k: v.to(device) for k, v in collate(examples[s : s + cfg.batch_size], pad_id).items()
-        }
-        stats, valid = _token_stats(cfg, model, ref_model, batch, lora)
+        batch = _to(collate(examples[s : s + cfg.batch_size], pad_id), device)
+        f = forward(m, batch, with_ref=True)
+        stats = token_stats(cfg, m, f)
         for k, t in stats.items():
-            sums[k] = sums.get(k, 0.0) + float(t[valid].double().sum())
-        gates.append(stats["gate_w"][valid])
-        n += int(valid.sum())
-    model.train()
+            sums[k] = sums.get(k, 0.0) + float(t.double().sum())
+        gates.append(stats["gate_w"].double())
+        n += f.n
+    m.policy.train()
     out = {f"val/{k}": v / max(n, 1) for k, v in sums.items()}
     out["val/ce"] = out.pop("val/ce_gold")
-    w = torch.cat(gates).double()
+    w = torch.cat(gates)
     out["val/gate_w_frac_below_half"] = float((w < 0.5).double().mean()) if len(w) else 0.0
     out["val/tokens"] = n
     return out
 
 
-# -- the loop -------------------------------------------------------------------------------------
-
-
-def _seed_all(seed):
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - libraries may draw from the global state
-    torch.manual_seed(seed)
+# -- set-up ---------------------------------------------------------------------------------------
 
 
 def _lr_lambda(cfg):
@@ -300,40 +281,30 @@ def _lr_lambda(cfg):
     return f
 
 
-def _load_examples(cfg, tokenizer, path, limit, log):
-    records = read_records(
+def _read(cfg, path, limit):
+    return read_records(
         path, cfg.prompt_key, cfg.response_key, cfg.messages_key, limit=limit or None
     )
+
+
+def _encode(cfg, records, tokenizer, path, log):
     examples, stats = encode_records(records, tokenizer, cfg.max_length, cfg.overlong)
     log(
-        f"{path}: {stats.kept} examples, {stats.skipped_overlong} skipped as over-long, {stats.truncated} truncated"
+        f"{path}: {stats.kept} examples, {stats.skipped_overlong} skipped as over-long, "
+        f"{stats.truncated} truncated"
     )
     if not examples:
-        raise ValueError(
+        raise InputError(
             f"{path}: every example was skipped (max_length={cfg.max_length}, overlong={cfg.overlong})"
         )
     return examples, stats
 
 
-def train(
-    cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, ref_model=None
-) -> dict:
-    """Train per `cfg`; returns the last metrics. `model`/`tokenizer` override cfg.model (tests)."""
-    from giftlab.models import load_model, load_tokenizer
+def _build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
+    from giftlab.models import load_model
 
-    rank, world, device, mode = _dist_setup()
-    is_main = rank == 0
-    out_dir = Path(cfg.out_dir)
-    if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    log = print if is_main else (lambda *a, **k: None)
-    _seed_all(cfg.seed)
-
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
     policy = model if model is not None else load_model(cfg.model)
     lora = cfg.lora_rank > 0
-    if ref_model is None and not lora:
-        ref_model = load_model(cfg.ref_model) if cfg.ref_model else _frozen_copy(policy)
     if lora:
         from peft import LoraConfig, get_peft_model
 
@@ -341,162 +312,187 @@ def train(
             policy,
             LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear"),
         )
-        ref_model = policy  # same weights, adapters disabled in _ref_context
+        ref_model = policy  # same weights, adapters disabled in Models.ref_context
     else:
+        if ref_model is None:
+            ref_model = load_model(cfg.ref_model) if cfg.ref_model else _frozen_copy(policy)
         ref_model.requires_grad_(False).eval()
-    _check_vocab(policy, ref_model, tokenizer)
+    _check_vocab(policy, ref_model, tokenizer, cfg)
     if cfg.grad_checkpointing:
         policy.gradient_checkpointing_enable()
     policy.to(device).train()
     if not lora:
         ref_model.to(device)
-
-    train_examples, train_stats = _load_examples(
-        cfg, tokenizer, cfg.train_file, cfg.max_train_examples, log
-    )
-    val_examples = None
-    if cfg.val_file:
-        val_examples, _ = _load_examples(cfg, tokenizer, cfg.val_file, cfg.max_val_examples, log)
-    order = DataOrder(len(train_examples), cfg.batch_size, world, rank, cfg.seed)
-
-    fsdp = mode == "fsdp"
     body = CausalLMBody(policy)
     ref_body = body if lora else CausalLMBody(ref_model)
     if mode == "ddp":
         body = torch.nn.parallel.DistributedDataParallel(
             body, device_ids=[device.index] if device.type == "cuda" else None
         )
-    elif fsdp:
+    elif mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
         for layer in policy.get_decoder().layers:
             fully_shard(layer)
         fully_shard(policy)
-    params = [p for p in policy.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(
-        params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    return Models(policy, body, ref_model, ref_body, lora, mode == "fsdp")
 
-    start_step, best_val = 0, math.inf
-    metrics_path = out_dir / "metrics.jsonl"
-    ckpt = latest_checkpoint(out_dir) if resume else None
-    if resume and ckpt is None:
-        log(f"--resume: no checkpoint in {out_dir}, starting from scratch")
-    if ckpt is not None:
-        state = load_checkpoint(ckpt)
-        _load_model_state(policy, state["model"], fsdp)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        order.load(state["data"])
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])  # noqa: NPY002
-        random.setstate(state["rng"]["python"])
-        start_step, best_val = state["step"], state["best_val"]
-        if is_main:
-            _truncate_metrics(metrics_path, start_step)
-        log(f"resumed from {ckpt} at step {start_step}")
-    elif is_main:
-        metrics_path.write_text("")
-    if is_main:
-        (out_dir / "config.json").write_text(json.dumps({"config": cfg.to_dict(), "provenance": provenance(),
-                                                         "world_size": world, "distributed": mode}, indent=2))  # fmt: skip
 
-    tb = _tensorboard(out_dir) if is_main else None
-    pad_id = tokenizer.pad_token_id
-    progress = _progress(cfg, start_step, is_main)
-    last = {}
-    last_ckpt = str(ckpt) if ckpt else None
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if (cfg.bf16 and device.type == "cuda")
-        else nullcontext()
-    )
-    if start_step == 0 and val_examples:  # the base line: the initial model on held-out data
-        row0 = {"step": 0} | _validate(cfg, policy, ref_model, val_examples, pad_id, lora, device)
-        best_val = row0["val/ce"]
-        if is_main:
-            _log_metrics(metrics_path, tb, row0)
-    for step in range(start_step, cfg.max_steps):
-        t0 = time.perf_counter()
-        micro = []
-        for _ in range(cfg.grad_accum):
-            micro.append(
-                {
-                    k: v.to(device)
-                    for k, v in collate(
-                        [train_examples[i] for i in order.next_indices()], pad_id
-                    ).items()
-                }
-            )
-        local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
-        global_tokens = int(
-            _all_sum(torch.tensor(float(local_tokens), device=device), world).item()
+# -- the loop -------------------------------------------------------------------------------------
+
+
+def train(
+    cfg: TrainConfig, resume: bool = False, model=None, tokenizer=None, ref_model=None
+) -> dict:
+    """Train per `cfg`; returns the last metrics. `model`/`tokenizer` override cfg.model (tests)."""
+    rank, world, device, mode = _dist_setup()
+    is_main = rank == 0
+    log = print if is_main else (lambda *a, **k: None)
+    obj = OBJECTIVES[cfg.objective]
+    # inputs first: a bad record fails before any model loads or any folder is written
+    train_records = _read(cfg, cfg.train_file, cfg.max_train_examples)
+    val_records = _read(cfg, cfg.val_file, cfg.max_val_examples) if cfg.val_file else None
+    with RunDir(cfg.out_dir, resume=resume, overwrite=cfg.overwrite, is_main=is_main, log=log) as run:
+        _barrier(world)
+        seed_all(cfg.seed)
+        if tokenizer is None:
+            from giftlab.models import load_tokenizer
+
+            tokenizer = load_tokenizer(cfg.model)
+        m = _build_models(cfg, model, ref_model, tokenizer, device, mode)
+        train_examples, train_stats = _encode(cfg, train_records, tokenizer, cfg.train_file, log)
+        val_examples = None
+        if val_records:
+            val_examples, _ = _encode(cfg, val_records, tokenizer, cfg.val_file, log)
+        order = DataOrder(len(train_examples), cfg.batch_size, world, rank, cfg.seed)
+        params = [p for p in m.policy.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(
+            params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay
         )
-        loss_sum = torch.zeros((), device=device)
-        for i, batch in enumerate(micro):
-            old_logp = _gold_logp(policy, batch) if cfg.objective == "psft" else None
-            sync = nullcontext() if (mode != "ddp" or i == len(micro) - 1) else body.no_sync()
-            with sync, autocast:
-                total, _ = _objective_sum(
-                    cfg, body, ref_body, policy, ref_model, batch, lora, fsdp, old_logp
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+
+        start_step, best_val = 0, math.inf
+        found = run.load_resume_checkpoint() if resume else None
+        if resume and found is None:
+            log(f"--resume: no checkpoint in {run.path}, starting from scratch")
+        if found is not None:
+            path, weights, state = found
+            check_resume_config(
+                state["config"] | {"world_size": state["world_size"]},
+                cfg.to_dict() | {"world_size": world},
+                RESUME_KEYS,
+                run.path,
+            )
+            _load_model_state(m, weights)
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            order.load(state["data"])
+            set_rng_state(state["rng"])
+            start_step, best_val = state["step"], state["best_val"]
+            log(f"resumed from {path} at step {start_step}")
+        run.start_metrics(start_step if found else None)
+        run.write_config({"config": cfg.to_dict(), "provenance": provenance(),
+                          "world_size": world, "distributed": mode, "resumed_at": start_step})  # fmt: skip
+        run.track(cfg.report_to)
+
+        pad_id = tokenizer.pad_token_id
+        bar = progress_bar(cfg.max_steps, start_step, f"train {cfg.objective}", cfg.progress and is_main)
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if (cfg.bf16 and device.type == "cuda")
+            else nullcontext()
+        )
+        last = {}
+        if start_step == 0 and val_examples:  # the base line: the initial model on held-out data
+            row0 = {"step": 0} | validate(cfg, m, val_examples, pad_id, device)
+            best_val = row0["val/ce"]
+            run.log_metrics(row0)
+        for step in range(start_step, cfg.max_steps):
+            t0 = time.perf_counter()
+            micro = [
+                _to(collate([train_examples[i] for i in order.next_indices()], pad_id), device)
+                for _ in range(cfg.grad_accum)
+            ]
+            local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
+            global_tokens = int(
+                _all_sum(torch.tensor(float(local_tokens), device=device), world).item()
+            )
+            diag = cfg.diag_every > 0 and (step + 1) % cfg.diag_every == 0
+            stats = None
+            loss_sum = torch.zeros((), device=device)
+            for i, batch in enumerate(micro):
+                sync = nullcontext() if (mode != "ddp" or i == len(micro) - 1) else m.body.no_sync()
+                want = diag and i == 0
+                with sync, autocast:
+                    f = forward(m, batch, with_ref=obj.needs_ref or want)
+                    fused_stats = {} if want else None
+                    total = objective_sum(cfg, obj, m, f, fused_stats)
+                    # DDP and FSDP average gradients over processes: scale by world for the global mean
+                    (total * world / max(global_tokens, 1)).backward()
+                if want:
+                    stats = _with_topk(cfg, m, f, fused_stats) if fused_stats else token_stats(cfg, m, f)
+                loss_sum += total.detach().float()
+            loss = _all_sum(loss_sum, world) / max(global_tokens, 1)
+            if not torch.isfinite(loss):
+                raise NonFiniteError(
+                    f"step {step + 1}: the loss is {loss.item()}; stopped before the optimiser step. "
+                    f"Last good checkpoint: {run.last_checkpoint or 'none yet'} (lower lr, then --resume)"
                 )
-                # DDP and FSDP average gradients over processes: scale by world to get the global token mean
-                (total * world / max(global_tokens, 1)).backward()
-            loss_sum += total.detach().float()
-        loss = _all_sum(loss_sum, world) / max(global_tokens, 1)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"non-finite loss {loss.item()} at step {step + 1}; stopped before the optimiser step. "
-                f"Last good checkpoint: {last_ckpt or 'none yet'} (resume with --resume)"
+            grad_norm = (
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+                if cfg.clip_grad > 0
+                else _grad_norm(params)
             )
-        grad_norm = (
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
-            if cfg.clip_grad > 0
-            else _grad_norm(params)
-        )
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t0
-        n_in = sum(int(b["attention_mask"].sum()) for b in micro) * world
-        row = {"step": step + 1, "epoch": order.epoch, "loss/train": loss.item(), "perf/lr": sched.get_last_lr()[0],
-               "perf/grad_norm": float(grad_norm), "perf/step_s": dt, "perf/tokens_per_s": n_in / dt,
-               "perf/response_tokens": global_tokens}  # fmt: skip
-        if cfg.diag_every and (step + 1) % cfg.diag_every == 0:
-            stats, valid = _token_stats(cfg, policy, ref_model, micro[0], lora)
-            row |= summarize_token_stats(stats, valid, prefix="diag/")
-        final = step + 1 == cfg.max_steps
-        if val_examples and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or final):
-            row |= _validate(cfg, policy, ref_model, val_examples, pad_id, lora, device)
-        if is_main:
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            _check_weights(params, world, step + 1, run, cfg.lr)
+            dt = time.perf_counter() - t0
+            n_in = sum(int(b["attention_mask"].sum()) for b in micro) * world
+            row = {"step": step + 1, "epoch": order.epoch, "loss/train": loss.item(),
+                   "perf/lr": sched.get_last_lr()[0], "perf/grad_norm": float(grad_norm),
+                   "perf/step_s": dt, "perf/tokens_per_s": n_in / dt,
+                   "perf/response_tokens": global_tokens}  # fmt: skip
+            if stats is not None:
+                valid = torch.ones_like(next(iter(stats.values())), dtype=torch.bool)
+                row |= summarize_token_stats(stats, valid, prefix="diag/")
+            final = step + 1 == cfg.max_steps
+            if val_examples and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or final):
+                row |= validate(cfg, m, val_examples, pad_id, device)
             if (step + 1) % cfg.log_every == 0 or "val/ce" in row or final:
-                _log_metrics(metrics_path, tb, row)
-            progress.update(1)
-            progress.set_postfix(
-                loss=f"{row['loss/train']:.4f}", tok_s=f"{row['perf/tokens_per_s']:.0f}"
-            )
-        if "val/ce" in row and row["val/ce"] < best_val:
-            best_val = row["val/ce"]
-            if cfg.save_final:
-                _save_pretrained(policy, tokenizer, out_dir / "best", fsdp, is_main, lora)
-        if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
-            rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                   "numpy": np.random.get_state()}  # noqa: NPY002 - the global state libraries use
-            state = {"model": _model_state(policy, fsdp), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "data": order.state(), "step": step + 1,
-                     "best_val": best_val, "config": cfg.to_dict(), "rng": rng}  # fmt: skip
-            if is_main:
-                last_ckpt = str(save_checkpoint(out_dir, step + 1, state, cfg.keep_checkpoints))
-        last = row
-    progress.close()
-    if cfg.save_final:
-        _save_pretrained(policy, tokenizer, out_dir / "final", fsdp, is_main, lora)
-    if tb is not None:
-        tb.close()
+                run.log_metrics(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss/train']:.4f}", tok_s=f"{row['perf/tokens_per_s']:.0f}")
+            if "val/ce" in row and row["val/ce"] < best_val:
+                best_val = row["val/ce"]
+                if cfg.save_final:
+                    run.save_model("best", m.policy, tokenizer, _full_weights(m), merge_lora=m.lora)
+            if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
+                state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "data": order.state(), "step": step + 1, "best_val": best_val,
+                         "config": cfg.to_dict(), "world_size": world, "rng": rng_state()}  # fmt: skip
+                run.save_checkpoint(
+                    step + 1, m.policy, tokenizer, state, cfg.keep_checkpoints, _full_weights(m)
+                )
+            last = row
+        bar.close()
+        if cfg.save_final:
+            run.save_model("final", m.policy, tokenizer, _full_weights(m), merge_lora=m.lora)
     last["data/train_examples"] = train_stats.kept
     last["data/skipped_overlong"] = train_stats.skipped_overlong
     return last
+
+
+def _with_topk(cfg, m, f, stats):
+    """The fused loss pass's statistics, plus top-K overlap from the same hidden states."""
+    stats["topk_overlap"] = _topk_from_hidden(
+        f.hidden.detach(), f.ref_hidden, m.head(), m.ref_body.head(), cfg.top_k
+    )
+    return stats
+
+
+def _to(batch, device):
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def _frozen_copy(model):
@@ -505,16 +501,17 @@ def _frozen_copy(model):
     return copy.deepcopy(model)
 
 
-def _check_vocab(policy, ref_model, tokenizer):
+def _check_vocab(policy, ref_model, tokenizer, cfg):
     v_pol = policy.get_output_embeddings().weight.shape[0]
     v_ref = ref_model.get_output_embeddings().weight.shape[0]
     if v_pol != v_ref:
-        raise ValueError(
-            f"policy vocabulary ({v_pol}) differs from reference vocabulary ({v_ref}): they must share one"
+        raise InputError(
+            f"policy vocabulary ({v_pol}) differs from reference vocabulary ({v_ref}): model "
+            f"{cfg.model!r} and ref_model {cfg.ref_model or cfg.model!r} must share one tokenizer"
         )
     if len(tokenizer) > v_pol:
-        raise ValueError(
-            f"tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {v_pol}"
+        raise InputError(
+            f"model {cfg.model}: tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {v_pol}"
         )
 
 
@@ -523,95 +520,38 @@ def _grad_norm(params):
     return torch.stack(grads).norm() if grads else torch.zeros(())
 
 
-def _model_state(model, fsdp):
-    if fsdp:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        return get_model_state_dict(
-            model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+def _check_weights(params, world, step, run, lr):
+    ok = torch.tensor(float(all_finite(_local(p) for p in params)))
+    if world > 1:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    if not bool(ok):
+        raise NonFiniteError(
+            f"step {step}: the optimiser step made the weights NaN or infinite (lr={lr:g}); nothing "
+            f"was saved from it. Last good checkpoint: {run.last_checkpoint or 'none yet'}"
         )
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _load_model_state(model, state, fsdp):
-    if fsdp:
+def _local(p):
+    return p.to_local() if hasattr(p, "to_local") else p
+
+
+def _full_weights(m: Models):
+    """FSDP: the gathered full state dict (every rank takes part); otherwise None (the model's own)."""
+    if not m.fsdp:
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(
+        m.policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+    )
+
+
+def _load_model_state(m: Models, weights):
+    if m.fsdp:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
-    else:
-        model.load_state_dict(state)
-
-
-def _save_pretrained(model, tokenizer, path, fsdp, is_main, lora):
-    state = _model_state(model, fsdp)
-    if not is_main:
+        set_model_state_dict(
+            m.policy, weights, options=StateDictOptions(full_state_dict=True, strict=False)
+        )
         return
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    if lora:  # a merged copy loads like any checkpoint; the training model keeps its adapters
-        import copy
-
-        copy.deepcopy(model).merge_and_unload().save_pretrained(tmp)
-    else:
-        model.save_pretrained(tmp, state_dict=state)
-    tokenizer.save_pretrained(tmp)
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop lines logged after the checkpoint we resume from (a killed run may have logged more)."""
-    if not path.exists():
-        return
-    keep = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line)["step"] <= step
-    ]
-    path.write_text("".join(line + "\n" for line in keep))
-
-
-def _log_metrics(path, tb, row):
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-    if tb is not None:
-        for k, v in row.items():
-            if k != "step" and isinstance(v, (int, float)):
-                tb.add_scalar(k, v, row["step"])
-
-
-def _tensorboard(out_dir):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(out_dir / "tb"))
-
-
-class _NoProgress:
-    def update(self, n):
-        pass
-
-    def set_postfix(self, **k):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(cfg, start, is_main):
-    if not (cfg.progress and is_main):
-        return _NoProgress()
-    from tqdm import tqdm
-
-    return tqdm(total=cfg.max_steps, initial=start, desc=f"train {cfg.objective}", unit="step")
-
-
-def config_summary(cfg: TrainConfig) -> str:
-    return json.dumps(asdict(cfg), indent=2)
+    load_weights(m.policy, weights, m.lora)

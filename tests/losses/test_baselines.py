@@ -110,9 +110,9 @@ def test_psft_is_ppo_clip_with_unit_advantage(batch):
 def test_every_objective_runs_with_one_calling_convention(batch):
     z, zr, labels = batch
     old = _gold(torch.log_softmax(z, -1), labels).detach()
-    for name, (fn, needs_ref) in OBJECTIVES.items():
-        kwargs = {"old_logp": old} if name == "psft" else {}
-        loss = fn(z, zr if needs_ref else None, labels, **kwargs)
+    for name, obj in OBJECTIVES.items():
+        kwargs = {"old_logp": old} if obj.needs_old_logp else {}
+        loss = obj.loss(z, zr if obj.needs_ref else None, labels, **kwargs)
         (grad,) = torch.autograd.grad(loss, z)
         assert torch.isfinite(loss) and torch.isfinite(grad).all(), name
         assert torch.all(grad[labels == -100] == 0), name

@@ -29,7 +29,7 @@ def test_missing_key_lists_the_keys_present(tmp_path):
 
 def test_empty_response_is_an_error(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "a", "response": "  "}])
-    with pytest.raises(ValueError, match="d.jsonl:1: empty response"):
+    with pytest.raises(ValueError, match="d.jsonl:1: .response. must be non-empty text"):
         read_records(p)
 
 

@@ -1,0 +1,410 @@
+"""One run folder, shared by `giftlab train`, `giftlab rl` and `giftlab pipeline`: it decides how
+a folder is claimed, locked, checkpointed, resumed and finished, so nothing is lost.
+
+    out_dir/
+      .lock                 held (flock) while a run writes here; a second run fails at once
+      .giftlab-run          marks a folder giftlab created (only such a folder may be overwritten)
+      config.json           the resolved config, provenance, world size
+      metrics.jsonl         one JSON object per logged step
+      ckpt-000010/          a checkpoint: save_pretrained weights (+ tokenizer) that
+                            AutoModelForCausalLM.from_pretrained reads (LoRA: a PEFT adapter folder),
+                            and trainer_state.pt (optimiser, schedule, data order, RNG; weights_only)
+      latest                the newest checkpoint's name
+      best/ final/          loadable model folders
+
+Rules: a folder that holds anything is refused unless resuming or `overwrite=true`; checkpoints
+are written to a temporary folder and renamed into place; rotation keeps the newest by step number;
+a checkpoint is never written from non-finite weights; resume takes the newest checkpoint that
+loads (saying so when `latest` names another), drops metric lines after it (a torn last line is
+reported and dropped) and refuses a changed model or batch geometry.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from giftlab.errors import NonFiniteError, RunDirError
+
+MARKER = ".giftlab-run"
+LOCK = ".lock"
+STATE = "trainer_state.pt"
+_CKPT = re.compile(r"^ckpt-(\d+)$")
+_TMP = re.compile(r"^(ckpt-\d+|best|final|metrics\.jsonl|latest|config\.json)\.tmp")
+
+
+def all_finite(params) -> bool:
+    """True when every tensor in `params` is finite (one device sync)."""
+    flags = [torch.isfinite(p.detach()).all() for p in params]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+class RunDir:
+    """A claimed run folder. Use as a context manager; only the main process writes.
+
+    Args:
+        path: the folder (created if missing).
+        resume: continue the run in `path` from its newest valid checkpoint.
+        overwrite: replace the run in `path` (only a folder giftlab created).
+        is_main: false on the non-zero ranks of a distributed run (they only read).
+        log: where notices go (resume fallbacks, torn lines).
+    """
+
+    def __init__(self, path, *, resume=False, overwrite=False, is_main=True, log=print):
+        self.path = Path(path)
+        self.resume, self.overwrite, self.is_main, self.log = resume, overwrite, is_main, log
+        self._lock_fd = None
+        self._tracker = None
+        self.last_checkpoint: Path | None = None
+
+    # -- claiming ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> RunDir:
+        if self.is_main:
+            self._claim()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _claim(self) -> None:
+        p = self.path
+        if p.exists() and not p.is_dir():
+            raise RunDirError(f"out_dir {p} is a file, not a folder: choose a folder path")
+        ours = (p / MARKER).exists() or (p / "config.json").exists()
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            (p / MARKER).write_text("giftlab run folder\n")
+        except OSError as err:
+            raise RunDirError(
+                f"out_dir {p}: cannot write there ({err.strerror or err}); choose a writable folder"
+            ) from None
+        held = self._contents()
+        if held and not self.resume:
+            if not self.overwrite:
+                names = ", ".join(sorted(held)[:4]) + (", ..." if len(held) > 4 else "")
+                raise RunDirError(
+                    f"out_dir {p} already holds a run ({names}): pass --resume to continue it, "
+                    "overwrite=true to replace it, or choose another out_dir"
+                )
+            if not ours:
+                foreign = [n for n in held if not (_CKPT.match(n) or n in _RUN_FILES)]
+                if foreign:
+                    raise RunDirError(
+                        f"out_dir {p} holds files giftlab did not write (e.g. {sorted(foreign)[0]!r}): "
+                        "overwrite=true only replaces a giftlab run; choose another out_dir"
+                    )
+            for name in held:
+                _remove(p / name)
+            self.log(f"overwrite=true: removed the previous run in {p}")
+        self._clean_temporaries()
+
+    def _lock(self) -> None:
+        import fcntl
+
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirError(
+                f"out_dir {self.path} is in use by another run (pid {other}): wait for it to finish "
+                "or choose another out_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _contents(self) -> list[str]:
+        return [n for n in os.listdir(self.path) if n not in (LOCK, MARKER)]
+
+    def _clean_temporaries(self) -> None:
+        for name in os.listdir(self.path):
+            if _TMP.match(name):
+                _remove(self.path / name)
+                self.log(f"removed {self.path / name} (left by an interrupted write)")
+
+    # -- config and metrics -----------------------------------------------------------------------
+
+    def write_config(self, info: dict) -> None:
+        if self.is_main:
+            _write_atomic(self.path / "config.json", json.dumps(info, indent=2, default=str))
+
+    def start_metrics(self, resume_step: int | None) -> None:
+        """Fresh run: an empty metrics.jsonl. Resume: keep the lines up to `resume_step`."""
+        if not self.is_main:
+            return
+        path = self.path / "metrics.jsonl"
+        if resume_step is None:
+            _write_atomic(path, "")
+            return
+        rows = read_metrics(path, log=self.log)
+        keep = [r for r in rows if r.get("step", 0) <= resume_step]
+        _write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+    def track(self, report_to: str) -> None:
+        """Mirror every logged row to a tracker: 'none' or 'tensorboard' (event files in tb/)."""
+        if report_to == "none" or not self.is_main:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise RunDirError(
+                "report_to=tensorboard needs the tensorboard package: pip install tensorboard"
+            ) from None
+        self._tracker = SummaryWriter(str(self.path / "tb"))
+
+    def log_metrics(self, row: dict) -> None:
+        if not self.is_main:
+            return
+        with (self.path / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+        if self._tracker is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self._tracker.add_scalar(k, v, row["step"])
+
+    # -- checkpoints ------------------------------------------------------------------------------
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """This run's checkpoint folders, (step, path), oldest first by step number."""
+        found = []
+        for name in os.listdir(self.path) if self.path.is_dir() else []:
+            m = _CKPT.match(name)
+            if m and (self.path / name).is_dir():
+                found.append((int(m.group(1)), self.path / name))
+        return sorted(found)
+
+    def save_checkpoint(
+        self, step: int, model, tokenizer, state: dict, keep: int, weights=None
+    ) -> Path | None:
+        """Write ckpt-<step>/ (weights via save_pretrained, `state` to trainer_state.pt), point
+        `latest` at it and delete all but the newest `keep` by step number.
+
+        weights: a full state dict to save (FSDP gathers one); None: the model's own.
+        """
+        if not all_finite(model.parameters()):
+            raise NonFiniteError(
+                f"step {step}: the weights are NaN or infinite, so no checkpoint was written. "
+                f"Last good checkpoint: {self.last_checkpoint or 'none'} (lower lr and --resume)"
+            )
+        if not self.is_main:
+            return None
+        final = self.path / f"ckpt-{step:06d}"
+        tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp", dir=self.path))
+        try:
+            save_model_files(tmp, model, tokenizer, weights)
+            with open(tmp / STATE, "wb") as f:
+                torch.save(state, f)
+                f.flush()
+                os.fsync(f.fileno())
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _write_atomic(self.path / "latest", final.name + "\n")
+        except OSError as err:
+            raise RunDirError(_write_failure(final, err, self.last_checkpoint)) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for _, old in self.checkpoints()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        self.last_checkpoint = final
+        return final
+
+    def save_model(self, name: str, model, tokenizer, weights=None, merge_lora=False) -> None:
+        """Write a loadable model folder `name` (best, final) atomically."""
+        if not all_finite(model.parameters()):
+            raise NonFiniteError(
+                f"the weights are NaN or infinite: {name}/ was not written. "
+                f"Last good checkpoint: {self.last_checkpoint or 'none'}"
+            )
+        if not self.is_main:
+            return
+        target = self.path / name
+        tmp = Path(tempfile.mkdtemp(prefix=name + ".tmp", dir=self.path))
+        try:
+            if merge_lora:  # a merged copy loads like any checkpoint; training keeps its adapters
+                import copy
+
+                save_model_files(tmp, copy.deepcopy(model).merge_and_unload(), tokenizer)
+            else:
+                save_model_files(tmp, model, tokenizer, weights)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except OSError as err:
+            raise RunDirError(_write_failure(target, err, self.last_checkpoint)) from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def load_resume_checkpoint(self) -> tuple[Path, dict, dict] | None:
+        """(path, weights, trainer state) of the newest checkpoint that loads, or None if the
+        folder has none. Says so when it passes over a broken `latest` or a broken checkpoint."""
+        found = self.checkpoints()
+        pointer = self.path / "latest"
+        named = pointer.read_text().strip() if pointer.exists() else None
+        if named and not any(p.name == named for _, p in found):
+            self.log(f"--resume: {pointer} names {named}, which is missing")
+        for step, path in reversed(found):
+            try:
+                weights, state = read_checkpoint(path)
+            except (OSError, RuntimeError, ValueError, KeyError) as err:
+                self.log(f"--resume: {path} does not load ({_first_line(err)}); trying an older one")
+                continue
+            if named and path.name != named:
+                self.log(f"--resume: using {path.name} (step {step}), the newest valid checkpoint")
+            self.last_checkpoint = path
+            return path, weights, state
+        if found:
+            raise RunDirError(
+                f"--resume: none of the checkpoints in {self.path} loads "
+                f"({', '.join(p.name for _, p in found)}); start again with overwrite=true"
+            )
+        return None
+
+
+def check_resume_config(saved: dict, current: dict, keys, where) -> None:
+    """Refuse to resume with a changed model or batch geometry: one message naming the key."""
+    for key in keys:
+        if key in saved and saved[key] != current.get(key):
+            raise RunDirError(
+                f"--resume: {key} is {current.get(key)!r} but the run in {where} was started with "
+                f"{saved[key]!r}; resume with the same value, or start a new out_dir"
+            )
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+_RUN_FILES = {"config.json", "metrics.jsonl", "latest", "best", "final", "tb"}
+
+
+def save_model_files(folder: Path, model, tokenizer, weights=None) -> None:
+    """save_pretrained weights (safetensors) and the tokenizer into `folder`."""
+    if weights is None:
+        model.save_pretrained(folder)
+    else:
+        model.save_pretrained(folder, state_dict=weights)
+    if tokenizer is not None:
+        side = getattr(tokenizer, "padding_side", None)
+        tokenizer.padding_side = "right"  # loaders expect training-side padding
+        tokenizer.save_pretrained(folder)
+        if side is not None:
+            tokenizer.padding_side = side
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(weights by name, trainer state) of a checkpoint folder; both read without pickle code."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    state_file = path / STATE
+    if not state_file.exists():
+        raise FileNotFoundError(f"{state_file} is missing")
+    files = sorted(path.glob("model*.safetensors")) or sorted(path.glob("adapter_model.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{path} holds no model*.safetensors or adapter_model.safetensors")
+    weights = {}
+    for f in files:
+        weights |= load_file(f)
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several kinds for a damaged pickle
+        raise ValueError(f"{state_file} is damaged ({_first_line(err)})") from None
+    return weights, state
+
+
+def load_weights(model, weights: dict, lora: bool) -> None:
+    """Put checkpoint weights into `model`; tied parameters saved once are filled by the tie."""
+    if lora:
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(model, weights)
+        if getattr(result, "unexpected_keys", None):
+            raise RunDirError(f"checkpoint adapter has unknown keys {result.unexpected_keys[:3]}")
+        return
+    own = model.state_dict()
+    unexpected = sorted(set(weights) - set(own))
+    if unexpected:
+        raise RunDirError(
+            f"checkpoint weights do not fit the model: unexpected keys {unexpected[:3]} "
+            "(was the run started with another model?)"
+        )
+    model.load_state_dict(weights, strict=False)
+    loaded = {own[k].data_ptr() for k in weights}
+    missing = [k for k in own if k not in weights and own[k].data_ptr() not in loaded]
+    if missing:
+        raise RunDirError(f"checkpoint weights miss keys {missing[:3]}")
+
+
+def read_metrics(path: Path, log=print) -> list[dict]:
+    """Rows of a metrics.jsonl. A torn last line (a run killed mid-write) is reported and dropped;
+    a malformed line elsewhere is an error naming file:line."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    rows = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines):
+                log(f"{path}:{i}: dropped a torn last line (the run was stopped mid-write)")
+                break
+            raise RunDirError(f"{path}:{i}: malformed metrics line; fix or delete it") from None
+        rows.append(row)
+    return rows
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_failure(target: Path, err: OSError, last) -> str:
+    why = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+    return (
+        f"writing {target} failed: {why}; nothing half-written was kept. "
+        f"Last good checkpoint: {last or 'none'}"
+    )
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _first_line(err) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
