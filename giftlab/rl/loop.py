@@ -206,10 +206,10 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
                        cfg.max_new_tokens, cfg.temperature, cfg.seed * 1_000_003 + step, device)  # fmt: skip
     t_gen = time.perf_counter() - t0
     rewards, scores, errors = verifier_rewards(recs, ro, score_fn, binary=cfg.binary_reward)
-    if not torch.isfinite(rewards).all():
-        bad = int((~torch.isfinite(rewards)).nonzero()[0])
+    bad = next((i for i, s in enumerate(scores) if not math.isfinite(s)), None)
+    if bad is not None:
         raise NonFiniteError(
-            f"step {step + 1}: the verifier returned {rewards[bad].item()} for "
+            f"step {step + 1}: the verifier returned {scores[bad]} for "
             f"{recs[int(ro.prompt_index[bad])]['where']}; rewards must be finite. "
             f"Last good checkpoint: {run.last_checkpoint or 'none yet'}"
         )

@@ -68,7 +68,11 @@ class RunDir:
 
     def __enter__(self) -> RunDir:
         if self.is_main:
-            self._claim()
+            try:
+                self._claim()
+            except BaseException:
+                self.close()  # a refused claim must not keep the lock
+                raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -104,7 +108,10 @@ class RunDir:
                     "overwrite=true to replace it, or choose another out_dir"
                 )
             if not ours:
-                foreign = [n for n in held if not (_CKPT.match(n) or n in _RUN_FILES)]
+                foreign = [
+                    n for n in held
+                    if not (_CKPT.match(n) or n in _RUN_FILES or n.startswith(_RUN_PREFIXES))
+                ]
                 if foreign:
                     raise RunDirError(
                         f"out_dir {p} holds files giftlab did not write (e.g. {sorted(foreign)[0]!r}): "
@@ -153,6 +160,10 @@ class RunDir:
             return
         path = self.path / "metrics.jsonl"
         if resume_step is None:
+            if self.resume and path.exists() and path.stat().st_size:
+                kept = _free_name(self.path / "metrics-abandoned.jsonl")
+                os.replace(path, kept)  # a run killed before its first checkpoint: keep its lines
+                self.log(f"--resume: no checkpoint to resume from; kept the old metrics as {kept}")
             _write_atomic(path, "")
             return
         rows = read_metrics(path, log=self.log)
@@ -294,6 +305,7 @@ def check_resume_config(saved: dict, current: dict, keys, where) -> None:
 # -- files ----------------------------------------------------------------------------------------
 
 _RUN_FILES = {"config.json", "metrics.jsonl", "latest", "best", "final", "tb"}
+_RUN_PREFIXES = ("metrics-abandoned",)
 
 
 def save_model_files(folder: Path, model, tokenizer, weights=None) -> None:
@@ -396,6 +408,15 @@ def _write_failure(target: Path, err: OSError, last) -> str:
         f"writing {target} failed: {why}; nothing half-written was kept. "
         f"Last good checkpoint: {last or 'none'}"
     )
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or path with -1, -2, ... before its suffix: the first name not taken."""
+    i, candidate = 0, path
+    while candidate.exists():
+        i += 1
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+    return candidate
 
 
 def _remove(path: Path) -> None:

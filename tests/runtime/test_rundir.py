@@ -1,0 +1,221 @@
+"""The run folder loses nothing: reuse, concurrency, rotation, resume fallbacks, torn metrics,
+temporary folders, non-finite weights, a full disk, and checkpoints other tools can read."""
+
+import errno
+import json
+
+import pytest
+import torch
+
+from giftlab.cli import main
+from giftlab.errors import NonFiniteError, RunDirError
+from giftlab.runtime import RunDir, read_checkpoint, read_metrics
+from giftlab.train import TrainConfig, train
+from tests.train.conftest import write_jsonl
+
+
+def _cfg(tmp_path, train_file, **kw):
+    base = dict(model="tiny", train_file=str(train_file), val_file="", out_dir=str(tmp_path / "run"),
+                max_steps=4, batch_size=4, lr=1e-2, save_every=1, keep_checkpoints=10, diag_every=0,
+                max_length=64, progress=False, save_final=False, beta=5.0)  # fmt: skip
+    return TrainConfig(**(base | kw))
+
+
+def _metrics(run):
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_second_run_into_a_used_folder_is_refused_and_overwrite_replaces_it(
+    tmp_path, data_files, model_factory, tok
+):
+    train(_cfg(tmp_path, data_files[0]), model=model_factory(), tokenizer=tok)
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(RunDirError, match="already holds a run"):
+        train(_cfg(tmp_path, data_files[0], max_steps=2), model=model_factory(), tokenizer=tok)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before  # untouched
+    train(_cfg(tmp_path, data_files[0], max_steps=2, overwrite=True), model=model_factory(),
+          tokenizer=tok)  # fmt: skip
+    assert [r["step"] for r in _metrics(tmp_path / "run")] == [1, 2]
+    assert sorted(p.name for p in (tmp_path / "run").glob("ckpt-*")) == ["ckpt-000001", "ckpt-000002"]
+
+
+def test_overwrite_refuses_a_folder_giftlab_did_not_write(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(RunDirError, match="did not write"), RunDir(tmp_path / "mine", overwrite=True):
+        pass
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_a_concurrent_run_fails_at_once(tmp_path):
+    with RunDir(tmp_path / "run"):
+        with pytest.raises(RunDirError, match=r"in use by another run \(pid \d+\)"):
+            with RunDir(tmp_path / "run", resume=True):
+                pass
+    with RunDir(tmp_path / "run", resume=True):  # released on exit
+        pass
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self, value=1.0):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.full((2,), value))
+
+    def save_pretrained(self, folder, state_dict=None):
+        from safetensors.torch import save_file
+
+        save_file(state_dict or {"w": self.w.detach()}, str(folder / "model.safetensors"))
+
+
+def test_rotation_keeps_the_newest_by_step_number_not_by_name(tmp_path):
+    with RunDir(tmp_path / "run") as run:
+        for step in (999_998, 999_999, 1_000_000, 1_000_001):
+            run.save_checkpoint(step, _Tiny(), None, {"step": step}, keep=2)
+        assert [s for s, _ in run.checkpoints()] == [1_000_000, 1_000_001]
+        assert (tmp_path / "run" / "latest").read_text().strip() == "ckpt-1000001"
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    with RunDir(tmp_path / "run") as run:
+        good = run.save_checkpoint(1, _Tiny(), None, {"step": 1}, keep=5)
+        with pytest.raises(NonFiniteError, match=f"Last good checkpoint: {good}"):
+            run.save_checkpoint(2, _Tiny(float("nan")), None, {"step": 2}, keep=5)
+    assert [p.name for p in sorted((tmp_path / "run").glob("ckpt-*"))] == ["ckpt-000001"]
+
+
+def test_trainer_stops_at_the_step_that_made_weights_non_finite(
+    tmp_path, data_files, model_factory, tok, monkeypatch
+):
+    """Defect: lr=inf save_every=1 saved a checkpoint of NaN weights; resume then failed."""
+    import giftlab.train.loop as loop
+
+    class PoisonAtStep2(torch.optim.AdamW):
+        calls = 0
+
+        def step(self, closure=None):
+            super().step(closure)
+            PoisonAtStep2.calls += 1
+            if PoisonAtStep2.calls == 2:
+                with torch.no_grad():
+                    self.param_groups[0]["params"][0].fill_(float("inf"))
+
+    monkeypatch.setattr(loop.torch.optim, "AdamW", PoisonAtStep2)
+    with pytest.raises(NonFiniteError, match=r"step 2: the optimiser step .*ckpt-000001"):
+        train(_cfg(tmp_path, data_files[0]), model=model_factory(), tokenizer=tok)
+    assert [p.name for p in (tmp_path / "run").glob("ckpt-*")] == ["ckpt-000001"]
+    weights, _ = read_checkpoint(tmp_path / "run" / "ckpt-000001")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_resume_tolerates_a_torn_last_line_and_removes_orphan_temporaries(
+    tmp_path, data_files, model_factory, tok, capsys
+):
+    train(_cfg(tmp_path, data_files[0], max_steps=2), model=model_factory(), tokenizer=tok)
+    run = tmp_path / "run"
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 3, "loss/tr')  # killed mid-write
+    (run / "ckpt-000003.tmpx1y2").mkdir()  # killed mid-checkpoint
+    train(_cfg(tmp_path, data_files[0], max_steps=3), resume=True, model=model_factory(), tokenizer=tok)
+    out = capsys.readouterr().out
+    assert "metrics.jsonl:3: dropped a torn last line" in out
+    assert "ckpt-000003.tmpx1y2 (left by an interrupted write)" in out
+    assert not (run / "ckpt-000003.tmpx1y2").exists()
+    assert [r["step"] for r in _metrics(run)] == [1, 2, 3]
+
+
+def test_a_malformed_metrics_line_in_the_middle_names_file_and_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(RunDirError, match=r"metrics.jsonl:2: malformed metrics line"):
+        read_metrics(path)
+
+
+def test_resume_without_a_checkpoint_keeps_the_old_metrics(tmp_path, data_files, model_factory, tok):
+    """Defect: --resume with no valid checkpoint started from scratch and wiped metrics.jsonl."""
+    train(_cfg(tmp_path, data_files[0], max_steps=2, save_every=0), model=model_factory(),
+          tokenizer=tok)  # fmt: skip
+    import shutil
+
+    for ckpt in (tmp_path / "run").glob("ckpt-*"):
+        shutil.rmtree(ckpt)
+    old = (tmp_path / "run" / "metrics.jsonl").read_text()
+    train(_cfg(tmp_path, data_files[0], max_steps=1), resume=True, model=model_factory(), tokenizer=tok)
+    assert (tmp_path / "run" / "metrics-abandoned.jsonl").read_text() == old
+    assert [r["step"] for r in _metrics(tmp_path / "run")] == [1]
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_half_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    tok_dir, data = _tiny_model_folder(tmp_path)
+    import giftlab.runtime.rundir as rundir
+
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(rundir.torch, "save", save)
+    code = main(["train", f"model={tok_dir}", f"train_file={data}", "val_file=", "max_steps=3",
+                 "save_every=1", "batch_size=2", "progress=false", "diag_every=0",
+                 f"out_dir={tmp_path / 'run'}"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert "ckpt-000002 failed: the disk is full" in err and "ckpt-000001" in err
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert "ckpt-000001" in names and not any(".tmp" in n for n in names)
+    assert (tmp_path / "run" / "latest").read_text().strip() == "ckpt-000001"
+
+
+def _tiny_model_folder(tmp_path):
+    from giftlab.models import tiny_llama, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    tiny_llama(len(tok)).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(4) for b in range(4)]
+    return tmp_path / "model", write_jsonl(tmp_path / "train.jsonl", rows)
+
+
+def test_every_checkpoint_loads_with_from_pretrained(tmp_path, data_files, model_factory, tok):
+    from transformers import AutoModelForCausalLM
+
+    model = model_factory()
+    train(_cfg(tmp_path, data_files[0], max_steps=2), model=model, tokenizer=tok)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "ckpt-000002")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v, rtol=0, atol=0)
+    _, state = read_checkpoint(tmp_path / "run" / "ckpt-000002")  # weights_only=True inside
+    assert state["step"] == 2 and "optimizer" in state
+
+
+def test_lora_resume_reproduces_the_uninterrupted_run(tmp_path, data_files, model_factory, tok):
+    kw = dict(lora_rank=4, max_steps=4, save_every=2)
+    full = model_factory()
+    train(_cfg(tmp_path / "a", data_files[0], **kw), model=full, tokenizer=tok)
+    train(_cfg(tmp_path / "b", data_files[0], **(kw | {"max_steps": 2})), model=model_factory(),
+          tokenizer=tok)  # fmt: skip
+    resumed = model_factory()
+    train(_cfg(tmp_path / "b", data_files[0], **kw), resume=True, model=resumed, tokenizer=tok)
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]
+
+    assert strip(_metrics(tmp_path / "b" / "run")) == strip(_metrics(tmp_path / "a" / "run"))
+
+
+def test_rl_stops_on_a_verifier_that_returns_nan(tmp_path):
+    from giftlab.models import tiny_llama, tiny_tokenizer
+    from giftlab.rl.loop import RLConfig, rl
+
+    tok = tiny_tokenizer()
+    rows = [{"prompt": f"say {i}", "task": "toy", "index": i, "seed": 0, "config": {}} for i in range(4)]
+    data = write_jsonl(tmp_path / "p.jsonl", rows)
+    cfg = RLConfig(train_file=str(data), out_dir=str(tmp_path / "rl"), prompts_per_step=2,
+                   group_size=2, max_new_tokens=2, max_steps=2, progress=False, save_final=False)  # fmt: skip
+    with pytest.raises(NonFiniteError, match=r"step 1: the verifier returned nan for .*p.jsonl:\d"):
+        rl(cfg, model=tiny_llama(len(tok)), tokenizer=tok, ref_model=tiny_llama(len(tok)),
+           score_fn=lambda record, completion: float("nan"))  # fmt: skip
