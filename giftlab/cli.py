@@ -309,7 +309,7 @@ def run_eval(args) -> int:
 
 
 def add_pipeline_parser(sub) -> None:
-    from giftlab.rl.pipeline import PipelineConfig
+    from giftlab.pipeline import PipelineConfig
 
     p = _flat_config_parser(
         sub, "pipeline", "base -> {SFT, GIFT, ...} -> the same GRPO -> eval, over seeds",
@@ -322,7 +322,7 @@ def add_pipeline_parser(sub) -> None:
 
 
 def run_pipeline_cmd(args) -> int:
-    from giftlab.rl.pipeline import PipelineConfig, run_pipeline
+    from giftlab.pipeline import PipelineConfig, run_pipeline
 
     print(f"wrote {run_pipeline(_load_config(PipelineConfig, args))}")
     return 0

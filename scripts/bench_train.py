@@ -38,7 +38,8 @@ def run_child(args, objective: str, chunked: bool) -> dict:
 
     from giftlab.models import load_model
     from giftlab.train import TrainConfig
-    from giftlab.train.loop import CausalLMBody, _objective_sum
+    from giftlab.losses import OBJECTIVES
+    from giftlab.train import CausalLMBody, Models, forward, objective_sum
 
     dev = torch.device(args.device)
     torch.manual_seed(0)
@@ -64,14 +65,15 @@ def run_child(args, objective: str, chunked: bool) -> dict:
         "attention_mask": torch.ones_like(ids).to(dev),
         "labels": labels.to(dev),
     }
-    body = CausalLMBody(model)
-    ref_body = None if ref is None else CausalLMBody(ref)
+    obj = OBJECTIVES[objective]
+    m = Models(model, CausalLMBody(model), ref, None if ref is None else CausalLMBody(ref),
+               lora=False, fsdp=False)  # fmt: skip
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.01)
 
     def step():
-        total, n = _objective_sum(cfg, body, ref_body, model, ref, batch, False, False)
-        (total / n).backward()
+        f = forward(m, batch, with_ref=obj.needs_ref)
+        (objective_sum(cfg, obj, m, f) / f.n).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -10,7 +10,7 @@ from _figure import figure_args
 
 from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
-from giftlab.theory.gift import gift_target, mixture_weight
+from giftlab.theory.gift import gift_target, gate_weight
 
 
 def main(argv=None):
@@ -21,7 +21,7 @@ def main(argv=None):
     for p in probs:
         base = np.array([[p, 1 - p]])
         m = [float(gift_target(base, np.array([0]), b)[0, 0]) for b in betas]
-        w = [float(mixture_weight(p, b)) for b in betas]
+        w = [float(gate_weight(p, b)) for b in betas]
         mass[f"p = {p:g}"], gate[f"p = {p:g}"] = m, w
         rows += [
             {"base_gold_prob": p, "beta": float(b), "target_gold_mass": mm, "gate_w": ww}

@@ -30,7 +30,7 @@ __all__ = [
     "gold_path_policy",
     "gold_reward",
     "log_expm1",
-    "mixture_weight",
+    "gate_weight",
     "sequence_consistent_gift_target",
     "smoothed_base",
 ]
@@ -87,7 +87,7 @@ def gift_target(base_probs, gold, beta, smoothing: float = 0.0) -> np.ndarray:
         return gibbs_from_logp(np.log(p), _onehot(g, p.shape[1]), beta)
 
 
-def mixture_weight(base_gold_prob, beta) -> np.ndarray:
+def gate_weight(base_gold_prob, beta) -> np.ndarray:
     """w_t = (e^beta - 1) p_t / (1 + (e^beta - 1) p_t) = sigmoid(log(e^beta - 1) + log p_t).
 
     q_t = (1 - w_t) pi0 + w_t onehot(y*_t).  w_t = 1/2 at beta = log(1 + 1/p_t).

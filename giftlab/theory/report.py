@@ -12,7 +12,7 @@ from giftlab.theory.gift import (
     gold_path,
     gold_path_policy,
     gold_reward,
-    mixture_weight,
+    gate_weight,
     smoothed_base,
 )
 from giftlab.theory.tabular import TabularLM, sequence_gibbs
@@ -83,7 +83,7 @@ def solve_report(
             "base_gold_prob": float(p_gold[t]),
             "gift_gain": float(eta),
             "exact_gain": float(gains[t]),
-            "gate_w": float(mixture_weight(p_gold[t], eta)),
+            "gate_w": float(gate_weight(p_gold[t], eta)),
         }
         for t in range(len(tokens))
     ]

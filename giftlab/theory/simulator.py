@@ -153,13 +153,13 @@ def fit_initialisation(policy: Policy, targets: np.ndarray, prompts: np.ndarray,
     for step in range(1, max_steps + 1):  # noqa: B007 - the step count is returned
         if target_loss is not None and loss <= target_loss:
             break
-        eta = lr
+        step_size = lr
         while True:
-            new_w = w - eta * grad
+            new_w = w - step_size * grad
             new_loss, new_grad = loss_grad(new_w)
-            if new_loss <= loss - 1e-4 * eta * float(grad @ grad) or eta < 1e-8:
+            if new_loss <= loss - 1e-4 * step_size * float(grad @ grad) or step_size < 1e-8:
                 break
-            eta *= 0.5
+            step_size *= 0.5
         if loss - new_loss < tol:
             w, loss = new_w, new_loss
             break

@@ -13,7 +13,7 @@ __all__ = [
     "check_gains_bounded_by_eta",
     "check_gold_mass_closed_form",
     "check_gold_mass_limit",
-    "check_mixture_weight",
+    "check_gate_weight",
     "check_reward_derivative",
 ]
 
@@ -42,7 +42,7 @@ def check_gold_mass_limit() -> bool:
     return sp.simplify(at_inf - 1) == 0 and sp.simplify(at_zero - p) == 0
 
 
-def check_mixture_weight() -> bool:
+def check_gate_weight() -> bool:
     """q = (1 - w) pi0 + w onehot with w = (e^beta - 1) p / (1 + (e^beta - 1) p): both the gold
     entry and any other entry pi0(a) e^0 / Z match; and w = 1/2 at beta = log(1 + 1/p)."""
     pa = sp.symbols("p_a", positive=True)
@@ -88,7 +88,7 @@ def check_all() -> dict[str, bool]:
         for f in (
             check_gold_mass_closed_form,
             check_gold_mass_limit,
-            check_mixture_weight,
+            check_gate_weight,
             check_gains_bounded_by_eta,
             check_reward_derivative,
         )

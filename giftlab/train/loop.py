@@ -191,9 +191,9 @@ def objective_sum(cfg, obj: Objective, m: Models, f: Forward, stats: dict | None
     if obj.needs_ref:
         ref_logits = f.ref_logits if m.fsdp else m.ref_body.head()(f.ref_hidden)
     if obj.needs_old_logp:  # the sampling policy is the current one: ratio 1, gradient of r
-        hyper["old_logp"] = torch.log_softmax(logits.detach().float(), -1).gather(
-            -1, f.labels[:, None]
-        )[:, 0]
+        z = logits.detach()
+        z = z if z.dtype == torch.float64 else z.float()  # the loss's own precision
+        hyper["old_logp"] = torch.log_softmax(z, -1).gather(-1, f.labels[:, None])[:, 0]
     if obj.per_sequence:
         logits, ref_logits = logits[None], ref_logits[None]
     return obj.loss(logits, ref_logits, labels, reduction="sum", **hyper)

@@ -19,7 +19,7 @@ from giftlab.losses import (
     sequence_gains,
 )
 from giftlab.theory import TabularLM, gibbs_policy, soft_bellman
-from giftlab.theory.gift import exact_gains, gold_path, gold_reward, mixture_weight
+from giftlab.theory.gift import exact_gains, gold_path, gold_reward, gate_weight
 
 
 def naive_reference_gift(logits, ref_logits, labels, beta, smoothing, ignore_index=-100):
@@ -253,7 +253,7 @@ def test_token_stats_match_naive_formulas(batch, beta, smoothing):
         "policy_gold_prob": p.gather(-1, lab[..., None]).squeeze(-1),
         "ref_gold_prob": p0.gather(-1, lab[..., None]).squeeze(-1),
         "gate_w": torch.from_numpy(
-            mixture_weight(base.gather(-1, lab[..., None]).squeeze(-1).numpy(), beta)
+            gate_weight(base.gather(-1, lab[..., None]).squeeze(-1).numpy(), beta)
         ),
         "kl_target_policy": (xlogy(q, q) - q * torch.log_softmax(logits, -1)).sum(-1),
         "kl_policy_ref": (p * (torch.log_softmax(logits, -1) - torch.log_softmax(ref, -1))).sum(-1),

@@ -15,7 +15,7 @@ from giftlab.theory.gift import (
     gold_path_policy,
     gold_reward,
     log_expm1,
-    mixture_weight,
+    gate_weight,
     sequence_consistent_gift_target,
 )
 from giftlab.theory.symbolic import check_all
@@ -56,7 +56,7 @@ def test_gift_target_matches_reference_formula(rows, beta, smoothing):
 def test_gift_target_is_the_mixture_with_weight_w(rows, beta):
     """q_t = (1 - w_t) pi0 + w_t onehot(y*_t)."""
     p, gold = rows
-    w = mixture_weight(p[np.arange(len(gold)), gold], beta)
+    w = gate_weight(p[np.arange(len(gold)), gold], beta)
     onehot = np.eye(p.shape[1])[gold]
     mixture = (1 - w[:, None]) * p + w[:, None] * onehot
     np.testing.assert_allclose(
@@ -70,7 +70,7 @@ def test_gift_cross_entropy_is_sft_plus_distillation(rows, beta):
     p, gold = rows
     pi = np.random.default_rng(0).dirichlet(np.ones(p.shape[1]), size=len(gold))
     q = gift_target(p, gold, beta)
-    w = mixture_weight(p[np.arange(len(gold)), gold], beta)
+    w = gate_weight(p[np.arange(len(gold)), gold], beta)
     ce = -(q * np.log(pi)).sum(axis=1)
     decomposed = w * -np.log(pi[np.arange(len(gold)), gold]) + (1 - w) * -(p * np.log(pi)).sum(
         axis=1
@@ -78,13 +78,13 @@ def test_gift_cross_entropy_is_sft_plus_distillation(rows, beta):
     np.testing.assert_allclose(ce, decomposed, rtol=1e-12)
 
 
-def test_mixture_weight_is_half_at_log_one_plus_inverse_p():
+def test_gate_weight_is_half_at_log_one_plus_inverse_p():
     p = np.array([1e-9, 1e-3, 0.1, 0.5, 0.99])
-    np.testing.assert_allclose(mixture_weight(p, 0.0), 0.0)
+    np.testing.assert_allclose(gate_weight(p, 0.0), 0.0)
     for pi in p:
-        np.testing.assert_allclose(mixture_weight(pi, np.log1p(1 / pi)), 0.5, rtol=1e-12)
+        np.testing.assert_allclose(gate_weight(pi, np.log1p(1 / pi)), 0.5, rtol=1e-12)
     # theory.md: at beta = 20 every token with p >= 2e-9 has w >= 1/2
-    assert mixture_weight(2.1e-9, 20.0) >= 0.5 > mixture_weight(1.9e-9, 20.0)
+    assert gate_weight(2.1e-9, 20.0) >= 0.5 > gate_weight(1.9e-9, 20.0)
 
 
 def test_log_expm1_is_exact_across_scales():

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from giftlab.models import tiny_llama, tiny_tokenizer
-from giftlab.rl.pipeline import PipelineConfig, run_pipeline
+from giftlab.pipeline import PipelineConfig, run_pipeline
 
 
 @pytest.mark.slow
