@@ -80,9 +80,17 @@ def run_solve(args) -> int:
     from giftlab.theory.report import format_solve_report, solve
 
     report = solve(
-        args.vocab_size, args.horizon, args.end_token, args.seed, args.concentration, args.gold,
-        args.betas, args.eta, args.smoothing, args.correct_fraction,
-    )  # fmt: skip
+        args.vocab_size,
+        args.horizon,
+        args.end_token,
+        args.seed,
+        args.concentration,
+        args.gold,
+        args.betas,
+        args.eta,
+        args.smoothing,
+        args.correct_fraction,
+    )
     print(json.dumps(report, indent=2) if args.json else format_solve_report(report))
     return 0
 
@@ -171,7 +179,9 @@ def _flat_config_parser(sub, name, help, description, config_cls, resume=True):
         p.add_argument(
             "--resume", action="store_true", help="continue from out_dir's newest valid checkpoint"
         )
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings overriding the config")
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="settings overriding the config"
+    )
     return p
 
 
@@ -184,12 +194,14 @@ def add_train_parser(sub) -> None:
     from giftlab.train.config import TrainConfig
 
     p = _flat_config_parser(
-        sub, "train", "SFT / GIFT / baselines on a causal LM",
+        sub,
+        "train",
+        "SFT / GIFT / baselines on a causal LM",
         "Fine-tune a local causal LM with an objective of giftlab.losses. Under torchrun the same "
         "command runs DDP (GIFTLAB_DISTRIBUTED=fsdp for FSDP2). A non-empty out_dir is refused "
         "unless --resume or overwrite=true.",
         TrainConfig,
-    )  # fmt: skip
+    )
     p.set_defaults(func=run_train)
 
 
@@ -198,8 +210,14 @@ def run_train(args) -> int:
 
     cfg = _load_config(TrainConfig, args)
     last = train(cfg, resume=args.resume)
-    keys = ["step", "loss/train", "val/ce", "val/policy_entropy", "val/kl_policy_ref",
-            "perf/tokens_per_s"]  # fmt: skip
+    keys = [
+        "step",
+        "loss/train",
+        "val/ce",
+        "val/policy_entropy",
+        "val/kl_policy_ref",
+        "perf/tokens_per_s",
+    ]
     shown = ", ".join(f"{k} {last[k]:.4g}" for k in keys if k in last)
     print(f"finished: {shown}  ({cfg.out_dir})")
     return 0
@@ -209,10 +227,12 @@ def add_rl_parsers(sub) -> None:
     from giftlab.rl.loop import RLConfig
 
     p = _flat_config_parser(
-        sub, "rl", "GRPO from any checkpoint",
+        sub,
+        "rl",
+        "GRPO from any checkpoint",
         "GRPO with verifier rewards (reasoning-gym tasks, or user math checked by math-verify).",
         RLConfig,
-    )  # fmt: skip
+    )
     p.set_defaults(func=run_rl)
     e = sub.add_parser(
         "eval",
@@ -256,9 +276,11 @@ def _check_eval_args(args) -> None:
         (args.n >= 1, f"--n must be >= 1, got {args.n}"),
         (args.limit >= 0, f"--limit must be >= 0 (0: all), got {args.limit}"),
         (args.max_new_tokens >= 1, f"--max-new-tokens must be >= 1, got {args.max_new_tokens}"),
-        (math.isfinite(args.temperature) and args.temperature >= 0,
-         f"--temperature must be a finite number >= 0 (0: greedy), got {args.temperature}"),
-    ]  # fmt: skip
+        (
+            math.isfinite(args.temperature) and args.temperature >= 0,
+            f"--temperature must be a finite number >= 0 (0: greedy), got {args.temperature}",
+        ),
+    ]
     for ok, message in checks:
         if not ok:
             raise InputError(message)
@@ -288,8 +310,16 @@ def run_eval(args) -> int:
             f"--base {args.base} has a vocabulary of {v_base} tokens, --model {args.model} one of "
             f"{v_model}: KL to the base needs one shared vocabulary"
         )
-    m = evaluate(model, base, tok, recs, n_samples=args.n, max_new_tokens=args.max_new_tokens,
-                 temperature=args.temperature, seed=args.seed)  # fmt: skip
+    m = evaluate(
+        model,
+        base,
+        tok,
+        recs,
+        n_samples=args.n,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(m, indent=2))
     if args.json:
@@ -301,9 +331,16 @@ def run_eval(args) -> int:
     print(f"{m['n_problems']} problems x {m['n_samples']} samples ({args.model})")
     rows = [{"k": k, "pass": m["pass_at_k"][k]} for k in ks]
     print(format_table(rows, [("k", "k", ""), ("pass", "pass@k", ".3f")]))
-    for key in ("mean_at_k", "maj_at_n", "distinct_correct", "sample_entropy",
-                "kl_to_base_per_token", "verifier_errors", "empty_completions",
-                "generation_tokens_per_s"):  # fmt: skip
+    for key in (
+        "mean_at_k",
+        "maj_at_n",
+        "distinct_correct",
+        "sample_entropy",
+        "kl_to_base_per_token",
+        "verifier_errors",
+        "empty_completions",
+        "generation_tokens_per_s",
+    ):
         print(f"{key:26s} {m[key]:.4g}")
     return 0
 
@@ -312,12 +349,15 @@ def add_pipeline_parser(sub) -> None:
     from giftlab.pipeline import PipelineConfig
 
     p = _flat_config_parser(
-        sub, "pipeline", "base -> {SFT, GIFT, ...} -> the same GRPO -> eval, over seeds",
+        sub,
+        "pipeline",
+        "base -> {SFT, GIFT, ...} -> the same GRPO -> eval, over seeds",
         "Runs the two-stage comparison on the CPU with SmolLM2 on countdown (about 46 minutes with "
         "the defaults) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json (with each "
         "problem's correct count). Every init is checked before any work starts.",
-        PipelineConfig, resume=False,
-    )  # fmt: skip
+        PipelineConfig,
+        resume=False,
+    )
     p.set_defaults(func=run_pipeline_cmd)
 
 

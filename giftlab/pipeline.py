@@ -14,19 +14,22 @@ import numpy as np
 from giftlab.config import ConfigError, FlatConfig, at_least, finite_positive, one_of
 from giftlab.config import setting as _f
 from giftlab.data.tasks import TASK_DEFAULTS
-from giftlab.errors import InputError
 from giftlab.losses import OBJECTIVES
 from giftlab.runtime import RunDir
 
 
 @dataclass
 class PipelineConfig(FlatConfig):
-    out_dir: str = _f("runs/pipeline", "report folder: data, one run folder per init and seed, report.md")
+    out_dir: str = _f(
+        "runs/pipeline", "report folder: data, one run folder per init and seed, report.md"
+    )
     overwrite: bool = _f(False, "replace an earlier pipeline in out_dir (else refused)")
     task: str = _f("countdown", f"reasoning-gym task, one of {sorted(TASK_DEFAULTS)}")
     n_train: int = _f(256, "training problems")
     n_val: int = _f(16, "held-out problems")
-    inits: list[str] = _f(["sft", "gift:5"], "initialisations: objective[:beta], e.g. sft,gift:5,dft")
+    inits: list[str] = _f(
+        ["sft", "gift:5"], "initialisations: objective[:beta], e.g. sft,gift:5,dft"
+    )
     seeds: list[int] = _f([0, 1], "training seeds, e.g. 0,1,2")
     sft_steps: int = _f(20, "fine-tuning steps")
     sft_batch: int = _f(4, "fine-tuning batch size")
@@ -61,9 +64,13 @@ class PipelineConfig(FlatConfig):
         for spec in self.inits:
             _init_args(spec)  # every init checked before any work starts
         if self.sft_batch > self.n_train:
-            raise ConfigError(f"sft_batch ({self.sft_batch}) exceeds n_train ({self.n_train})", "sft_batch")
+            raise ConfigError(
+                f"sft_batch ({self.sft_batch}) exceeds n_train ({self.n_train})", "sft_batch"
+            )
         if self.rl_prompts > self.n_train:
-            raise ConfigError(f"rl_prompts ({self.rl_prompts}) exceeds n_train ({self.n_train})", "rl_prompts")
+            raise ConfigError(
+                f"rl_prompts ({self.rl_prompts}) exceeds n_train ({self.n_train})", "rl_prompts"
+            )
 
 
 def _init_args(spec: str) -> tuple[str, dict]:
@@ -78,7 +85,9 @@ def _init_args(spec: str) -> tuple[str, dict]:
     try:
         value = float(beta)
     except ValueError:
-        raise ConfigError(f"inits: {spec!r}: beta must be a number, got {beta!r}", "inits") from None
+        raise ConfigError(
+            f"inits: {spec!r}: beta must be a number, got {beta!r}", "inits"
+        ) from None
     if not value >= 0:
         raise ConfigError(f"inits: {spec!r}: beta must be in [0, inf], got {value}", "inits")
     return name, {"beta": value}
@@ -135,26 +144,52 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
             objective, extra = _init_args(spec)
             run = out / f"{spec.replace(':', '-')}-seed{seed}"
             log(f"[{spec} seed {seed}] fine-tuning ({cfg.sft_steps} steps)")
-            tcfg = TrainConfig(model=cfg.model, train_file=str(paths["train"]), val_file=str(paths["val"]),
-                               out_dir=str(run / "sft"), objective=objective, max_steps=cfg.sft_steps,
-                               batch_size=cfg.sft_batch, lr=cfg.sft_lr, seed=seed, eval_every=0, save_every=0,
-                               diag_every=5, max_length=128, progress=False, **extra)  # fmt: skip
+            tcfg = TrainConfig(
+                model=cfg.model,
+                train_file=str(paths["train"]),
+                val_file=str(paths["val"]),
+                out_dir=str(run / "sft"),
+                objective=objective,
+                max_steps=cfg.sft_steps,
+                batch_size=cfg.sft_batch,
+                lr=cfg.sft_lr,
+                seed=seed,
+                eval_every=0,
+                save_every=0,
+                diag_every=5,
+                max_length=128,
+                progress=False,
+                **extra,
+            )
             train(tcfg)
             before = ev(run / "sft" / "final", seed)
             results.append({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
             log(
                 f"[{spec} seed {seed}] GRPO ({cfg.rl_steps} steps); pass@1 before {before['pass_at_k'][1]:.3f}"
             )
-            rcfg = RLConfig(model=str(run / "sft" / "final"), ref_model=cfg.model, train_file=str(paths["train"]),
-                            out_dir=str(run / "rl"), prompts_per_step=cfg.rl_prompts, group_size=cfg.group_size,
-                            max_new_tokens=cfg.max_new_tokens, lr=cfg.rl_lr, max_steps=cfg.rl_steps, seed=seed,
-                            progress=False)  # fmt: skip
+            rcfg = RLConfig(
+                model=str(run / "sft" / "final"),
+                ref_model=cfg.model,
+                train_file=str(paths["train"]),
+                out_dir=str(run / "rl"),
+                prompts_per_step=cfg.rl_prompts,
+                group_size=cfg.group_size,
+                max_new_tokens=cfg.max_new_tokens,
+                lr=cfg.rl_lr,
+                max_steps=cfg.rl_steps,
+                seed=seed,
+                progress=False,
+            )
             rl(rcfg)
             after = ev(run / "rl" / "final", seed)
             results.append({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
             log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
-    summary = {"results": results, "config": cfg.to_dict(), "provenance": provenance(),
-               "minutes": (time.perf_counter() - t_start) / 60}  # fmt: skip
+    summary = {
+        "results": results,
+        "config": cfg.to_dict(),
+        "provenance": provenance(),
+        "minutes": (time.perf_counter() - t_start) / 60,
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     _report(out, cfg, results, (time.perf_counter() - t_start) / 60)
     return out / "report.md"
@@ -224,9 +259,16 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         )
     caption(fig, f"{cfg.task}: SmolLM2-135M-Instruct (Q4_1, dequantised), {len(cfg.seeds)} seeds")
     fig.savefig(out / "pipeline.png", dpi=120)
-    text = [f"# giftlab pipeline report ({minutes:.1f} min)", "",
-            f"Task {cfg.task} (short prompts), {cfg.n_train} training problems, {cfg.n_val} held-out problems x "
-            f"{cfg.eval_samples} samples; fine-tuning {cfg.sft_steps} steps, GRPO {cfg.rl_steps} steps x "
-            f"{cfg.rl_prompts} prompts x group {cfg.group_size}; seeds {cfg.seeds}. Mean ± std over seeds.", "",
-            *table, "", "![pipeline](pipeline.png)", ""]  # fmt: skip
+    text = [
+        f"# giftlab pipeline report ({minutes:.1f} min)",
+        "",
+        f"Task {cfg.task} (short prompts), {cfg.n_train} training problems, {cfg.n_val} held-out problems x "
+        f"{cfg.eval_samples} samples; fine-tuning {cfg.sft_steps} steps, GRPO {cfg.rl_steps} steps x "
+        f"{cfg.rl_prompts} prompts x group {cfg.group_size}; seeds {cfg.seeds}. Mean ± std over seeds.",
+        "",
+        *table,
+        "",
+        "![pipeline](pipeline.png)",
+        "",
+    ]
     (out / "report.md").write_text("\n".join(text))

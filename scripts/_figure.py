@@ -9,8 +9,12 @@ from pathlib import Path
 def figure_args(description: str, argv=None):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="small sizes (tests)")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "paper_figures",
-                   help="output folder (default paper_figures/)")  # fmt: skip
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "paper_figures",
+        help="output folder (default paper_figures/)",
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     return args

@@ -101,9 +101,15 @@ def run_one(
         sync()
         times.append(time.perf_counter() - t0)
     return {
-        "method": method, "n_tokens": n, "vocab": v, "hidden": h, "dtype": dtype_name, "device": device,
-        "ms": 1000 * min(times), "peak_extra_gib": max(0, peak_extra) / 2**30,
-    }  # fmt: skip
+        "method": method,
+        "n_tokens": n,
+        "vocab": v,
+        "hidden": h,
+        "dtype": dtype_name,
+        "device": device,
+        "ms": 1000 * min(times),
+        "peak_extra_gib": max(0, peak_extra) / 2**30,
+    }
 
 
 def main() -> None:
@@ -126,8 +132,16 @@ def main() -> None:
     args = p.parse_args()
 
     if args.child:
-        row = run_one(args.child[0], int(args.child[1]), args.vocab, args.hidden, args.device,
-                      args.dtype, args.repeats, args.beta)  # fmt: skip
+        row = run_one(
+            args.child[0],
+            int(args.child[1]),
+            args.vocab,
+            args.hidden,
+            args.device,
+            args.dtype,
+            args.repeats,
+            args.beta,
+        )
         print("RESULT " + json.dumps(row))
         return
 
@@ -136,9 +150,25 @@ def main() -> None:
     rows = []
     for n in args.n:
         for method in args.methods:
-            cmd = [sys.executable, __file__, "--child", method, str(n), "--device", args.device,
-                   "--vocab", str(args.vocab), "--hidden", str(args.hidden), "--dtype", args.dtype,
-                   "--repeats", str(args.repeats), "--beta", str(args.beta)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                method,
+                str(n),
+                "--device",
+                args.device,
+                "--vocab",
+                str(args.vocab),
+                "--hidden",
+                str(args.hidden),
+                "--dtype",
+                args.dtype,
+                "--repeats",
+                str(args.repeats),
+                "--beta",
+                str(args.beta),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True)
             line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
             if out.returncode != 0 or not line:

@@ -27,19 +27,25 @@ def _random_model(name: str):
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     shapes = {
-        "qwen0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                         num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
-    }  # fmt: skip
+        "qwen0.5b": dict(
+            vocab_size=151936,
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=24,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+        ),
+    }
     return AutoModelForCausalLM.from_config(Qwen2Config(**shapes[name]))
 
 
 def run_child(args, objective: str, chunked: bool) -> dict:
     import torch
 
-    from giftlab.models import load_model
-    from giftlab.train import TrainConfig
     from giftlab.losses import OBJECTIVES
-    from giftlab.train import CausalLMBody, Models, forward, objective_sum
+    from giftlab.models import load_model
+    from giftlab.train import CausalLMBody, Models, TrainConfig, forward, objective_sum
 
     dev = torch.device(args.device)
     torch.manual_seed(0)
@@ -66,8 +72,14 @@ def run_child(args, objective: str, chunked: bool) -> dict:
         "labels": labels.to(dev),
     }
     obj = OBJECTIVES[objective]
-    m = Models(model, CausalLMBody(model), ref, None if ref is None else CausalLMBody(ref),
-               lora=False, fsdp=False)  # fmt: skip
+    m = Models(
+        model,
+        CausalLMBody(model),
+        ref,
+        None if ref is None else CausalLMBody(ref),
+        lora=False,
+        fsdp=False,
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.01)
 
@@ -98,10 +110,21 @@ def run_child(args, objective: str, chunked: bool) -> dict:
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     )
     best = min(times)
-    return {"objective": objective, "loss_form": "chunked" if chunked else "dense", "model": args.model,
-            "device": args.device, "dtype": "bf16" if args.bf16 else "fp32", "batch": args.batch, "seq": args.seq,
-            "step_s": best, "tokens_per_s": args.batch * args.seq / best, "peak_gib": peak / 2**30,
-            "ref_weights_gib": 0.0 if ref is None else sum(p.numel() * p.element_size() for p in ref.parameters()) / 2**30}  # fmt: skip
+    return {
+        "objective": objective,
+        "loss_form": "chunked" if chunked else "dense",
+        "model": args.model,
+        "device": args.device,
+        "dtype": "bf16" if args.bf16 else "fp32",
+        "batch": args.batch,
+        "seq": args.seq,
+        "step_s": best,
+        "tokens_per_s": args.batch * args.seq / best,
+        "peak_gib": peak / 2**30,
+        "ref_weights_gib": 0.0
+        if ref is None
+        else sum(p.numel() * p.element_size() for p in ref.parameters()) / 2**30,
+    }
 
 
 def main() -> None:
@@ -142,7 +165,7 @@ def main() -> None:
             "--steps",
             str(args.steps),
         ]
-        cmd += ["--bf16"] if args.bf16 else []  # fmt: skip
+        cmd += ["--bf16"] if args.bf16 else []
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
         if out.returncode != 0 or not line:
@@ -150,8 +173,11 @@ def main() -> None:
             continue
         row = json.loads(line[0][7:])
         rows.append(row)
-        print(f"{objective:5s} {row['loss_form']:8s} step {row['step_s']:7.3f} s  {row['tokens_per_s']:9.1f} tok/s  "
-              f"peak {row['peak_gib']:6.2f} GiB", flush=True)  # fmt: skip
+        print(
+            f"{objective:5s} {row['loss_form']:8s} step {row['step_s']:7.3f} s  {row['tokens_per_s']:9.1f} tok/s  "
+            f"peak {row['peak_gib']:6.2f} GiB",
+            flush=True,
+        )
     by = {(r["objective"], r["loss_form"]): r for r in rows}
     ref_gib = max((r["ref_weights_gib"] for r in rows), default=0.0)
     for form in ("dense", "chunked"):

@@ -10,7 +10,7 @@ from _figure import figure_args
 
 from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
-from giftlab.theory.gift import gift_target, gate_weight
+from giftlab.theory.gift import gate_weight, gift_target
 
 
 def main(argv=None):

@@ -28,8 +28,16 @@ def main(argv=None):
         g = exact_gains(np.log(p), eta)
         series[f"exact g_t, eta = {eta:g}"] = g
         series[f"GIFT beta = {eta:g}"] = np.full_like(g, eta)
-        rows += [{"t": int(i), "base_gold_prob": float(pp), "eta": eta, "exact_gain": float(gg), "gift_beta": eta}
-                 for i, pp, gg in zip(t, p, g)]  # fmt: skip
+        rows += [
+            {
+                "t": int(i),
+                "base_gold_prob": float(pp),
+                "eta": eta,
+                "exact_gain": float(gg),
+                "gift_beta": eta,
+            }
+            for i, pp, gg in zip(t, p, g)
+        ]
     write_csv(args.out / "fig2_gains.csv", rows)
     fig, (a, b) = panels(2)
     styles = {
@@ -50,8 +58,20 @@ def main(argv=None):
         logy=True,
         styles=styles,
     )
-    lines(b, t, {"pi0(y*_t)": p, "pi0(y*_>t) (suffix)": np.exp(np.concatenate([np.cumsum(np.log(p)[::-1])[::-1][1:], [0.0]]))},
-          "position t along the gold sequence", "probability", "base probabilities on the gold path", logy=True)  # fmt: skip
+    lines(
+        b,
+        t,
+        {
+            "pi0(y*_t)": p,
+            "pi0(y*_>t) (suffix)": np.exp(
+                np.concatenate([np.cumsum(np.log(p)[::-1])[::-1][1:], [0.0]])
+            ),
+        },
+        "position t along the gold sequence",
+        "probability",
+        "base probabilities on the gold path",
+        logy=True,
+    )
     caption(
         fig,
         "A constant beta boosts early tokens more than the sequence-level Gibbs policy (g_t < eta before the end)",

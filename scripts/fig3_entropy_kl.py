@@ -25,12 +25,33 @@ def main(argv=None):
     write_csv(args.out / "fig3_entropy_kl.csv", rows)
     col = lambda k: np.array([r[k] for r in rows])  # noqa: E731
     fig, (a, b, c) = panels(3, width=4.2)
-    lines(a, betas[1:], {"exact Gibbs": col("exact_entropy")[1:], "GIFT-induced": col("gift_entropy")[1:]},
-          "beta", "sequence entropy (nats)", "entropy", logx=True)  # fmt: skip
-    lines(b, betas[1:], {"exact Gibbs": col("exact_kl_to_base")[1:], "GIFT-induced": col("gift_kl_to_base")[1:]},
-          "beta", "KL(pi || pi0) (nats)", "KL to the base", logx=True)  # fmt: skip
-    lines(c, betas[1:], {"exact Gibbs": col("exact_gold_mass")[1:], "GIFT-induced": col("gift_gold_mass")[1:]},
-          "beta", "probability of y*", "gold mass", logx=True)  # fmt: skip
+    lines(
+        a,
+        betas[1:],
+        {"exact Gibbs": col("exact_entropy")[1:], "GIFT-induced": col("gift_entropy")[1:]},
+        "beta",
+        "sequence entropy (nats)",
+        "entropy",
+        logx=True,
+    )
+    lines(
+        b,
+        betas[1:],
+        {"exact Gibbs": col("exact_kl_to_base")[1:], "GIFT-induced": col("gift_kl_to_base")[1:]},
+        "beta",
+        "KL(pi || pi0) (nats)",
+        "KL to the base",
+        logx=True,
+    )
+    lines(
+        c,
+        betas[1:],
+        {"exact Gibbs": col("exact_gold_mass")[1:], "GIFT-induced": col("gift_gold_mass")[1:]},
+        "beta",
+        "probability of y*",
+        "gold mass",
+        logx=True,
+    )
     caption(
         fig,
         f"V=4, T={lm.horizon}, gold base prob {rep['instance']['gold_base_prob']:.2g}: GIFT's constant beta over-tilts at moderate beta",

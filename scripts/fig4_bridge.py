@@ -63,12 +63,25 @@ def main(argv=None):
         limit = gibbs_policy(init, prob.reward, lam_rl)  # the exact RL optimum from this start
         series[name] = dist
         limits[name] = max(float(kl_divergence(limit, optimum).mean()), 1e-16)
-        rows.append({"start": name, "step": -1, "kl_to_optimum": float(kl_divergence(limit, optimum).mean()),
-                     "reward": float((limit * prob.reward).sum(1).mean())})  # fmt: skip
+        rows.append(
+            {
+                "start": name,
+                "step": -1,
+                "kl_to_optimum": float(kl_divergence(limit, optimum).mean()),
+                "reward": float((limit * prob.reward).sum(1).mean()),
+            }
+        )
     write_csv(args.out / "fig4_bridge.csv", rows)
     fig, (a,) = panels(1, width=7.5, height=4.2)
-    lines(a, np.arange(steps + 1), series, "RL step (exact policy gradient)", "mean KL(pi_t || pi*_eta) (nats)",
-          f"eta = {eta:g}, lam_rl = {lam_rl:g}; dotted: each start's exact RL limit", logy=True)  # fmt: skip
+    lines(
+        a,
+        np.arange(steps + 1),
+        series,
+        "RL step (exact policy gradient)",
+        "mean KL(pi_t || pi*_eta) (nats)",
+        f"eta = {eta:g}, lam_rl = {lam_rl:g}; dotted: each start's exact RL limit",
+        logy=True,
+    )
     for line, name in zip(a.lines[: len(series)], series):
         a.axhline(limits[name], color=line.get_color(), ls=":", lw=1)
     caption(

@@ -42,16 +42,29 @@ def main(argv=None):
             for _ in range(rl_steps):
                 pol = grpo_step(pol, lr=1.0, group=8, rng=rng)
             c = (pol.probs() * prob.reward).sum(1)
-            rows.append({"seed": seed, "beta": b, "train_reward": float(c[: prob.n_train].mean()),
-                         "heldout_reward": float(c[prob.n_train :].mean())})  # fmt: skip
+            rows.append(
+                {
+                    "seed": seed,
+                    "beta": b,
+                    "train_reward": float(c[: prob.n_train].mean()),
+                    "heldout_reward": float(c[prob.n_train :].mean()),
+                }
+            )
     write_csv(args.out / "fig6_beta_sweep.csv", rows)
     fig, (ax,) = panels(1, width=6.0)
     series, band = {}, {}
     for split in ("train_reward", "heldout_reward"):
         m = np.array([[r[split] for r in rows if r["beta"] == b] for b in betas])
         series[split], band[split] = m.mean(1), (m.mean(1) - m.std(1), m.mean(1) + m.std(1))
-    lines(ax, betas, series, "GIFT beta of the initialisation", "expected reward after RL",
-          f"mean +- std over {len(seeds)} seeds; dotted: SFT start", band=band)  # fmt: skip
+    lines(
+        ax,
+        betas,
+        series,
+        "GIFT beta of the initialisation",
+        "expected reward after RL",
+        f"mean +- std over {len(seeds)} seeds; dotted: SFT start",
+        band=band,
+    )
     for line, split in zip(ax.lines[:2], ("train_reward", "heldout_reward")):
         sft = np.mean([r[split] for r in rows if r["beta"] == np.inf])
         ax.axhline(sft, color=line.get_color(), ls=":", lw=1)

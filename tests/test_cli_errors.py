@@ -40,8 +40,10 @@ def env(tmp_path_factory):
     math = [{"task": "math", "prompt": f"What is {a}+{a}?", "answer": str(2 * a)} for a in range(4)]
     _jsonl(d / "math.jsonl", math)
     _jsonl(d / "math_no_answer.jsonl", [{"task": "math", "prompt": "1+1?"}])
-    _jsonl(d / "unknown_task.jsonl", [{"prompt": "x", "task": "nope", "index": 0, "seed": 0,
-                                       "config": {}}] * 4)  # fmt: skip
+    _jsonl(
+        d / "unknown_task.jsonl",
+        [{"prompt": "x", "task": "nope", "index": 0, "seed": 0, "config": {}}] * 4,
+    )
     (d / "malformed.yaml").write_text("max_steps: 3\nlr: [1, 2\n")
     (d / "list.yaml").write_text("- lr\n- 3\n")
     (d / "bad_value.yaml").write_text("max_steps: 3\nlr: -1\n")
@@ -56,9 +58,17 @@ def env(tmp_path_factory):
 
 
 def _train_args(d):
-    return [f"model={d / 'model'}", f"train_file={d / 'train.jsonl'}", "val_file=",
-            "max_steps=2", "batch_size=2", "progress=false", "diag_every=0", "save_final=false",
-            "max_length=64"]  # fmt: skip
+    return [
+        f"model={d / 'model'}",
+        f"train_file={d / 'train.jsonl'}",
+        "val_file=",
+        "max_steps=2",
+        "batch_size=2",
+        "progress=false",
+        "diag_every=0",
+        "save_final=false",
+        "max_length=64",
+    ]
 
 
 def _train(*extra):
@@ -66,16 +76,39 @@ def _train(*extra):
 
 
 def _rl(*extra):
-    return lambda d: ["rl", f"model={d / 'model'}", f"ref_model={d / 'model'}",
-                      f"train_file={d / 'math.jsonl'}", f"out_dir={d / 'rl_fresh'}", "max_steps=1",
-                      "prompts_per_step=2", "group_size=2", "max_new_tokens=2", "progress=false",
-                      "save_final=false", *extra]  # fmt: skip
+    return lambda d: [
+        "rl",
+        f"model={d / 'model'}",
+        f"ref_model={d / 'model'}",
+        f"train_file={d / 'math.jsonl'}",
+        f"out_dir={d / 'rl_fresh'}",
+        "max_steps=1",
+        "prompts_per_step=2",
+        "group_size=2",
+        "max_new_tokens=2",
+        "progress=false",
+        "save_final=false",
+        *extra,
+    ]
 
 
 def _eval(*extra):
-    return lambda d: ["eval", "--model", str(d / "model"), "--base", str(d / "model"), "--data",
-                      str(d / "math.jsonl"), "--n", "2", "--limit", "1", "--max-new-tokens", "2",
-                      *extra]  # fmt: skip
+    return lambda d: [
+        "eval",
+        "--model",
+        str(d / "model"),
+        "--base",
+        str(d / "model"),
+        "--data",
+        str(d / "math.jsonl"),
+        "--n",
+        "2",
+        "--limit",
+        "1",
+        "--max-new-tokens",
+        "2",
+        *extra,
+    ]
 
 
 def _pipeline(*extra):
@@ -103,79 +136,189 @@ CASES = [
     ("no equals", _train("lr"), r"override 'lr' must look like key=value"),
     ("lora+ref", _train("lora_rank=2", "ref_model=x"), r"ref_model must be empty with lora_rank"),
     # YAML: the file and the line
-    ("yaml missing", lambda d: ["train", "--config", str(d / "nope.yaml")], r"nope.yaml: no such file"),
-    ("yaml malformed", lambda d: ["train", "--config", str(d / "malformed.yaml")],
-     r"malformed.yaml:\d+: malformed YAML"),
-    ("yaml not a mapping", lambda d: ["train", "--config", str(d / "list.yaml")],
-     r"list.yaml: a config must be a mapping"),
-    ("yaml bad value", lambda d: ["train", "--config", str(d / "bad_value.yaml")],
-     r"bad_value.yaml:2: lr must be a finite number > 0, got -1"),
-    ("yaml unknown key", lambda d: ["train", "--config", str(d / "unknown_key.yaml")],
-     r"unknown_key.yaml:2: unknown key\(s\) \['bta'\]"),
+    (
+        "yaml missing",
+        lambda d: ["train", "--config", str(d / "nope.yaml")],
+        r"nope.yaml: no such file",
+    ),
+    (
+        "yaml malformed",
+        lambda d: ["train", "--config", str(d / "malformed.yaml")],
+        r"malformed.yaml:\d+: malformed YAML",
+    ),
+    (
+        "yaml not a mapping",
+        lambda d: ["train", "--config", str(d / "list.yaml")],
+        r"list.yaml: a config must be a mapping",
+    ),
+    (
+        "yaml bad value",
+        lambda d: ["train", "--config", str(d / "bad_value.yaml")],
+        r"bad_value.yaml:2: lr must be a finite number > 0, got -1",
+    ),
+    (
+        "yaml unknown key",
+        lambda d: ["train", "--config", str(d / "unknown_key.yaml")],
+        r"unknown_key.yaml:2: unknown key\(s\) \['bta'\]",
+    ),
     # data: the file and the line
-    ("data missing", _train("train_file=/nonexistent/t.jsonl"), r"/nonexistent/t.jsonl does not exist"),
+    (
+        "data missing",
+        _train("train_file=/nonexistent/t.jsonl"),
+        r"/nonexistent/t.jsonl does not exist",
+    ),
     ("data is a folder", lambda d: _train(f"train_file={d}")(d), r"is a folder"),
-    ("malformed JSON", lambda d: _train(f"train_file={d / 'bad_json.jsonl'}")(d),
-     r"bad_json.jsonl:2: malformed JSON"),
-    ("messages of strings", lambda d: _train(f"train_file={d / 'msg_strings.jsonl'}")(d),
-     r"msg_strings.jsonl:1: messages\[0\] must be an object"),
-    ("prompt null", lambda d: _train(f"train_file={d / 'prompt_null.jsonl'}")(d),
-     r"prompt_null.jsonl:1: 'prompt' must be non-empty text, got None"),
-    ("message without content", lambda d: _train(f"train_file={d / 'no_content.jsonl'}")(d),
-     r"no_content.jsonl:1: messages\[0\] \(user\) has no text content"),
-    ("message role", lambda d: _train(f"train_file={d / 'bad_role.jsonl'}")(d),
-     r"bad_role.jsonl:1: messages\[0\].role must be one of"),
-    ("not UTF-8", lambda d: _train(f"train_file={d / 'latin1.jsonl'}")(d),
-     r"latin1.jsonl:1: not UTF-8 text"),
+    (
+        "malformed JSON",
+        lambda d: _train(f"train_file={d / 'bad_json.jsonl'}")(d),
+        r"bad_json.jsonl:2: malformed JSON",
+    ),
+    (
+        "messages of strings",
+        lambda d: _train(f"train_file={d / 'msg_strings.jsonl'}")(d),
+        r"msg_strings.jsonl:1: messages\[0\] must be an object",
+    ),
+    (
+        "prompt null",
+        lambda d: _train(f"train_file={d / 'prompt_null.jsonl'}")(d),
+        r"prompt_null.jsonl:1: 'prompt' must be non-empty text, got None",
+    ),
+    (
+        "message without content",
+        lambda d: _train(f"train_file={d / 'no_content.jsonl'}")(d),
+        r"no_content.jsonl:1: messages\[0\] \(user\) has no text content",
+    ),
+    (
+        "message role",
+        lambda d: _train(f"train_file={d / 'bad_role.jsonl'}")(d),
+        r"bad_role.jsonl:1: messages\[0\].role must be one of",
+    ),
+    (
+        "not UTF-8",
+        lambda d: _train(f"train_file={d / 'latin1.jsonl'}")(d),
+        r"latin1.jsonl:1: not UTF-8 text",
+    ),
     ("batch > data", _train("batch_size=64"), r"16 examples cannot fill one global batch of 64"),
     # run folders and models: the path
-    ("out_dir is a file", lambda d: _train(f"out_dir={d / 'a_file'}")(d), r"a_file is a file, not a folder"),
-    ("out_dir under a file", lambda d: _train(f"out_dir={d / 'a_file' / 'run'}")(d),
-     r"a_file/run: cannot write there"),
-    ("out_dir holds a run", lambda d: _train(f"out_dir={d / 'done'}")(d),
-     r"done already holds a run .*--resume.*overwrite=true"),
-    ("resume, batch changed", lambda d: _train(f"out_dir={d / 'done'}", "batch_size=4")(d)
-     + ["--resume"], r"--resume: batch_size is 4 but the run in .*done was started with 2"),
-    ("resume, model changed", lambda d: _train(f"out_dir={d / 'done'}", f"model={d / 'big_vocab'}")(d)
-     + ["--resume"], r"--resume: model is .*big_vocab.* was started with"),
-    ("resume, corrupt state", lambda d: _train(f"out_dir={d / 'corrupt'}")(d) + ["--resume"],
-     r"none of the checkpoints in .*corrupt loads \(ckpt-000002\)"),
-    ("model missing", _train("model=/nonexistent/model"), r"'/nonexistent/model' is not a local checkpoint"),
+    (
+        "out_dir is a file",
+        lambda d: _train(f"out_dir={d / 'a_file'}")(d),
+        r"a_file is a file, not a folder",
+    ),
+    (
+        "out_dir under a file",
+        lambda d: _train(f"out_dir={d / 'a_file' / 'run'}")(d),
+        r"a_file/run: cannot write there",
+    ),
+    (
+        "out_dir holds a run",
+        lambda d: _train(f"out_dir={d / 'done'}")(d),
+        r"done already holds a run .*--resume.*overwrite=true",
+    ),
+    (
+        "resume, batch changed",
+        lambda d: _train(f"out_dir={d / 'done'}", "batch_size=4")(d) + ["--resume"],
+        r"--resume: batch_size is 4 but the run in .*done was started with 2",
+    ),
+    (
+        "resume, model changed",
+        lambda d: _train(f"out_dir={d / 'done'}", f"model={d / 'big_vocab'}")(d) + ["--resume"],
+        r"--resume: model is .*big_vocab.* was started with",
+    ),
+    (
+        "resume, corrupt state",
+        lambda d: _train(f"out_dir={d / 'corrupt'}")(d) + ["--resume"],
+        r"none of the checkpoints in .*corrupt loads \(ckpt-000002\)",
+    ),
+    (
+        "model missing",
+        _train("model=/nonexistent/model"),
+        r"'/nonexistent/model' is not a local checkpoint",
+    ),
     ("model without weights", lambda d: _train(f"model={d / 'no_weights'}")(d), r"no_weights"),
-    ("ref vocabulary", lambda d: _train(f"ref_model={d / 'big_vocab'}")(d),
-     r"policy vocabulary \(\d+\) differs from reference vocabulary \(200\)"),
-    ("weights blow up", _train("lr=1e30", "max_steps=4", "clip_grad=0"),
-     r"step \d: .*(NaN or infinite|the loss is (nan|inf)).*Last good checkpoint"),
+    (
+        "ref vocabulary",
+        lambda d: _train(f"ref_model={d / 'big_vocab'}")(d),
+        r"policy vocabulary \(\d+\) differs from reference vocabulary \(200\)",
+    ),
+    (
+        "weights blow up",
+        _train("lr=1e30", "max_steps=4", "clip_grad=0"),
+        r"step \d: .*(NaN or infinite|the loss is (nan|inf)).*Last good checkpoint",
+    ),
     # rl
     ("rl lr=inf", _rl("lr=inf"), r"lr must be a finite number > 0, got inf"),
     ("rl temperature<0", _rl("temperature=-1"), r"temperature must be a finite number >= 0"),
     ("rl group_size=1", _rl("group_size=1"), r"group_size must be >= 2, got 1"),
     ("rl kl_estimator", _rl("kl_estimator=k2"), r"kl_estimator must be k1 or k3, got 'k2'"),
-    ("rl unknown task", lambda d: _rl(f"train_file={d / 'unknown_task.jsonl'}")(d),
-     r"unknown_task.jsonl:1: unknown task 'nope'"),
-    ("rl training data", lambda d: _rl(f"train_file={d / 'train.jsonl'}")(d),
-     r"train.jsonl:1: RL and eval need records from `giftlab data`"),
-    ("rl math without answer", lambda d: _rl(f"train_file={d / 'math_no_answer.jsonl'}")(d),
-     r"math_no_answer.jsonl:1: a math record needs an 'answer'"),
-    ("rl vocabulary", lambda d: _rl(f"ref_model={d / 'big_vocab'}")(d), r"must share one vocabulary"),
+    (
+        "rl unknown task",
+        lambda d: _rl(f"train_file={d / 'unknown_task.jsonl'}")(d),
+        r"unknown_task.jsonl:1: unknown task 'nope'",
+    ),
+    (
+        "rl training data",
+        lambda d: _rl(f"train_file={d / 'train.jsonl'}")(d),
+        r"train.jsonl:1: RL and eval need records from `giftlab data`",
+    ),
+    (
+        "rl math without answer",
+        lambda d: _rl(f"train_file={d / 'math_no_answer.jsonl'}")(d),
+        r"math_no_answer.jsonl:1: a math record needs an 'answer'",
+    ),
+    (
+        "rl vocabulary",
+        lambda d: _rl(f"ref_model={d / 'big_vocab'}")(d),
+        r"must share one vocabulary",
+    ),
     # eval
     ("eval --limit -1", _eval("--limit", "-1"), r"--limit must be >= 0 \(0: all\), got -1"),
-    ("eval --temperature -1", _eval("--temperature", "-1"), r"--temperature must be a finite number >= 0"),
+    (
+        "eval --temperature -1",
+        _eval("--temperature", "-1"),
+        r"--temperature must be a finite number >= 0",
+    ),
     ("eval --n 0", _eval("--n", "0"), r"--n must be >= 1, got 0"),
-    ("eval --base vocabulary", lambda d: _eval("--base", str(d / "big_vocab"))(d),
-     r"--base .*big_vocab has a vocabulary of 200 tokens"),
-    ("eval unknown task", lambda d: _eval("--data", str(d / "unknown_task.jsonl"))(d), r"unknown task 'nope'"),
+    (
+        "eval --base vocabulary",
+        lambda d: _eval("--base", str(d / "big_vocab"))(d),
+        r"--base .*big_vocab has a vocabulary of 200 tokens",
+    ),
+    (
+        "eval unknown task",
+        lambda d: _eval("--data", str(d / "unknown_task.jsonl"))(d),
+        r"unknown task 'nope'",
+    ),
     # pipeline: every init checked before any work
-    ("pipeline init typo", _pipeline("inits=sft,gfit:5"), r"inits: unknown objective 'gfit' in 'gfit:5'"),
-    ("pipeline init beta", _pipeline("inits=gift:abc"), r"inits: 'gift:abc': beta must be a number"),
+    (
+        "pipeline init typo",
+        _pipeline("inits=sft,gfit:5"),
+        r"inits: unknown objective 'gfit' in 'gfit:5'",
+    ),
+    (
+        "pipeline init beta",
+        _pipeline("inits=gift:abc"),
+        r"inits: 'gift:abc': beta must be a number",
+    ),
     ("pipeline n_val", _pipeline("n_val=0"), r"n_val must be >= 1, got 0"),
     ("pipeline seeds", _pipeline("seeds=a"), r"seeds: expected int, got 'a'"),
     # data and solve
-    ("data --n-train 0", lambda d: ["data", "--n-train", "0", "--out", str(d / "x")], r"--n-train must be >= 1"),
-    ("data --out under a file", lambda d: ["data", "--n-train", "2", "--n-val", "1", "--out",
-                                           str(d / "a_file" / "x")], r"a_file/x"),
-    ("solve --smoothing", lambda d: ["solve", "--smoothing", "2"], r"smoothing must be in \[0, 1\]"),
-]  # fmt: skip
+    (
+        "data --n-train 0",
+        lambda d: ["data", "--n-train", "0", "--out", str(d / "x")],
+        r"--n-train must be >= 1",
+    ),
+    (
+        "data --out under a file",
+        lambda d: ["data", "--n-train", "2", "--n-val", "1", "--out", str(d / "a_file" / "x")],
+        r"a_file/x",
+    ),
+    (
+        "solve --smoothing",
+        lambda d: ["solve", "--smoothing", "2"],
+        r"smoothing must be in \[0, 1\]",
+    ),
+]
 
 
 @pytest.mark.parametrize("argv, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -210,8 +353,15 @@ def test_documented_user_math_format_is_accepted_by_eval(env, capsys):
 
 def test_blown_up_weights_leave_no_checkpoint(env, tmp_path, capsys):
     out = tmp_path / "blow"
-    argv = ["train", *_train_args(env), f"out_dir={out}", "lr=1e30", "max_steps=4", "clip_grad=0",
-            "save_every=1"]  # fmt: skip
+    argv = [
+        "train",
+        *_train_args(env),
+        f"out_dir={out}",
+        "lr=1e30",
+        "max_steps=4",
+        "clip_grad=0",
+        "save_every=1",
+    ]
     assert main(argv) == 2
     from giftlab.runtime import read_checkpoint
 

@@ -13,9 +13,21 @@ def test_pipeline_writes_report_table_and_figure(tmp_path):
     tok = tiny_tokenizer()
     tiny_llama(len(tok)).save_pretrained(tmp_path / "tiny")
     tok.save_pretrained(tmp_path / "tiny")
-    cfg = PipelineConfig(out_dir=str(tmp_path / "p"), n_train=16, n_val=2, inits=["sft", "gift:5"], seeds=[0, 1],
-                         sft_steps=2, sft_batch=2, rl_steps=2, rl_prompts=2, group_size=2, eval_samples=2,
-                         max_new_tokens=4, model=str(tmp_path / "tiny"))  # fmt: skip
+    cfg = PipelineConfig(
+        out_dir=str(tmp_path / "p"),
+        n_train=16,
+        n_val=2,
+        inits=["sft", "gift:5"],
+        seeds=[0, 1],
+        sft_steps=2,
+        sft_batch=2,
+        rl_steps=2,
+        rl_prompts=2,
+        group_size=2,
+        eval_samples=2,
+        max_new_tokens=4,
+        model=str(tmp_path / "tiny"),
+    )
     report = run_pipeline(cfg, log=lambda *a: None).read_text()
     assert (
         "| sft | after RL | 2 |" in report

@@ -61,7 +61,9 @@ def _messages(where: str, key: str, msgs) -> list[dict]:
                 f"got {type(m).__name__} {m!r:.40}"
             )
         if m.get("role") not in ROLES:
-            raise InputError(f"{where}: {key}[{i}].role must be one of {ROLES}, got {m.get('role')!r}")
+            raise InputError(
+                f"{where}: {key}[{i}].role must be one of {ROLES}, got {m.get('role')!r}"
+            )
         content = m.get("content")
         if not isinstance(content, str) or not content.strip():
             raise InputError(f"{where}: {key}[{i}] ({m['role']}) has no text content")
@@ -87,7 +89,9 @@ def read_records(
     if path.is_dir():
         raise InputError(f"data file {path} is a folder; give a .jsonl or .parquet file")
     if path.suffix not in (".jsonl", ".json", ".parquet"):
-        raise InputError(f"{path}: unsupported data format {path.suffix!r} (use .jsonl or .parquet)")
+        raise InputError(
+            f"{path}: unsupported data format {path.suffix!r} (use .jsonl or .parquet)"
+        )
     if limit is not None and limit < 0:
         raise InputError(f"limit must be >= 0, got {limit}")
     out = []
@@ -112,10 +116,14 @@ def read_records(
                 )
             prompt = row[prompt_key]
             if not isinstance(prompt, str) or not prompt.strip():
-                raise InputError(f"{where}: {prompt_key!r} must be non-empty text, got {prompt!r:.40}")
+                raise InputError(
+                    f"{where}: {prompt_key!r} must be non-empty text, got {prompt!r:.40}"
+                )
             prompt_msgs, response = [{"role": "user", "content": prompt}], row.get(response_key)
         if need_response and (not isinstance(response, str) or not response.strip()):
-            raise InputError(f"{where}: {response_key!r} must be non-empty text, got {response!r:.40}")
+            raise InputError(
+                f"{where}: {response_key!r} must be non-empty text, got {response!r:.40}"
+            )
         out.append({"messages": prompt_msgs, "response": response, "where": where, "raw": row})
         if limit and len(out) >= limit:
             break

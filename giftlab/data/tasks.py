@@ -13,12 +13,18 @@ from pathlib import Path
 
 # settings where a 135M model's pass@k is clearly above zero (see shared/assets.md)
 TASK_DEFAULTS = {
-    "countdown": {"min_numbers": 3, "max_numbers": 3, "min_value": 1, "max_value": 10,
-                  "min_target": 5, "max_target": 30},
+    "countdown": {
+        "min_numbers": 3,
+        "max_numbers": 3,
+        "min_value": 1,
+        "max_value": 10,
+        "min_target": 5,
+        "max_target": 30,
+    },
     "basic_arithmetic": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
     "gsm_symbolic": {},
     "chain_sum": {"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 2},
-}  # fmt: skip
+}
 
 
 def demonstration(task: str, entry: dict) -> str:
@@ -48,8 +54,15 @@ def short_prompt(task: str, entry: dict) -> str:
     return entry["question"]
 
 
-def write_task_data(task: str, out_dir, n_train: int = 512, n_val: int = 64, seed: int = 0,
-                    config: dict | None = None, prompt_style: str = "task") -> dict[str, Path]:  # fmt: skip
+def write_task_data(
+    task: str,
+    out_dir,
+    n_train: int = 512,
+    n_val: int = 64,
+    seed: int = 0,
+    config: dict | None = None,
+    prompt_style: str = "task",
+) -> dict[str, Path]:
     """Write out_dir/train.jsonl and out_dir/val.jsonl (disjoint seeds) and return their paths.
 
     prompt_style: "task" (reasoning-gym's own question) or "short" (`short_prompt`).
@@ -67,11 +80,17 @@ def write_task_data(task: str, out_dir, n_train: int = 512, n_val: int = 64, see
             for i in range(n):
                 entry = ds[i]
                 rec = {
-                    "prompt": entry["question"] if prompt_style == "task" else short_prompt(task, entry),
-                    "response": demonstration(task, entry), "task": task,
-                    "index": i, "seed": split_seed, "config": cfg, "answer": entry["answer"],
+                    "prompt": entry["question"]
+                    if prompt_style == "task"
+                    else short_prompt(task, entry),
+                    "response": demonstration(task, entry),
+                    "task": task,
+                    "index": i,
+                    "seed": split_seed,
+                    "config": cfg,
+                    "answer": entry["answer"],
                     "metadata": entry.get("metadata", {}),
-                }  # fmt: skip
+                }
                 f.write(json.dumps(rec, default=str) + "\n")
         tmp.replace(path)
         paths[split] = path

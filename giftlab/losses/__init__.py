@@ -41,7 +41,6 @@ from giftlab.losses.gift import (
 from giftlab.losses.grpo import group_advantages, grpo_loss, kl_estimate
 
 
-
 @dataclass(frozen=True)
 class Objective:
     """One training objective as the trainer sees it.

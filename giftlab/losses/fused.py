@@ -276,6 +276,14 @@ def fused_linear_sequence_consistent_gift_loss(
         gold.reshape(labels.shape), valid.reshape(labels.shape), eta, segment_ids
     )
     return fused_linear_gift_loss(
-        hidden, weight, labels, ref_logits_fn=ref_fn, beta=gains, smoothing=smoothing, bias=bias,
-        ignore_index=ignore_index, chunk_size=chunk_size, stats=stats,
-    )  # fmt: skip
+        hidden,
+        weight,
+        labels,
+        ref_logits_fn=ref_fn,
+        beta=gains,
+        smoothing=smoothing,
+        bias=bias,
+        ignore_index=ignore_index,
+        chunk_size=chunk_size,
+        stats=stats,
+    )

@@ -218,7 +218,9 @@ def sequence_consistent_gift_loss(
     eta = check_beta(eta, "eta")
     smoothing, valid, lab = _checked(logits, ref_logits, labels, smoothing, ignore_index, reduction)
     with torch.no_grad():
-        gains = sequence_gains_from_logits(ref_logits, labels, eta, smoothing, ignore_index, segment_ids)
+        gains = sequence_gains_from_logits(
+            ref_logits, labels, eta, smoothing, ignore_index, segment_ids
+        )
         log_q = gift_log_target(ref_logits.detach(), lab, gains, smoothing)
     return _gift_cross_entropy(logits, log_q, valid, reduction)
 
@@ -244,9 +246,16 @@ def sequence_gains_from_logits(
 
 
 STAT_NAMES = (
-    "policy_entropy", "ref_entropy", "target_entropy", "policy_gold_prob", "ref_gold_prob",
-    "gate_w", "kl_target_policy", "kl_policy_ref", "ce_gold",
-)  # fmt: skip
+    "policy_entropy",
+    "ref_entropy",
+    "target_entropy",
+    "policy_gold_prob",
+    "ref_gold_prob",
+    "gate_w",
+    "kl_target_policy",
+    "kl_policy_ref",
+    "ce_gold",
+)
 
 
 def gate_weight(base_gold_logp: torch.Tensor, beta) -> torch.Tensor:

@@ -22,9 +22,12 @@ def tiny_tokenizer():
     tk.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
     tk.decoder = decoders.Fuse()
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=tk, pad_token="<pad>", eos_token="<|end|>", unk_token="<unk>",
+        tokenizer_object=tk,
+        pad_token="<pad>",
+        eos_token="<|end|>",
+        unk_token="<unk>",
         additional_special_tokens=["<|user|>", "<|assistant|>", "<|system|>"],
-    )  # fmt: skip
+    )
     tok.chat_template = CHAT_TEMPLATE
     return tok
 
@@ -38,8 +41,13 @@ def tiny_llama(
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=512, tie_word_embeddings=tie,
-    )  # fmt: skip
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=tie,
+    )
     return LlamaForCausalLM(config)

@@ -14,8 +14,18 @@ def panels(n: int, width: float = 4.6, height: float = 3.6):
     return fig, list(axes[0])
 
 
-def lines(ax, x, series: dict, xlabel: str, ylabel: str, title: str = "", logx=False, logy=False,
-          styles: dict | None = None, band: dict | None = None):  # fmt: skip
+def lines(
+    ax,
+    x,
+    series: dict,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx=False,
+    logy=False,
+    styles: dict | None = None,
+    band: dict | None = None,
+):
     """One line per entry of `series` ({label: y}); optional `band` ({label: (lo, hi)}) shading."""
     for label, y in series.items():
         kw = (styles or {}).get(label, {})

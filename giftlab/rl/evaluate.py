@@ -20,8 +20,19 @@ from giftlab.rl.rollout import (
 
 
 @torch.no_grad()
-def evaluate(model, ref_model, tokenizer, records, n_samples=16, max_new_tokens=32, temperature=1.0,
-             seed=0, prompts_per_batch=4, device="cpu", progress=None) -> dict:  # fmt: skip
+def evaluate(
+    model,
+    ref_model,
+    tokenizer,
+    records,
+    n_samples=16,
+    max_new_tokens=32,
+    temperature=1.0,
+    seed=0,
+    prompts_per_batch=4,
+    device="cpu",
+    progress=None,
+) -> dict:
     """Metrics over `records` (each needs task/index/seed/config for the verifier)."""
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
@@ -31,8 +42,16 @@ def evaluate(model, ref_model, tokenizer, records, n_samples=16, max_new_tokens=
     for b in range(0, len(records), prompts_per_batch):
         recs = records[b : b + prompts_per_batch]
         t0 = time.perf_counter()
-        ro = sample_groups(model, tokenizer, encode_prompts(tokenizer, recs), n_samples, max_new_tokens,
-                           temperature, seed + b, device)  # fmt: skip
+        ro = sample_groups(
+            model,
+            tokenizer,
+            encode_prompts(tokenizer, recs),
+            n_samples,
+            max_new_tokens,
+            temperature,
+            seed + b,
+            device,
+        )
         gen_time += time.perf_counter() - t0
         mask = ro.completion_mask[:, 1:]
         gen_tokens += int(mask.sum())

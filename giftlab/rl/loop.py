@@ -181,16 +181,35 @@ def rl(
         bar = progress_bar(cfg.max_steps, start, "rl grpo", cfg.progress)
         last = {}
         for step in range(start, cfg.max_steps):
-            row = _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_fn,
-                        device, run)  # fmt: skip
+            row = _step(
+                cfg,
+                step,
+                policy,
+                ref,
+                tokenizer,
+                records,
+                order,
+                opt,
+                params,
+                score_fn,
+                device,
+                run,
+            )
             run.log_metrics(row)
             final = step + 1 == cfg.max_steps
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
-                state = {"optimizer": opt.state_dict(), "data": order.state(), "step": step + 1,
-                         "config": cfg.to_dict(), "rng": rng_state()}  # fmt: skip
+                state = {
+                    "optimizer": opt.state_dict(),
+                    "data": order.state(),
+                    "step": step + 1,
+                    "config": cfg.to_dict(),
+                    "rng": rng_state(),
+                }
                 run.save_checkpoint(step + 1, policy, tokenizer, state, cfg.keep_checkpoints)
             bar.update(1)
-            bar.set_postfix(reward=f"{row['rl/reward_mean']:.3f}", kl=f"{row['rl/kl_to_base_k1']:.4f}")
+            bar.set_postfix(
+                reward=f"{row['rl/reward_mean']:.3f}", kl=f"{row['rl/kl_to_base_k1']:.4f}"
+            )
             last = row
         bar.close()
         if cfg.save_final:
@@ -202,8 +221,16 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
     """One GRPO step: sample, score, ppo_epochs updates; returns the metrics row."""
     recs = [records[i] for i in order.next_indices()]
     t0 = time.perf_counter()
-    ro = sample_groups(policy, tokenizer, encode_prompts(tokenizer, recs), cfg.group_size,
-                       cfg.max_new_tokens, cfg.temperature, cfg.seed * 1_000_003 + step, device)  # fmt: skip
+    ro = sample_groups(
+        policy,
+        tokenizer,
+        encode_prompts(tokenizer, recs),
+        cfg.group_size,
+        cfg.max_new_tokens,
+        cfg.temperature,
+        cfg.seed * 1_000_003 + step,
+        device,
+    )
     t_gen = time.perf_counter() - t0
     rewards, scores, errors = verifier_rewards(recs, ro, score_fn, binary=cfg.binary_reward)
     bad = next((i for i, s in enumerate(scores) if not math.isfinite(s)), None)
@@ -224,8 +251,17 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
         logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
         if old_logp is None:  # the sampling policy: the first pass's log-probabilities
             old_logp = logp.detach()
-        loss, stats = grpo_loss(logp, old_logp, adv, mask, cfg.clip_low, cfg.clip_high,
-                                cfg.kl_coef, ref_logp, cfg.kl_estimator)  # fmt: skip
+        loss, stats = grpo_loss(
+            logp,
+            old_logp,
+            adv,
+            mask,
+            cfg.clip_low,
+            cfg.clip_high,
+            cfg.kl_coef,
+            ref_logp,
+            cfg.kl_estimator,
+        )
         if not torch.isfinite(loss):
             raise NonFiniteError(
                 f"step {step + 1}: the GRPO loss is {loss.item()}; stopped before the optimiser "

@@ -31,8 +31,16 @@ def encode_prompts(tokenizer, records) -> list[list[int]]:
 
 
 @torch.no_grad()
-def sample_groups(model, tokenizer, prompt_ids: list[list[int]], group: int, max_new_tokens: int,
-                  temperature: float, seed: int, device) -> Rollout:  # fmt: skip
+def sample_groups(
+    model,
+    tokenizer,
+    prompt_ids: list[list[int]],
+    group: int,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    device,
+) -> Rollout:
     """Sample `group` completions for every prompt in one batched generate call."""
     pad = tokenizer.pad_token_id
     width = max(len(p) for p in prompt_ids)
@@ -47,10 +55,17 @@ def sample_groups(model, tokenizer, prompt_ids: list[list[int]], group: int, max
     was_training = model.training
     model.eval()
     out = model.generate(
-        input_ids=ids, attention_mask=mask, do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-        top_p=None, top_k=None, max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else None,
+        top_p=None,
+        top_k=None,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad,
+        eos_token_id=tokenizer.eos_token_id,
         use_cache=True,
-    )  # fmt: skip
+    )
     model.train(was_training)
     completion = out[:, width:]
     is_eos = completion == tokenizer.eos_token_id

@@ -109,7 +109,8 @@ class RunDir:
                 )
             if not ours:
                 foreign = [
-                    n for n in held
+                    n
+                    for n in held
                     if not (_CKPT.match(n) or n in _RUN_FILES or n.startswith(_RUN_PREFIXES))
                 ]
                 if foreign:
@@ -278,7 +279,9 @@ class RunDir:
             try:
                 weights, state = read_checkpoint(path)
             except (OSError, RuntimeError, ValueError, KeyError) as err:
-                self.log(f"--resume: {path} does not load ({_first_line(err)}); trying an older one")
+                self.log(
+                    f"--resume: {path} does not load ({_first_line(err)}); trying an older one"
+                )
                 continue
             if named and path.name != named:
                 self.log(f"--resume: using {path.name} (step {step}), the newest valid checkpoint")
@@ -330,7 +333,9 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
     state_file = path / STATE
     if not state_file.exists():
         raise FileNotFoundError(f"{state_file} is missing")
-    files = sorted(path.glob("model*.safetensors")) or sorted(path.glob("adapter_model.safetensors"))
+    files = sorted(path.glob("model*.safetensors")) or sorted(
+        path.glob("adapter_model.safetensors")
+    )
     if not files:
         raise FileNotFoundError(f"{path} holds no model*.safetensors or adapter_model.safetensors")
     weights = {}

@@ -7,12 +7,12 @@ import numpy as np
 from giftlab.theory.bandit import entropy, kl_divergence
 from giftlab.theory.gift import (
     exact_gains,
+    gate_weight,
     gift_target,
     gold_index,
     gold_path,
     gold_path_policy,
     gold_reward,
-    gate_weight,
     smoothed_base,
 )
 from giftlab.theory.tabular import TabularLM, sequence_gibbs

@@ -54,8 +54,9 @@ class Problem:
         return self.base_probs.shape[1]
 
 
-def make_problem(n_prompts=40, n_answers=12, n_correct=3, n_train=20, seed=0, concentration=0.5,
-                 dim=8, noise=0.5) -> Problem:  # fmt: skip
+def make_problem(
+    n_prompts=40, n_answers=12, n_correct=3, n_train=20, seed=0, concentration=0.5, dim=8, noise=0.5
+) -> Problem:
     """A random problem with structure that features can learn.
 
     Prompt and answer embeddings u_x, v_y ~ N(0, I_dim) and a shared direction g: answer y is
@@ -81,8 +82,9 @@ def make_problem(n_prompts=40, n_answers=12, n_correct=3, n_train=20, seed=0, co
     top = np.argsort(-score, axis=1)[:, :n_correct]
     np.put_along_axis(reward, top, 1.0, axis=1)
     demo = np.argmax(np.where(reward > 0, base, -1.0), axis=1)
-    feats = np.concatenate([np.broadcast_to(v, (n_prompts, n_answers, dim)),
-                            u[:, None, :] * v[None, :, :]], axis=-1) / np.sqrt(dim)  # fmt: skip
+    feats = np.concatenate(
+        [np.broadcast_to(v, (n_prompts, n_answers, dim)), u[:, None, :] * v[None, :, :]], axis=-1
+    ) / np.sqrt(dim)
     return Problem(base, reward, demo, n_train, feats)
 
 
@@ -127,8 +129,15 @@ class Policy:
         return np.einsum("pk,pkd->d", g_logits, self.features)
 
 
-def fit_initialisation(policy: Policy, targets: np.ndarray, prompts: np.ndarray, lr: float = 1.0,
-                       max_steps: int = 2000, target_loss: float | None = None, tol: float = 1e-10):  # fmt: skip
+def fit_initialisation(
+    policy: Policy,
+    targets: np.ndarray,
+    prompts: np.ndarray,
+    lr: float = 1.0,
+    max_steps: int = 2000,
+    target_loss: float | None = None,
+    tol: float = 1e-10,
+):
     """Minimise mean_x CE(targets[x], pi(. | x)) over `prompts` by gradient descent (Adam-free,
     plain steps with backtracking). The gradient per prompt is softmax(logits) - target.
 
@@ -204,8 +213,9 @@ def rl_metrics(policy: Policy, eps: float = 1e-3, ks=(1, 4, 16)) -> dict[str, fl
     return out
 
 
-def policy_gradient_step(policy: Policy, lr: float, kl_coef: float = 0.0, kl_ref: np.ndarray | None = None,
-                         prompts=None) -> Policy:  # fmt: skip
+def policy_gradient_step(
+    policy: Policy, lr: float, kl_coef: float = 0.0, kl_ref: np.ndarray | None = None, prompts=None
+) -> Policy:
     """One exact gradient ascent step on mean_x E_pi[r] - kl_coef KL(pi || ref) (ref: base default).
 
     d/dlogits E_pi[r] = pi (r - E_pi r);   d/dlogits KL(pi || ref) = pi (log pi/ref - KL).

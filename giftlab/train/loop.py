@@ -183,8 +183,12 @@ def objective_sum(cfg, obj: Objective, m: Models, f: Forward, stats: dict | None
         kw = {"bias": head.bias, "chunk_size": cfg.chunk_size or None}
         if obj.needs_ref:
             ref_head = m.ref_body.head()
-            kw |= {"ref_hidden": f.ref_hidden, "ref_weight": ref_head.weight.detach(),
-                   "ref_bias": _detached(ref_head.bias), "stats": stats}  # fmt: skip
+            kw |= {
+                "ref_hidden": f.ref_hidden,
+                "ref_weight": ref_head.weight.detach(),
+                "ref_bias": _detached(ref_head.bias),
+                "stats": stats,
+            }
         return obj.fused(f.hidden, head.weight, labels, **kw, **hyper) * f.n
     logits = f.logits if m.fsdp else head(f.hidden)  # (n, V)
     ref_logits = None
@@ -216,12 +220,23 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
         return stats
     head, ref_head = m.head(), m.ref_body.head()
     stats = {}
-    kw = {"ref_hidden": f.ref_hidden, "ref_weight": ref_head.weight, "ref_bias": ref_head.bias,
-          "bias": head.bias, "smoothing": cfg.smoothing, "stats": stats}  # fmt: skip
+    kw = {
+        "ref_hidden": f.ref_hidden,
+        "ref_weight": ref_head.weight,
+        "ref_bias": ref_head.bias,
+        "bias": head.bias,
+        "smoothing": cfg.smoothing,
+        "stats": stats,
+    }
     hidden = f.hidden.detach()
     if per_sequence:
         fused_linear_sequence_consistent_gift_loss(
-            hidden, head.weight.detach(), f.labels[None], eta=cfg.eta, segment_ids=f.rows[None], **kw
+            hidden,
+            head.weight.detach(),
+            f.labels[None],
+            eta=cfg.eta,
+            segment_ids=f.rows[None],
+            **kw,
         )
     else:
         fused_linear_gift_loss(hidden, head.weight.detach(), f.labels, beta=cfg.beta, **kw)
@@ -352,7 +367,9 @@ def train(
     # inputs first: a bad record fails before any model loads or any folder is written
     train_records = _read(cfg, cfg.train_file, cfg.max_train_examples)
     val_records = _read(cfg, cfg.val_file, cfg.max_val_examples) if cfg.val_file else None
-    with RunDir(cfg.out_dir, resume=resume, overwrite=cfg.overwrite, is_main=is_main, log=log) as run:
+    with RunDir(
+        cfg.out_dir, resume=resume, overwrite=cfg.overwrite, is_main=is_main, log=log
+    ) as run:
         _barrier(world)
         seed_all(cfg.seed)
         if tokenizer is None:
@@ -391,12 +408,21 @@ def train(
             start_step, best_val = state["step"], state["best_val"]
             log(f"resumed from {path} at step {start_step}")
         run.start_metrics(start_step if found else None)
-        run.write_config({"config": cfg.to_dict(), "provenance": provenance(),
-                          "world_size": world, "distributed": mode, "resumed_at": start_step})  # fmt: skip
+        run.write_config(
+            {
+                "config": cfg.to_dict(),
+                "provenance": provenance(),
+                "world_size": world,
+                "distributed": mode,
+                "resumed_at": start_step,
+            }
+        )
         run.track(cfg.report_to)
 
         pad_id = tokenizer.pad_token_id
-        bar = progress_bar(cfg.max_steps, start_step, f"train {cfg.objective}", cfg.progress and is_main)
+        bar = progress_bar(
+            cfg.max_steps, start_step, f"train {cfg.objective}", cfg.progress and is_main
+        )
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
             if (cfg.bf16 and device.type == "cuda")
@@ -430,7 +456,11 @@ def train(
                     # DDP and FSDP average gradients over processes: scale by world for the global mean
                     (total * world / max(global_tokens, 1)).backward()
                 if want:
-                    stats = _with_topk(cfg, m, f, fused_stats) if fused_stats else token_stats(cfg, m, f)
+                    stats = (
+                        _with_topk(cfg, m, f, fused_stats)
+                        if fused_stats
+                        else token_stats(cfg, m, f)
+                    )
                 loss_sum += total.detach().float()
             loss = _all_sum(loss_sum, world) / max(global_tokens, 1)
             if not torch.isfinite(loss):
@@ -449,10 +479,16 @@ def train(
             _check_weights(params, world, step + 1, run, cfg.lr)
             dt = time.perf_counter() - t0
             n_in = sum(int(b["attention_mask"].sum()) for b in micro) * world
-            row = {"step": step + 1, "epoch": order.epoch, "loss/train": loss.item(),
-                   "perf/lr": sched.get_last_lr()[0], "perf/grad_norm": float(grad_norm),
-                   "perf/step_s": dt, "perf/tokens_per_s": n_in / dt,
-                   "perf/response_tokens": global_tokens}  # fmt: skip
+            row = {
+                "step": step + 1,
+                "epoch": order.epoch,
+                "loss/train": loss.item(),
+                "perf/lr": sched.get_last_lr()[0],
+                "perf/grad_norm": float(grad_norm),
+                "perf/step_s": dt,
+                "perf/tokens_per_s": n_in / dt,
+                "perf/response_tokens": global_tokens,
+            }
             if stats is not None:
                 valid = torch.ones_like(next(iter(stats.values())), dtype=torch.bool)
                 row |= summarize_token_stats(stats, valid, prefix="diag/")
@@ -462,15 +498,24 @@ def train(
             if (step + 1) % cfg.log_every == 0 or "val/ce" in row or final:
                 run.log_metrics(row)
             bar.update(1)
-            bar.set_postfix(loss=f"{row['loss/train']:.4f}", tok_s=f"{row['perf/tokens_per_s']:.0f}")
+            bar.set_postfix(
+                loss=f"{row['loss/train']:.4f}", tok_s=f"{row['perf/tokens_per_s']:.0f}"
+            )
             if "val/ce" in row and row["val/ce"] < best_val:
                 best_val = row["val/ce"]
                 if cfg.save_final:
                     run.save_model("best", m.policy, tokenizer, _full_weights(m), merge_lora=m.lora)
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
-                state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "data": order.state(), "step": step + 1, "best_val": best_val,
-                         "config": cfg.to_dict(), "world_size": world, "rng": rng_state()}  # fmt: skip
+                state = {
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "data": order.state(),
+                    "step": step + 1,
+                    "best_val": best_val,
+                    "config": cfg.to_dict(),
+                    "world_size": world,
+                    "rng": rng_state(),
+                }
                 run.save_checkpoint(
                     step + 1, m.policy, tokenizer, state, cfg.keep_checkpoints, _full_weights(m)
                 )

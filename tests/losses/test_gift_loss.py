@@ -19,7 +19,7 @@ from giftlab.losses import (
     sequence_gains,
 )
 from giftlab.theory import TabularLM, gibbs_policy, soft_bellman
-from giftlab.theory.gift import exact_gains, gold_path, gold_reward, gate_weight
+from giftlab.theory.gift import exact_gains, gate_weight, gold_path, gold_reward
 
 
 def naive_reference_gift(logits, ref_logits, labels, beta, smoothing, ignore_index=-100):

@@ -40,8 +40,18 @@ def raising_verifier(record, completion):
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(train_file=str(_records(tmp_path)), out_dir=str(tmp_path / "rl"), prompts_per_step=2, group_size=8,
-                max_new_tokens=6, lr=3e-2, max_steps=12, binary_reward=False, progress=False, save_final=False)  # fmt: skip
+    base = dict(
+        train_file=str(_records(tmp_path)),
+        out_dir=str(tmp_path / "rl"),
+        prompts_per_step=2,
+        group_size=8,
+        max_new_tokens=6,
+        lr=3e-2,
+        max_steps=12,
+        binary_reward=False,
+        progress=False,
+        save_final=False,
+    )
     base.update(kw)
     return RLConfig(**base)
 
@@ -91,8 +101,13 @@ def test_grpo_raises_reward_on_a_trivially_learnable_task(tmp_path):
 
 def test_raising_verifier_counts_as_zero_reward_and_zero_variance_is_safe(tmp_path):
     tok = tiny_tokenizer()
-    last = rl(_cfg(tmp_path, max_steps=2, normalize_std=True), model=tiny_llama(len(tok)), tokenizer=tok,
-              ref_model=tiny_llama(len(tok)), score_fn=raising_verifier)  # fmt: skip
+    last = rl(
+        _cfg(tmp_path, max_steps=2, normalize_std=True),
+        model=tiny_llama(len(tok)),
+        tokenizer=tok,
+        ref_model=tiny_llama(len(tok)),
+        score_fn=raising_verifier,
+    )
     assert last["rl/verifier_errors"] == 16 and last["rl/reward_mean"] == 0.0
     assert last["rl/zero_variance_groups"] == 2 and last["loss/grpo"] == 0.0
 
@@ -114,8 +129,14 @@ def test_rl_resume_reproduces_the_uninterrupted_run(tmp_path):
         ref_model=tiny_llama(len(tok)),
         score_fn=a_fraction,
     )
-    rl(_cfg(tmp_path / "b", **kw), resume=True, model=tiny_llama(len(tok), seed=5), tokenizer=tok,
-       ref_model=tiny_llama(len(tok)), score_fn=a_fraction)  # fmt: skip
+    rl(
+        _cfg(tmp_path / "b", **kw),
+        resume=True,
+        model=tiny_llama(len(tok), seed=5),
+        tokenizer=tok,
+        ref_model=tiny_llama(len(tok)),
+        score_fn=a_fraction,
+    )
 
     def strip(p):
         rows = [json.loads(x) for x in p.read_text().splitlines()]

@@ -15,9 +15,22 @@ from tests.train.conftest import write_jsonl
 
 
 def _cfg(tmp_path, train_file, **kw):
-    base = dict(model="tiny", train_file=str(train_file), val_file="", out_dir=str(tmp_path / "run"),
-                max_steps=4, batch_size=4, lr=1e-2, save_every=1, keep_checkpoints=10, diag_every=0,
-                max_length=64, progress=False, save_final=False, beta=5.0)  # fmt: skip
+    base = dict(
+        model="tiny",
+        train_file=str(train_file),
+        val_file="",
+        out_dir=str(tmp_path / "run"),
+        max_steps=4,
+        batch_size=4,
+        lr=1e-2,
+        save_every=1,
+        keep_checkpoints=10,
+        diag_every=0,
+        max_length=64,
+        progress=False,
+        save_final=False,
+        beta=5.0,
+    )
     return TrainConfig(**(base | kw))
 
 
@@ -33,16 +46,25 @@ def test_a_second_run_into_a_used_folder_is_refused_and_overwrite_replaces_it(
     with pytest.raises(RunDirError, match="already holds a run"):
         train(_cfg(tmp_path, data_files[0], max_steps=2), model=model_factory(), tokenizer=tok)
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == before  # untouched
-    train(_cfg(tmp_path, data_files[0], max_steps=2, overwrite=True), model=model_factory(),
-          tokenizer=tok)  # fmt: skip
+    train(
+        _cfg(tmp_path, data_files[0], max_steps=2, overwrite=True),
+        model=model_factory(),
+        tokenizer=tok,
+    )
     assert [r["step"] for r in _metrics(tmp_path / "run")] == [1, 2]
-    assert sorted(p.name for p in (tmp_path / "run").glob("ckpt-*")) == ["ckpt-000001", "ckpt-000002"]
+    assert sorted(p.name for p in (tmp_path / "run").glob("ckpt-*")) == [
+        "ckpt-000001",
+        "ckpt-000002",
+    ]
 
 
 def test_overwrite_refuses_a_folder_giftlab_did_not_write(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
-    with pytest.raises(RunDirError, match="did not write"), RunDir(tmp_path / "mine", overwrite=True):
+    with (
+        pytest.raises(RunDirError, match="did not write"),
+        RunDir(tmp_path / "mine", overwrite=True),
+    ):
         pass
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
 
@@ -115,7 +137,12 @@ def test_resume_tolerates_a_torn_last_line_and_removes_orphan_temporaries(
     with (run / "metrics.jsonl").open("a") as f:
         f.write('{"step": 3, "loss/tr')  # killed mid-write
     (run / "ckpt-000003.tmpx1y2").mkdir()  # killed mid-checkpoint
-    train(_cfg(tmp_path, data_files[0], max_steps=3), resume=True, model=model_factory(), tokenizer=tok)
+    train(
+        _cfg(tmp_path, data_files[0], max_steps=3),
+        resume=True,
+        model=model_factory(),
+        tokenizer=tok,
+    )
     out = capsys.readouterr().out
     assert "metrics.jsonl:3: dropped a torn last line" in out
     assert "ckpt-000003.tmpx1y2 (left by an interrupted write)" in out
@@ -130,16 +157,26 @@ def test_a_malformed_metrics_line_in_the_middle_names_file_and_line(tmp_path):
         read_metrics(path)
 
 
-def test_resume_without_a_checkpoint_keeps_the_old_metrics(tmp_path, data_files, model_factory, tok):
+def test_resume_without_a_checkpoint_keeps_the_old_metrics(
+    tmp_path, data_files, model_factory, tok
+):
     """Defect: --resume with no valid checkpoint started from scratch and wiped metrics.jsonl."""
-    train(_cfg(tmp_path, data_files[0], max_steps=2, save_every=0), model=model_factory(),
-          tokenizer=tok)  # fmt: skip
+    train(
+        _cfg(tmp_path, data_files[0], max_steps=2, save_every=0),
+        model=model_factory(),
+        tokenizer=tok,
+    )
     import shutil
 
     for ckpt in (tmp_path / "run").glob("ckpt-*"):
         shutil.rmtree(ckpt)
     old = (tmp_path / "run" / "metrics.jsonl").read_text()
-    train(_cfg(tmp_path, data_files[0], max_steps=1), resume=True, model=model_factory(), tokenizer=tok)
+    train(
+        _cfg(tmp_path, data_files[0], max_steps=1),
+        resume=True,
+        model=model_factory(),
+        tokenizer=tok,
+    )
     assert (tmp_path / "run" / "metrics-abandoned.jsonl").read_text() == old
     assert [r["step"] for r in _metrics(tmp_path / "run")] == [1]
 
@@ -159,9 +196,20 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_half_checkpoi
         return real_save(obj, f, *a, **k)
 
     monkeypatch.setattr(rundir.torch, "save", save)
-    code = main(["train", f"model={tok_dir}", f"train_file={data}", "val_file=", "max_steps=3",
-                 "save_every=1", "batch_size=2", "progress=false", "diag_every=0",
-                 f"out_dir={tmp_path / 'run'}"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            f"model={tok_dir}",
+            f"train_file={data}",
+            "val_file=",
+            "max_steps=3",
+            "save_every=1",
+            "batch_size=2",
+            "progress=false",
+            "diag_every=0",
+            f"out_dir={tmp_path / 'run'}",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2
     assert "ckpt-000002 failed: the disk is full" in err and "ckpt-000001" in err
@@ -196,8 +244,11 @@ def test_lora_resume_reproduces_the_uninterrupted_run(tmp_path, data_files, mode
     kw = dict(lora_rank=4, max_steps=4, save_every=2)
     full = model_factory()
     train(_cfg(tmp_path / "a", data_files[0], **kw), model=full, tokenizer=tok)
-    train(_cfg(tmp_path / "b", data_files[0], **(kw | {"max_steps": 2})), model=model_factory(),
-          tokenizer=tok)  # fmt: skip
+    train(
+        _cfg(tmp_path / "b", data_files[0], **(kw | {"max_steps": 2})),
+        model=model_factory(),
+        tokenizer=tok,
+    )
     resumed = model_factory()
     train(_cfg(tmp_path / "b", data_files[0], **kw), resume=True, model=resumed, tokenizer=tok)
 
@@ -212,10 +263,25 @@ def test_rl_stops_on_a_verifier_that_returns_nan(tmp_path):
     from giftlab.rl.loop import RLConfig, rl
 
     tok = tiny_tokenizer()
-    rows = [{"prompt": f"say {i}", "task": "toy", "index": i, "seed": 0, "config": {}} for i in range(4)]
+    rows = [
+        {"prompt": f"say {i}", "task": "toy", "index": i, "seed": 0, "config": {}} for i in range(4)
+    ]
     data = write_jsonl(tmp_path / "p.jsonl", rows)
-    cfg = RLConfig(train_file=str(data), out_dir=str(tmp_path / "rl"), prompts_per_step=2,
-                   group_size=2, max_new_tokens=2, max_steps=2, progress=False, save_final=False)  # fmt: skip
+    cfg = RLConfig(
+        train_file=str(data),
+        out_dir=str(tmp_path / "rl"),
+        prompts_per_step=2,
+        group_size=2,
+        max_new_tokens=2,
+        max_steps=2,
+        progress=False,
+        save_final=False,
+    )
     with pytest.raises(NonFiniteError, match=r"step 1: the verifier returned nan for .*p.jsonl:\d"):
-        rl(cfg, model=tiny_llama(len(tok)), tokenizer=tok, ref_model=tiny_llama(len(tok)),
-           score_fn=lambda record, completion: float("nan"))  # fmt: skip
+        rl(
+            cfg,
+            model=tiny_llama(len(tok)),
+            tokenizer=tok,
+            ref_model=tiny_llama(len(tok)),
+            score_fn=lambda record, completion: float("nan"),
+        )

@@ -10,12 +10,12 @@ from giftlab.theory.gift import (
     compare_sequence_distributions,
     exact_gains,
     exact_gold_gibbs,
+    gate_weight,
     gift_target,
     gold_path,
     gold_path_policy,
     gold_reward,
     log_expm1,
-    gate_weight,
     sequence_consistent_gift_target,
 )
 from giftlab.theory.symbolic import check_all

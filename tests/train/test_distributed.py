@@ -27,17 +27,38 @@ def test_two_process_run_matches_one_process(tmp_path, mode):
     tok.save_pretrained(tmp_path / "model")
     rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(6) for b in range(4)]
     write_jsonl(tmp_path / "train.jsonl", rows)
-    common = [f"model={tmp_path / 'model'}", f"train_file={tmp_path / 'train.jsonl'}", "val_file=",
-              "max_steps=3", "lr=0.01", "objective=gift", "beta=5", "progress=false", "diag_every=0",
-              "max_length=64", "save_every=0"]  # fmt: skip
+    common = [
+        f"model={tmp_path / 'model'}",
+        f"train_file={tmp_path / 'train.jsonl'}",
+        "val_file=",
+        "max_steps=3",
+        "lr=0.01",
+        "objective=gift",
+        "beta=5",
+        "progress=false",
+        "diag_every=0",
+        "max_length=64",
+        "save_every=0",
+    ]
     cli = [sys.executable, "-m", "giftlab.cli", "train"]
     _run(
         cli + common + [f"out_dir={tmp_path / 'one'}", "batch_size=2", "grad_accum=2"], {}, tmp_path
     )
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                "-m", "giftlab.cli", "train"]  # fmt: skip
-    _run(torchrun + common + [f"out_dir={tmp_path / 'two'}", "batch_size=2", "grad_accum=1"],
-         {"GIFTLAB_DISTRIBUTED": mode}, tmp_path)  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "giftlab.cli",
+        "train",
+    ]
+    _run(
+        torchrun + common + [f"out_dir={tmp_path / 'two'}", "batch_size=2", "grad_accum=1"],
+        {"GIFTLAB_DISTRIBUTED": mode},
+        tmp_path,
+    )
     losses = {}
     for run in ("one", "two"):
         lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()

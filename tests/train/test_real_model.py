@@ -11,9 +11,21 @@ from giftlab.train import TrainConfig, train
 @pytest.mark.slow
 def test_short_gift_finetune_of_smollm2_on_countdown(tmp_path):
     paths = write_task_data("countdown", tmp_path / "data", n_train=16, n_val=4, seed=0)
-    cfg = TrainConfig(model="smollm2", train_file=str(paths["train"]), val_file=str(paths["val"]),
-                      out_dir=str(tmp_path / "run"), max_steps=3, batch_size=2, lr=1e-5, eval_every=3,
-                      save_every=3, diag_every=3, max_length=160, progress=False, save_final=False)  # fmt: skip
+    cfg = TrainConfig(
+        model="smollm2",
+        train_file=str(paths["train"]),
+        val_file=str(paths["val"]),
+        out_dir=str(tmp_path / "run"),
+        max_steps=3,
+        batch_size=2,
+        lr=1e-5,
+        eval_every=3,
+        save_every=3,
+        diag_every=3,
+        max_length=160,
+        progress=False,
+        save_final=False,
+    )
     last = train(cfg)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2, 3]

@@ -20,8 +20,14 @@ def setup(tok):
     torch.manual_seed(0)
     policy = tiny_llama(len(tok), seed=1).double()
     ref = tiny_llama(len(tok), seed=2).double().requires_grad_(False)
-    records = [{"messages": [{"role": "user", "content": f"add {a} {b}"}], "response": str(a * 7 + b),
-                "where": f"t:{a}"} for a, b in ((1, 2), (3, 4), (5, 6))]  # fmt: skip
+    records = [
+        {
+            "messages": [{"role": "user", "content": f"add {a} {b}"}],
+            "response": str(a * 7 + b),
+            "where": f"t:{a}",
+        }
+        for a, b in ((1, 2), (3, 4), (5, 6))
+    ]
     examples, _ = encode_records(records, tok, 64)
     batch = collate(examples, tok.pad_token_id)
     return policy, ref, batch
@@ -87,12 +93,20 @@ def _naive(policy, ref, batch, objective):
     with torch.no_grad():
         z_ref = ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     z, z_ref = z[:, :-1][valid], z_ref[:, :-1][valid]
-    return _naive_per_token(objective, z, z_ref, labels[valid], rows).sum(), z, z_ref, labels[valid], rows
+    return (
+        _naive_per_token(objective, z, z_ref, labels[valid], rows).sum(),
+        z,
+        z_ref,
+        labels[valid],
+        rows,
+    )
 
 
-PATHS = [(name, "dense") for name in OBJECTIVES] + [
-    (name, "chunked") for name, o in OBJECTIVES.items() if o.fused is not None
-] + [(name, "fsdp-logits") for name in OBJECTIVES]  # fmt: skip
+PATHS = (
+    [(name, "dense") for name in OBJECTIVES]
+    + [(name, "chunked") for name, o in OBJECTIVES.items() if o.fused is not None]
+    + [(name, "fsdp-logits") for name in OBJECTIVES]
+)
 
 
 @pytest.mark.parametrize("objective, path", PATHS)
@@ -100,8 +114,9 @@ def test_trainer_loss_and_gradients_equal_the_naive_formula(setup, objective, pa
     policy, ref, batch = setup
     cfg = TrainConfig(objective=objective, chunked=path == "chunked", chunk_size=7, **HYPER)
     obj = OBJECTIVES[objective]
-    m = Models(policy, CausalLMBody(policy), ref, CausalLMBody(ref), lora=False,
-               fsdp=path == "fsdp-logits")  # fmt: skip
+    m = Models(
+        policy, CausalLMBody(policy), ref, CausalLMBody(ref), lora=False, fsdp=path == "fsdp-logits"
+    )
     params = [p for p in policy.parameters() if p.requires_grad]
     f = forward(m, batch, with_ref=obj.needs_ref)
     got = objective_sum(cfg, obj, m, f)
