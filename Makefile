@@ -25,7 +25,7 @@ demo: $(STAMP)
 
 train-demo: $(STAMP)
 	$(BIN)/giftlab data
-	$(BIN)/giftlab train out_dir=runs/gift-demo
+	$(BIN)/giftlab train out_dir=runs/gift-demo overwrite=true
 
 pipeline: $(STAMP)
 	$(BIN)/giftlab pipeline

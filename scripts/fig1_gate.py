@@ -1,6 +1,6 @@
 """Figure 1, the gate: GIFT's target gold mass and mixture weight w against beta, per base probability.
 
-q(y) = p e^beta / (1 + (e^beta - 1) p),  w = (e^beta - 1) p / (1 + (e^beta - 1) p)   (theory.md 3b)
+q(y) = p e^beta / (1 + (e^beta - 1) p),  w = (e^beta - 1) p / (1 + (e^beta - 1) p)   (docs/theory.md 3b)
 """
 
 import sys

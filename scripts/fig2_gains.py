@@ -1,6 +1,6 @@
 """Figure 2, exact gains: the sequence-level Gibbs policy's per-token gain g_t against GIFT's constant beta.
 
-g_t = log(1 + (e^eta - 1) prod_{u > t} pi0(y*_u)) <= eta, with equality at the last token (theory.md 3)
+g_t = log(1 + (e^eta - 1) prod_{u > t} pi0(y*_u)) <= eta, with equality at the last token (docs/theory.md 3)
 """
 
 import sys

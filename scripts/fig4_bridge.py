@@ -1,5 +1,5 @@
 """Figure 4, the bridge: exact KL-regularised RL from SFT, GIFT and Gibbs starts; distance to the
-global optimum pi0 exp(eta r) / Z per RL step (tabular simulator, theory.md 3c).
+global optimum pi0 exp(eta r) / Z per RL step (tabular simulator, docs/theory.md 3c).
 
 RL maximises E[r] - KL(pi || pi_init) / lam_rl by exact policy gradient. A start pi0 exp(beta r)
 with beta = eta - lam_rl reaches the optimum; SFT (one-hot demonstrations) cannot recover the

@@ -11,7 +11,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-# settings where a 135M model's pass@k is clearly above zero (see shared/assets.md)
+# settings where a 135M model's pass@k is clearly above zero (a 135M model solves some of these)
 TASK_DEFAULTS = {
     "countdown": {
         "min_numbers": 3,

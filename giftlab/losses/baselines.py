@@ -1,4 +1,4 @@
-"""The SFT baselines of shared/paper-notes.md, one function each, with one calling convention:
+"""The SFT baselines of docs/paper.md, one function each, with one calling convention:
 
     loss = fn(logits, ref_logits, labels, *, <hyper-parameters>, ignore_index=-100, reduction="mean")
 

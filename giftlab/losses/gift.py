@@ -1,4 +1,4 @@
-"""GIFT: cross-entropy against the finite-temperature target (shared/theory.md sections 3, 3b, 4).
+"""GIFT: cross-entropy against the finite-temperature target (docs/theory.md sections 3, 3b, 4).
 
 Per response token, with reference logits z_ref, base pi0~ = (1 - smoothing) softmax(z_ref) + smoothing / V,
 p_y = pi0~(y) and the policy's logits z:
@@ -205,7 +205,7 @@ def sequence_consistent_gift_loss(
     reduction: str = "mean",
     segment_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """GIFT with the exact per-token gains g_t in place of the constant beta (theory.md section 3).
+    """GIFT with the exact per-token gains g_t in place of the constant beta (docs/theory.md section 3).
 
     q_t = softmax(log pi0~ + g_t onehot(y_t)),   g_t = log(1 + (e^eta - 1) pi0~(y_{>t} | s_t, y_t))
     L = -sum_a q_t,a log softmax(z_t)_a, mean over tokens.  At the optimum the policy is the exact

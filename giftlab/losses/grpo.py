@@ -1,5 +1,5 @@
 """GRPO: group-centred advantages and the token-level PPO-clip objective with an optional KL to
-the base model (shared/paper-notes.md: group 8, clip 0.2, KL 0, advantages not divided by std).
+the base model (docs/paper.md: group 8, clip 0.2, KL 0, advantages not divided by std).
 
     A_i = r_i - mean_group(r)            (/ (std_group(r) + eps) if normalize_std)
     L = sum_{i,t} [-min(rho A_i, clip(rho, 1 - clip_low, 1 + clip_high) A_i) + kl_coef KL_t] / sum_{i,t} 1

@@ -1,6 +1,6 @@
 """The one-step problem (the bandit): J_tau(pi) = E_pi[r] - tau KL(pi || pi0), solved exactly.
 
-Notation of shared/theory.md section 1, with beta = 1/tau. Every function works over the last
+Notation of docs/theory.md section 1, with beta = 1/tau. Every function works over the last
 axis and broadcasts over the leading ones. float64 throughout.
 """
 

@@ -1,4 +1,4 @@
-"""The two-stage bridge (shared/theory.md section 3c): exact KL-regularised RL from any start.
+"""The two-stage bridge (docs/theory.md section 3c): exact KL-regularised RL from any start.
 
 If RL maximises E_pi[r] - KL(pi || pi_init) / lam_rl exactly, its optimum is
 pi_init exp(lam_rl r) / Z. Tilts compose: tilt(tilt(pi0, beta), lam_rl) = tilt(pi0, beta + lam_rl),

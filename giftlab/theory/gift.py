@@ -1,4 +1,4 @@
-"""GIFT's per-token target against the exact Gibbs policy (shared/theory.md sections 3 and 3b).
+"""GIFT's per-token target against the exact Gibbs policy (docs/theory.md sections 3 and 3b).
 
 Along a gold sequence y*, with p_t = pi0(y*_t | s*_t):
 

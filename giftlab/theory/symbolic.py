@@ -1,4 +1,4 @@
-"""sympy proofs of the closed forms and limits in shared/theory.md; each returns True when proved.
+"""sympy proofs of the closed forms and limits in docs/theory.md; each returns True when proved.
 
 These are symbolic, exact checks (no sampling): the tests call each one, and `giftlab solve`
 can print them. Each function documents the identity it proves.

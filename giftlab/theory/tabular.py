@@ -1,4 +1,4 @@
-"""The tabular autoregressive model and its exact solvers (shared/theory.md section 2).
+"""The tabular autoregressive model and its exact solvers (docs/theory.md section 2).
 
 A `TabularLM` holds a base conditional distribution pi0(. | s) for every live prefix s, stored per
 depth as one array: depth d has n_d = C^d live prefixes (C content tokens: V, or V - 1 with an end
