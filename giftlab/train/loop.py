@@ -401,7 +401,7 @@ def train(
                 run.path,
             )
             _load_model_state(m, weights)
-            opt.load_state_dict(state["optimizer"])
+            _load_optimizer_state(m, opt, state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             order.load(state["data"])
             set_rng_state(state["rng"])
@@ -507,7 +507,7 @@ def train(
                     run.save_model("best", m.policy, tokenizer, _full_weights(m), merge_lora=m.lora)
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
                 state = {
-                    "optimizer": opt.state_dict(),
+                    "optimizer": _optimizer_state(m, opt),
                     "scheduler": sched.state_dict(),
                     "data": order.state(),
                     "step": step + 1,
@@ -586,9 +586,64 @@ def _full_weights(m: Models):
         return None
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(
+    weights = get_model_state_dict(
         m.policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
     )
+    if getattr(
+        m.policy.config, "tie_word_embeddings", False
+    ):  # saved once, as save_pretrained does
+        for tied in getattr(m.policy, "_tied_weights_keys", None) or {}:
+            weights.pop(tied, None)
+    return weights
+
+
+def _optimizer_state(m: Models, opt):
+    """The optimiser state to checkpoint. DDP ranks hold the same state; FSDP ranks each hold
+    their shard, so every rank's (as plain CPU tensors) is gathered into one list by rank."""
+    if not m.fsdp:
+        return opt.state_dict()
+    local = _map_tensors(opt.state_dict(), lambda t: _local(t).detach().cpu())
+    shards = [None] * dist.get_world_size()
+    dist.all_gather_object(shards, local)
+    return {"fsdp_rank_shards": shards}
+
+
+def _load_optimizer_state(m: Models, opt, state):
+    if not m.fsdp:
+        opt.load_state_dict(state)
+        return
+    shards = state["fsdp_rank_shards"]
+    if len(shards) != dist.get_world_size():
+        raise InputError(
+            f"--resume: the checkpoint holds {len(shards)} optimiser shards, not "
+            f"{dist.get_world_size()}"
+        )
+    opt.load_state_dict(shards[dist.get_rank()])
+    from torch.distributed.tensor import DTensor
+
+    for p, st in opt.state.items():  # re-wrap each shard like its parameter
+        if not isinstance(p, DTensor):
+            continue
+        for k, v in st.items():
+            if torch.is_tensor(v) and not isinstance(v, DTensor) and v.dim() > 0:
+                st[k] = DTensor.from_local(
+                    v.to(p.device),
+                    p.device_mesh,
+                    p.placements,
+                    run_check=False,
+                    shape=p.shape,
+                    stride=p.stride(),
+                )
+
+
+def _map_tensors(x, fn):
+    if torch.is_tensor(x):
+        return fn(x)
+    if isinstance(x, dict):
+        return {k: _map_tensors(v, fn) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_map_tensors(v, fn) for v in x)
+    return x
 
 
 def _load_model_state(m: Models, weights):

@@ -75,3 +75,37 @@ def test_two_process_run_matches_one_process(tmp_path, mode):
     # so weights are compared at 1% of lr = 1e-4 (a wrong all-reduce scale moves them by ~lr)
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_process_resume_matches_the_uninterrupted_run(tmp_path, mode):
+    """Checkpoints written and read by 2 processes (FSDP: gathered weights, sharded optimiser)."""
+    tok = tiny_tokenizer()
+    tiny_llama(len(tok), seed=0).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(6) for b in range(4)]
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    common = [f"model={tmp_path / 'model'}", f"train_file={tmp_path / 'train.jsonl'}", "val_file=",
+              "lr=0.01", "objective=gift", "beta=5", "progress=false", "diag_every=0",
+              "max_length=64", "save_every=1", "batch_size=2"]  # fmt: skip
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "giftlab.cli", "train"]  # fmt: skip
+    env = {"GIFTLAB_DISTRIBUTED": mode}
+    _run(torchrun + common + [f"out_dir={tmp_path / 'full'}", "max_steps=3"], env, tmp_path)
+    _run(torchrun + common + [f"out_dir={tmp_path / 'cut'}", "max_steps=2"], env, tmp_path)
+    _run(
+        torchrun + common + [f"out_dir={tmp_path / 'cut'}", "max_steps=3", "--resume"],
+        env,
+        tmp_path,
+    )
+
+    def losses(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x)["loss/train"] for x in lines]
+
+    assert losses("cut") == losses("full")
+    a = load_file(tmp_path / "full" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "final" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0)

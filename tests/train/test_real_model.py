@@ -32,4 +32,5 @@ def test_short_gift_finetune_of_smollm2_on_countdown(tmp_path):
     # the base model's entropy and gate are what the reference gives: sane ranges for a real LM
     assert 0 < last["val/ref_entropy"] < 10 and 0 <= last["val/gate_w"] <= 1
     assert 0 < last["val/ce"] < 10 and last["diag/topk_overlap"] > 0.5
-    assert (tmp_path / "run" / "ckpt-000003" / "state.pt").exists()
+    assert (tmp_path / "run" / "ckpt-000003" / "trainer_state.pt").exists()
+    assert (tmp_path / "run" / "ckpt-000003" / "model.safetensors").exists()
