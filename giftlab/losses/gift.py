@@ -255,6 +255,7 @@ STAT_NAMES = (
     "kl_target_policy",
     "kl_policy_ref",
     "ce_gold",
+    "policy_gold_top1",
 )
 
 
@@ -282,6 +283,7 @@ def chunk_token_stats(logp, ref_logp, log_q, idx, base_gold_logp, beta) -> dict[
         "kl_target_policy": -(q * logp).sum(-1) - h_q,
         "kl_policy_ref": (p * (logp - ref_logp)).sum(-1),
         "ce_gold": -gold_logp,
+        "policy_gold_top1": (logp.argmax(-1) == idx[:, 0]).to(logp.dtype),
     }
 
 
@@ -299,7 +301,7 @@ def gift_token_stats(
 
     policy_entropy H(pi), ref_entropy H(pi0), target_entropy H(q), policy_gold_prob pi(y),
     ref_gold_prob pi0(y), gate_w w, kl_target_policy KL(q || pi), kl_policy_ref KL(pi || pi0),
-    ce_gold -log pi(y). Ignored positions hold 0 (select with labels != ignore_index).
+    ce_gold -log pi(y), policy_gold_top1 1[y = argmax pi]. Ignored positions hold 0 (select with labels != ignore_index).
     beta: a float or a tensor broadcastable to labels (per-token gains).
     """
     shape = labels.shape

@@ -1,0 +1,214 @@
+"""GIFT in TRL: `GIFTTrainer`, a `trl.SFTTrainer` whose loss is any objective of
+giftlab.losses.OBJECTIVES (GIFT by default), computed by giftlab's fused loss from hidden states.
+
+    from giftlab.integrations.trl import GIFTConfig, GIFTTrainer
+    trainer = GIFTTrainer(model="path/or/hub-id", args=GIFTConfig(output_dir="out", beta=5.0),
+                          train_dataset=dataset)
+    trainer.train()
+
+Why SFTTrainer and not TRL's distillation trainers: GIFT is supervised fine-tuning on the
+demonstrations with a reshaped target; SFTTrainer already owns everything a user expects of SFT
+(chat templates, completion-only masks, packing and padding-free batches, its metrics), while the
+distillation trainers sample from the student or mix in generated data, which GIFT does not do.
+
+What the trainer adds to SFTTrainer:
+- a frozen reference (the initial model, a path, or a given model; with PEFT the same weights
+  with the adapters off), prepared by the Accelerator in evaluation mode so it is placed and
+  sharded like the policy (DDP, FSDP, DeepSpeed);
+- the loss from the final hidden states at the response positions only (labels shifted as HF's
+  own loss shifts them), with giftlab's chunked fused-linear loss: no (tokens, V) logits;
+- `num_items_in_batch` (gradient accumulation) and `average_tokens_across_devices` honoured as in
+  `Trainer.compute_loss`;
+- TRL's metrics (entropy, mean_token_accuracy, num_tokens) plus GIFT's: gift/gate_w_mean,
+  gift/gate_w_frac_below_half, gift/target_entropy, gift/kl_policy_ref.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, field
+
+import torch
+from trl import SFTConfig, SFTTrainer
+
+from giftlab.losses import OBJECTIVES
+from giftlab.train import Forward, Models, objective_sum, token_stats
+
+__all__ = ["GIFTConfig", "GIFTTrainer", "add_response_hidden"]
+
+
+@dataclass
+class GIFTConfig(SFTConfig):
+    """SFTConfig plus the objective and its hyper-parameters (names as in `giftlab train`)."""
+
+    objective: str = field(default="gift", metadata={"help": f"one of {sorted(OBJECTIVES)}"})
+    beta: float = field(default=20.0, metadata={"help": "GIFT inverse temperature; inf = SFT"})
+    eta: float = field(default=20.0, metadata={"help": "sequence reward scale of gift_seq"})
+    smoothing: float = field(default=0.0, metadata={"help": "uniform mixing of the reference, [0, 1]"})
+    alpha: float = field(default=0.01, metadata={"help": "sft_entropy bonus / asft KL weight"})
+    label_eps: float = field(default=0.1, metadata={"help": "label_smoothing epsilon"})
+    clip_low: float = field(default=0.2, metadata={"help": "psft ratio clip below 1"})
+    clip_high: float = field(default=0.2, metadata={"help": "psft ratio clip above 1"})
+    chunked: bool = field(default=True, metadata={"help": "fused chunked loss (sft, gift, gift_seq)"})
+    chunk_size: int = field(default=0, metadata={"help": "tokens per chunk (0: automatic)"})
+    top_k: int = field(default=10, metadata={"help": "K of the top-K overlap diagnostic"})
+    ref_model_path: str | None = field(
+        default=None, metadata={"help": "reference model; None: a frozen copy of the initial model"}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        import math
+
+        checks = [
+            (self.objective in OBJECTIVES, f"objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}"),
+            (self.beta >= 0 and not math.isnan(self.beta), f"beta must be in [0, inf], got {self.beta}"),
+            (self.eta >= 0 and not math.isnan(self.eta), f"eta must be in [0, inf], got {self.eta}"),
+            (0 <= self.smoothing <= 1, f"smoothing must be in [0, 1], got {self.smoothing}"),
+            (self.chunk_size >= 0, f"chunk_size must be >= 0, got {self.chunk_size}"),
+            (self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+def add_response_hidden(model) -> None:
+    """Patch `model.forward`: `model(..., labels=labels, response_hidden=True)` returns, at the
+    positions whose next-token label is not -100, the tuple (hidden (n, H), labels (n,) shifted as
+    HF's loss shifts them, rows (n,) the sequence of each token: a batch row, or a packed document
+    where position_ids restart at 0). Any other call is the original forward. Calls go through
+    the (DDP/FSDP-wrapped) model, so gradients are synchronised as usual."""
+    original = model.forward
+
+    @functools.wraps(type(model).forward)
+    def forward(self, *args, response_hidden=False, labels=None, **kwargs):
+        if not response_hidden:
+            return original(*args, labels=labels, **kwargs) if labels is not None else original(*args, **kwargs)
+        kwargs["use_cache"] = False
+        hidden = self.get_decoder()(*args, **kwargs).last_hidden_state[:, :-1]  # (B, T-1, H)
+        shifted = labels[:, 1:]
+        valid = shifted != -100
+        rows = torch.arange(shifted.shape[0], device=shifted.device)[:, None].expand_as(shifted)
+        position_ids = kwargs.get("position_ids")
+        if position_ids is not None:  # packed: a document starts where positions restart at 0
+            docs = (position_ids == 0).cumsum(-1)[:, 1:]
+            rows = rows * (position_ids.shape[1] + 1) + docs
+        return hidden[valid], shifted[valid], rows[valid]
+
+    if "forward" in model.__dict__ and not hasattr(model.forward, "__wrapped__"):
+        del model.forward  # a stale instance patch (e.g. copied from another model)
+    model.forward = forward.__get__(model)
+
+
+def _forward(model, inputs, labels) -> Forward:
+    hidden, shifted, rows = model(**inputs, labels=labels, response_hidden=True)
+    return Forward(labels=shifted, rows=rows, hidden=hidden)
+
+
+class _Head:
+    """What `objective_sum` asks of a body: its lm_head."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def head(self):
+        return self.model.get_output_embeddings()
+
+
+class GIFTTrainer(SFTTrainer):
+    """`trl.SFTTrainer` training any objective of giftlab.losses.OBJECTIVES (see the module text).
+
+    Args: as SFTTrainer, plus `ref_model` (a model, a path, or None for `args.ref_model_path` or a
+    frozen copy of the initial model). `args` must be a GIFTConfig.
+    """
+
+    _tag_names = ["trl", "sft", "gift", "giftlab"]
+
+    def __init__(self, model, ref_model=None, args: GIFTConfig | None = None, **kwargs):
+        if args is None:
+            args = GIFTConfig(output_dir="gift-output")
+        if not isinstance(args, GIFTConfig):
+            raise TypeError(f"args must be a GIFTConfig, got {type(args).__name__}")
+        super().__init__(model=model, args=args, **kwargs)
+        self.objective = OBJECTIVES[args.objective]
+        policy = self.accelerator.unwrap_model(self.model)
+        self._peft = hasattr(policy, "disable_adapter")
+        base = policy.get_base_model() if self._peft else policy
+        add_response_hidden(base)
+        if self._peft:
+            self.ref_model = None  # the policy with its adapters off
+        else:
+            if ref_model is None and args.ref_model_path:
+                ref_model = args.ref_model_path
+            if isinstance(ref_model, str):
+                from transformers import AutoModelForCausalLM
+
+                ref_model = AutoModelForCausalLM.from_pretrained(ref_model, dtype=base.dtype)
+            if ref_model is None:
+                ref_model = copy.deepcopy(base)
+                del ref_model.forward  # the copy's patched forward would call the policy's
+            ref_model.requires_grad_(False).eval()
+            add_response_hidden(ref_model)
+            self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+
+    # -- the loss ---------------------------------------------------------------------------------
+
+    def _reference_hidden(self, model, inputs, labels):
+        with torch.no_grad():
+            if self._peft:
+                with self.accelerator.unwrap_model(model).disable_adapter():
+                    return _forward(model, inputs, labels).hidden
+            return _forward(self.ref_model, inputs, labels).hidden
+
+    def _models(self, model):
+        policy = self.accelerator.unwrap_model(model)
+        base = policy.get_base_model() if self._peft else policy
+        ref = base if self._peft else self.accelerator.unwrap_model(self.ref_model)
+        return Models(policy, _Head(base), ref, _Head(ref), lora=False, fsdp=False)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        labels = inputs["labels"]
+        model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+        f = _forward(model, model_inputs, labels)
+        f.ref_hidden = self._reference_hidden(model, model_inputs, labels)
+        m = self._models(model)
+        stats = {}
+        total = objective_sum(self.args, self.objective, m, f, stats if self.objective.fused else None)
+        if not stats:  # objectives without a fused GIFT pass: statistics from the same hidden states
+            stats = token_stats(self.args, m, Forward(f.labels, f.rows, f.hidden.detach(), f.ref_hidden))
+        n_local = torch.tensor(f.n, device=total.device)
+        denominator = n_local if num_items_in_batch is None else num_items_in_batch
+        loss = total / torch.as_tensor(denominator, device=total.device).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
+        self._log_token_metrics(mode, stats, n_local, inputs)
+        if return_outputs:
+            with torch.no_grad():
+                outputs = model(**model_inputs)
+            return loss, outputs
+        return loss
+
+    def _log_token_metrics(self, mode, stats, n_local, inputs):
+        gather = self.accelerator.gather_for_metrics
+        n = gather(n_local).sum().clamp(min=1)
+
+        def mean(t):
+            return (gather(t.detach().double().sum()).sum() / n).item()
+
+        metrics = self._metrics[mode]
+        metrics["entropy"].append(mean(stats["policy_entropy"]))
+        metrics["mean_token_accuracy"].append(mean(stats["policy_gold_top1"]))
+        metrics["gift/gate_w_mean"].append(mean(stats["gate_w"]))
+        metrics["gift/gate_w_frac_below_half"].append(mean((stats["gate_w"] < 0.5)))
+        metrics["gift/target_entropy"].append(mean(stats["target_entropy"]))
+        metrics["gift/kl_policy_ref"].append(mean(stats["kl_policy_ref"]))
+        if mode == "train":
+            if "attention_mask" in inputs:
+                tokens = inputs["attention_mask"].sum()
+            else:
+                tokens = torch.tensor(inputs["input_ids"].numel(), device=n_local.device)
+            self._total_train_tokens += int(gather(tokens).sum().item())
+        metrics["num_tokens"] = [self._total_train_tokens]

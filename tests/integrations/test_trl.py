@@ -1,0 +1,122 @@
+"""GIFTTrainer (TRL) against giftlab's own trainer: same loss and gradients on the same batch, for
+every objective; packing and padding-free batches give the per-document loss; training logs TRL's
+metrics and GIFT's."""
+
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("trl")
+from datasets import Dataset  # noqa: E402
+
+from giftlab.integrations.trl import GIFTConfig, GIFTTrainer  # noqa: E402
+from giftlab.losses import OBJECTIVES  # noqa: E402
+from giftlab.models import tiny_llama, tiny_tokenizer  # noqa: E402
+from giftlab.train import CausalLMBody, Models, forward, objective_sum  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    tok = tiny_tokenizer()
+    tiny_llama(len(tok), seed=3).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def _dataset(n=12):
+    rows = [{"prompt": [{"role": "user", "content": f"add {a} {b}"}],
+             "completion": [{"role": "assistant", "content": str(a * 13 + b)}]}
+            for a in range(4) for b in range(n // 4)]  # fmt: skip
+    return Dataset.from_list(rows)
+
+
+def _trainer(model_dir, tmp_path, eval_dataset=None, **kw):
+    from transformers import AutoModelForCausalLM
+
+    base = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=2,
+                logging_steps=1, report_to=[], use_cpu=True, learning_rate=1e-2, save_strategy="no",
+                beta=3.0, eta=4.0, smoothing=0.1, alpha=0.3, label_eps=0.2, chunk_size=5)  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
+    return GIFTTrainer(model=model, args=GIFTConfig(**(base | kw)), train_dataset=_dataset(),
+                       eval_dataset=eval_dataset, processing_class=tiny_tokenizer())  # fmt: skip
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+def test_trl_loss_and_gradients_equal_giftlab_trainer(model_dir, tmp_path, objective):
+    from transformers import AutoModelForCausalLM
+
+    trainer = _trainer(model_dir, tmp_path, objective=objective)
+    batch = {k: v for k, v in next(iter(trainer.get_train_dataloader())).items()}
+    policy = trainer.model
+    loss = trainer.compute_loss(policy, dict(batch))
+    got = torch.autograd.grad(loss, [p for p in policy.parameters()], allow_unused=True)
+
+    ours = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
+    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64).requires_grad_(False)
+    m = Models(ours, CausalLMBody(ours), ref, CausalLMBody(ref), lora=False, fsdp=False)
+    f = forward(m, batch, with_ref=True)
+    want_loss = objective_sum(trainer.args, OBJECTIVES[objective], m, f) / f.n
+    want = torch.autograd.grad(want_loss, [p for p in ours.parameters()], allow_unused=True)
+    torch.testing.assert_close(loss, want_loss)
+    for g, w in zip(got, want):
+        if g is None or w is None:
+            assert g is None and w is None
+        else:
+            torch.testing.assert_close(g, w)
+
+
+def test_num_items_in_batch_sets_the_denominator(model_dir, tmp_path):
+    trainer = _trainer(model_dir, tmp_path)
+    batch = dict(next(iter(trainer.get_train_dataloader())))
+    mean = trainer.compute_loss(trainer.model, dict(batch))
+    n = int((batch["labels"][:, 1:] != -100).sum())
+    total = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=torch.tensor(3 * n))
+    # one process: average_tokens_across_devices multiplies by 1
+    torch.testing.assert_close(total, mean / 3)
+
+
+@pytest.mark.parametrize("objective", ["gift", "gift_seq"])
+def test_packed_batches_give_the_per_document_loss(model_dir, tmp_path, objective):
+    """Packing (padding-free, position_ids restart per document): the same summed loss as the
+    documents in an ordinary padded batch, gains of gift_seq reset at document boundaries."""
+    padded = _trainer(model_dir, tmp_path / "a", objective=objective, per_device_train_batch_size=12)
+    packed = _trainer(model_dir, tmp_path / "b", objective=objective, packing=True,
+                      packing_strategy="bfd", per_device_train_batch_size=12)  # fmt: skip
+    sums = []
+    for tr in (padded, packed):
+        batch = dict(next(iter(tr.get_train_dataloader())))
+        n = int((batch["labels"][:, 1:] != -100).sum())
+        sums.append((tr.compute_loss(tr.model, batch) * n, n))
+    assert "position_ids" in batch and batch["input_ids"].shape[0] == 1
+    assert sums[0][1] == sums[1][1]
+    torch.testing.assert_close(sums[1][0], sums[0][0])
+
+
+def test_training_logs_trl_and_gift_metrics_and_moves_weights(model_dir, tmp_path):
+    trainer = _trainer(model_dir, tmp_path, max_steps=3)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 3
+    for key in ("entropy", "mean_token_accuracy", "num_tokens", "gift/gate_w_mean",
+                "gift/gate_w_frac_below_half", "gift/target_entropy", "gift/kl_policy_ref"):  # fmt: skip
+        assert all(key in h and math.isfinite(h[key]) for h in logs), key
+    assert logs[0]["gift/kl_policy_ref"] == pytest.approx(0, abs=1e-12)  # policy = reference at start
+    assert logs[-1]["gift/kl_policy_ref"] > 0
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    ref_after = trainer.accelerator.unwrap_model(trainer.ref_model).state_dict()
+    for k, v in ref_after.items():  # the reference stays frozen
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_evaluation_returns_outputs(model_dir, tmp_path):
+    trainer = _trainer(model_dir, tmp_path, eval_dataset=_dataset(8))
+    metrics = trainer.evaluate()
+    assert math.isfinite(metrics["eval_loss"]) and "eval_gift/gate_w_mean" in metrics
+
+
+def test_bad_objective_is_named():
+    with pytest.raises(ValueError, match="objective must be one of"):
+        GIFTConfig(output_dir="x", objective="rlhf", report_to=[], use_cpu=True)
