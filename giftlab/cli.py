@@ -28,7 +28,7 @@ def _int_list(text: str) -> list[int]:
 def add_solve_parser(sub) -> None:
     p = sub.add_parser(
         "solve",
-        help="exact Gibbs vs GIFT on a random tabular instance",
+        help=HELP["solve"],
         description=(
             "Build a random TabularLM, pick a demonstration (a sample from the base unless --gold), "
             "and compare the exact Gibbs policy pi0 exp(beta r)/Z with the policy GIFT's target "
@@ -100,7 +100,7 @@ def add_data_parser(sub) -> None:
 
     p = sub.add_parser(
         "data",
-        help="write train/validation JSONL from a reasoning-gym task",
+        help=HELP["data"],
         description=(
             "Generate problems with a reasoning-gym task (seeded, offline), one canonical demonstration "
             "each, and write OUT/train.jsonl and OUT/val.jsonl (disjoint seeds). Records keep the "
@@ -196,7 +196,7 @@ def add_train_parser(sub) -> None:
     p = _flat_config_parser(
         sub,
         "train",
-        "SFT / GIFT / baselines on a causal LM",
+        HELP["train"],
         "Fine-tune a local causal LM with an objective of giftlab.losses. Under torchrun the same "
         "command runs DDP (GIFTLAB_DISTRIBUTED=fsdp for FSDP2). A non-empty out_dir is refused "
         "unless --resume or overwrite=true.",
@@ -223,20 +223,23 @@ def run_train(args) -> int:
     return 0
 
 
-def add_rl_parsers(sub) -> None:
+def add_rl_parser(sub) -> None:
     from giftlab.rl.loop import RLConfig
 
     p = _flat_config_parser(
         sub,
         "rl",
-        "GRPO from any checkpoint",
+        HELP["rl"],
         "GRPO with verifier rewards (reasoning-gym tasks, or user math checked by math-verify).",
         RLConfig,
     )
     p.set_defaults(func=run_rl)
+
+
+def add_eval_parser(sub) -> None:
     e = sub.add_parser(
         "eval",
-        help="pass@k and diversity on held-out problems",
+        help=HELP["eval"],
         description="Sample n completions per problem; print pass@k (unbiased, k = 1..n), mean@k, "
         "maj@k, distinct correct answers, sampled-token entropy and KL to the base; --json for "
         "machines (it includes each problem's number of correct samples).",
@@ -351,7 +354,7 @@ def add_pipeline_parser(sub) -> None:
     p = _flat_config_parser(
         sub,
         "pipeline",
-        "base -> {SFT, GIFT, ...} -> the same GRPO -> eval, over seeds",
+        HELP["pipeline"],
         "Runs the two-stage comparison on the CPU with SmolLM2 on countdown (about 46 minutes with "
         "the defaults) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json (with each "
         "problem's correct count). Every init is checked before any work starts.",
@@ -368,20 +371,24 @@ def run_pipeline_cmd(args) -> int:
     return 0
 
 
-def add_figures_parsers(sub) -> None:
+def add_figures_parser(sub) -> None:
     p = sub.add_parser(
         "figures",
-        help="regenerate every figure (scripts/fig*.py) with its CSV",
-        description="Run every scripts/fig*.py; each writes NAME.csv (with provenance) and NAME.png.",
+        help=HELP["figures"],
+        description="Run every figure module (giftlab/figures/fig*.py, also scripts/fig*.py); each "
+        "writes NAME.csv (with provenance) and NAME.png.",
     )
     p.add_argument("--out", default="paper_figures", help="output folder (default paper_figures)")
     p.add_argument(
         "--quick", action="store_true", help="small versions of every figure (seconds; for tests)"
     )
     p.set_defaults(func=run_figures)
+
+
+def add_demo_parser(sub) -> None:
     d = sub.add_parser(
         "demo",
-        help="the main job: exact figures and a markdown report",
+        help=HELP["demo"],
         description="Regenerate the exact figures and write OUT/report.md with them and the solver report.",
     )
     d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
@@ -407,20 +414,67 @@ def run_demo_cmd(args) -> int:
     return 0
 
 
+HELP = {
+    "solve": "exact Gibbs vs GIFT on a random tabular instance",
+    "data": "write train/validation JSONL from a reasoning-gym task",
+    "train": "SFT / GIFT / baselines on a causal LM",
+    "rl": "GRPO from any checkpoint",
+    "eval": "pass@k and diversity on held-out problems",
+    "pipeline": "base -> {SFT, GIFT, ...} -> the same GRPO -> eval, over seeds",
+    "figures": "regenerate every figure (giftlab/figures/fig*.py) with its CSV",
+    "demo": "the main job: exact figures and a markdown report",
+}
+
+# The modules each extra brings; a command that needs a missing one says which extra to install.
+EXTRAS = {
+    "train": ("torch", "transformers", "accelerate", "peft", "safetensors"),
+    "data": ("reasoning_gym", "math_verify", "pyarrow"),
+}
+
+# command -> (parser builder, extras it needs). Only the chosen command's parser is built, so
+# `giftlab solve` and `giftlab figures` never import torch.
+COMMANDS = {
+    "solve": (add_solve_parser, ()),
+    "data": (add_data_parser, ("data",)),
+    "train": (add_train_parser, ("train", "data")),
+    "rl": (add_rl_parser, ("train", "data")),
+    "eval": (add_eval_parser, ("train", "data")),
+    "pipeline": (add_pipeline_parser, ("train", "data")),
+    "figures": (add_figures_parser, ()),
+    "demo": (add_demo_parser, ()),
+}
+
+
+def _missing_extras(extras) -> list[str]:
+    import importlib.util
+
+    return [e for e in extras if any(importlib.util.find_spec(m) is None for m in EXTRAS[e])]
+
+
 def main(argv: list[str] | None = None) -> int:
     """The `giftlab` command. A failure caused by input (a config value, a data record, a path, a
     run folder, a non-finite loss) prints one line naming it and exits with 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(
         prog="giftlab",
         description="GIFT: exact theory, token objectives and a compact trainer.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    add_solve_parser(sub)
-    add_data_parser(sub)
-    add_train_parser(sub)
-    add_figures_parsers(sub)
-    add_rl_parsers(sub)
-    add_pipeline_parser(sub)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (build, extras) in COMMANDS.items():
+        if name != chosen:
+            sub.add_parser(name, help=HELP[name])
+            continue
+        missing = _missing_extras(extras)
+        if missing:
+            wanted = ",".join(missing)
+            print(
+                f"giftlab {name}: error: needs the [{wanted}] extra: "
+                f"pip install 'giftlab[{wanted}]'",
+                file=sys.stderr,
+            )
+            return 2
+        build(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -1,102 +1,10 @@
 """Figure 4, the bridge: exact KL-regularised RL from SFT, GIFT and Gibbs starts; distance to the
-global optimum pi0 exp(eta r) / Z per RL step (tabular simulator, docs/theory.md 3c).
 
-RL maximises E[r] - KL(pi || pi_init) / lam_rl by exact policy gradient. A start pi0 exp(beta r)
-with beta = eta - lam_rl reaches the optimum; SFT (one-hot demonstrations) cannot recover the
-other correct answers; GIFT (demonstrations only) lands in between.
+The figure's code lives in giftlab/figures/fig4_bridge.py (shipped in the package); this runs it:
+    python scripts/fig4_bridge.py [--quick] [--out DIR]
 """
 
-import sys
-
-import numpy as np
-from _figure import figure_args
-
-from giftlab.plots import caption, lines, panels
-from giftlab.provenance import write_csv
-from giftlab.theory.bandit import gibbs_policy, kl_divergence
-from giftlab.theory.simulator import (
-    Policy,
-    fit_initialisation,
-    global_optimum,
-    initial_targets,
-    make_problem,
-    policy_gradient_step,
-)
-
-
-def main(argv=None):
-    args = figure_args(__doc__.splitlines()[0], argv)
-    eta, lam_rl = 3.0, 1.0
-    beta = eta - lam_rl
-    prob = make_problem(n_prompts=12, n_answers=8, n_correct=3, n_train=12, seed=2)
-    prompts = np.arange(prob.n_train)
-    base = Policy.tabular(prob)
-    steps = 150 if args.quick else 1500
-    starts = {
-        "SFT (one-hot demo)": fit_initialisation(
-            base, initial_targets(prob, "sft"), prompts, max_steps=400
-        )[0],
-        f"GIFT beta = {beta:g} (demo only)": fit_initialisation(
-            base, initial_targets(prob, "gift", beta), prompts, max_steps=400
-        )[0],
-        f"Gibbs pi0 exp({beta:g} r)": _from_probs(
-            base, gibbs_policy(prob.base_probs, prob.reward, beta)
-        ),
-    }
-    optimum = global_optimum(prob, eta)
-    rows, series, limits = [], {}, {}
-    for name, pol in starts.items():
-        init = pol.probs()
-        dist = []
-        for step in range(steps + 1):
-            d = float(kl_divergence(pol.probs(), optimum).mean())
-            dist.append(d)
-            rows.append(
-                {
-                    "start": name,
-                    "step": step,
-                    "kl_to_optimum": d,
-                    "reward": float((pol.probs() * prob.reward).sum(1).mean()),
-                }
-            )
-            pol = policy_gradient_step(pol, lr=20.0, kl_coef=1.0 / lam_rl, kl_ref=init)
-        limit = gibbs_policy(init, prob.reward, lam_rl)  # the exact RL optimum from this start
-        series[name] = dist
-        limits[name] = max(float(kl_divergence(limit, optimum).mean()), 1e-16)
-        rows.append(
-            {
-                "start": name,
-                "step": -1,
-                "kl_to_optimum": float(kl_divergence(limit, optimum).mean()),
-                "reward": float((limit * prob.reward).sum(1).mean()),
-            }
-        )
-    write_csv(args.out / "fig4_bridge.csv", rows)
-    fig, (a,) = panels(1, width=7.5, height=4.2)
-    lines(
-        a,
-        np.arange(steps + 1),
-        series,
-        "RL step (exact policy gradient)",
-        "mean KL(pi_t || pi*_eta) (nats)",
-        f"eta = {eta:g}, lam_rl = {lam_rl:g}; dotted: each start's exact RL limit",
-        logy=True,
-    )
-    for line, name in zip(a.lines[: len(series)], series):
-        a.axhline(limits[name], color=line.get_color(), ls=":", lw=1)
-    caption(
-        fig,
-        "The bridge: a Gibbs start with beta = eta - lam_rl reaches the optimum; SFT is absorbing",
-    )
-    fig.savefig(args.out / "fig4_bridge.png", dpi=120)
-
-
-def _from_probs(policy, probs):
-    """A tabular policy whose logits equal log probs (w = log probs - log pi0)."""
-    pol = policy.copy()
-    pol.w = (np.log(probs) - np.log(policy.problem.base_probs)).ravel()
-    return pol
-
+from giftlab.figures.fig4_bridge import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -1,5 +1,9 @@
 import os
 
+# Tests never reach a model hub (they build tiny models from configs); subprocesses inherit this.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
 import numpy as np
 from hypothesis import HealthCheck, settings
 

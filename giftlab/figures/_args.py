@@ -12,8 +12,8 @@ def figure_args(description: str, argv=None):
     p.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).resolve().parents[1] / "paper_figures",
-        help="output folder (default paper_figures/)",
+        default=Path("paper_figures"),
+        help="output folder (default ./paper_figures)",
     )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
