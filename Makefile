@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.giftlab-installed
 
-.PHONY: demo train-demo pipeline test test-quick lint bench setup clean
+.PHONY: demo train-demo pipeline test test-quick lint bench setup clean wheel-check gpu-check
 
 setup: $(STAMP)
 
@@ -43,6 +43,22 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_theory.py
 	$(BIN)/python scripts/bench_loss.py
 	$(BIN)/python scripts/bench_train.py
+
+# The lean install: build the wheel, install it with the core dependencies only into a fresh
+# venv, and run what must work there without torch (CI runs this).
+WHEEL_DIR := build/wheel-check
+wheel-check: $(STAMP)
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	$(BIN)/python -m pip wheel -q --no-deps -w $(WHEEL_DIR) .
+	$(PY) -m venv $(WHEEL_DIR)/venv
+	$(WHEEL_DIR)/venv/bin/python -m pip install -q $(WHEEL_DIR)/giftlab-*.whl
+	$(WHEEL_DIR)/venv/bin/giftlab solve --horizon 3 > $(WHEEL_DIR)/solve.txt
+	$(WHEEL_DIR)/venv/bin/python -m giftlab.figures.fig1_gate --quick --out $(WHEEL_DIR)/figs
+	test -s $(WHEEL_DIR)/figs/fig1_gate.png
+	! $(WHEEL_DIR)/venv/bin/python -c "import torch" 2>/dev/null
+	! $(WHEEL_DIR)/venv/bin/giftlab train 2> $(WHEEL_DIR)/train.err
+	grep -q "needs the \[train,data\] extra" $(WHEEL_DIR)/train.err
+	@echo "wheel-check: core-only install runs giftlab solve and a theory figure without torch"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

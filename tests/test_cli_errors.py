@@ -129,7 +129,11 @@ CASES = [
     ("beta<0", _train("beta=-1"), r"beta must be in \[0, inf\]"),
     ("smoothing>1", _train("smoothing=2"), r"smoothing must be in \[0, 1\]"),
     ("objective", _train("objective=rlhf"), r"objective must be one of \["),
-    ("report_to", _train("report_to=wandb"), r"report_to must be none or tensorboard"),
+    (
+        "report_to",
+        _train("report_to=comet"),
+        r"report_to must be none, tensorboard, wandb or mlflow",
+    ),
     ("unknown key", _train("bta=3"), r"unknown key 'bta'"),
     ("int type", _train("max_steps=abc"), r"max_steps: expected int, got 'abc'"),
     ("bool type", _train("chunked=maybe"), r"chunked: expected true or false"),

@@ -84,7 +84,9 @@ class RLConfig(FlatConfig):
     save_every: int = _f(0, "steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = _f(1, "checkpoints kept")
     save_final: bool = _f(True, "write final/ as a loadable model folder")
-    report_to: str = _f("none", "metrics tracker beside metrics.jsonl: none or tensorboard")
+    report_to: str = _f(
+        "none", "tracker beside metrics.jsonl (Accelerate's): none, tensorboard, wandb or mlflow"
+    )
     progress: bool = _f(True, "progress bar")
 
     RULES = (
@@ -103,7 +105,11 @@ class RLConfig(FlatConfig):
         ("clip_grad", finite_non_negative, "a finite number >= 0 (0: off)"),
         ("save_every", at_least(0), ">= 1, or 0 for only at the end"),
         ("keep_checkpoints", at_least(1), ">= 1"),
-        ("report_to", one_of("none", "tensorboard"), "none or tensorboard"),
+        (
+            "report_to",
+            one_of("none", "tensorboard", "wandb", "mlflow"),
+            "none, tensorboard, wandb or mlflow",
+        ),
         ("model", bool, "a model folder or 'smollm2'"),
         ("ref_model", bool, "a model folder or 'smollm2'"),
         ("out_dir", bool, "a folder path"),
@@ -177,7 +183,7 @@ def rl(
             print(f"resumed from {path} at step {start}")
         run.start_metrics(start if found else None)
         run.write_config({"config": cfg.to_dict(), "provenance": provenance(), "resumed_at": start})
-        run.track(cfg.report_to)
+        run.track(cfg.report_to, cfg.to_dict())
         bar = progress_bar(cfg.max_steps, start, "rl grpo", cfg.progress)
         last = {}
         for step in range(start, cfg.max_steps):

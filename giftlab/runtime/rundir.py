@@ -80,7 +80,7 @@ class RunDir:
 
     def close(self) -> None:
         if self._tracker is not None:
-            self._tracker.close()
+            self._tracker.finish()
             self._tracker = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
@@ -171,17 +171,33 @@ class RunDir:
         keep = [r for r in rows if r.get("step", 0) <= resume_step]
         _write_atomic(path, "".join(json.dumps(r) + "\n" for r in keep))
 
-    def track(self, report_to: str) -> None:
-        """Mirror every logged row to a tracker: 'none' or 'tensorboard' (event files in tb/)."""
+    def track(self, report_to: str, config: dict | None = None) -> None:
+        """Mirror every logged row to a tracker through Accelerate's trackers: 'none',
+        'tensorboard' (event files in out_dir/tb), 'wandb' or 'mlflow' (out_dir/mlruns)."""
         if report_to == "none" or not self.is_main:
             return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
+        needs = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}[report_to]
+        import importlib.util
+
+        if importlib.util.find_spec(needs) is None:
             raise RunDirError(
-                "report_to=tensorboard needs the tensorboard package: pip install tensorboard"
-            ) from None
-        self._tracker = SummaryWriter(str(self.path / "tb"))
+                f"report_to={report_to} needs the {needs} package: pip install {needs} "
+                "(tensorboard comes with giftlab[tracking])"
+            )
+        from accelerate.tracking import MLflowTracker, TensorBoardTracker, WandBTracker
+
+        name = self.path.name
+        if report_to == "tensorboard":
+            tracker = TensorBoardTracker("tb", self.path)
+        elif report_to == "wandb":
+            tracker = WandBTracker(name)
+        else:
+            tracker = MLflowTracker(experiment_name=name, logging_dir=str(self.path / "mlruns"))
+        tracker.start()
+        if config:
+            scalars = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
+            tracker.store_init_configuration(scalars)
+        self._tracker = tracker
 
     def log_metrics(self, row: dict) -> None:
         if not self.is_main:
@@ -190,9 +206,8 @@ class RunDir:
             f.write(json.dumps(row) + "\n")
             f.flush()
         if self._tracker is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self._tracker.add_scalar(k, v, row["step"])
+            values = {k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}
+            self._tracker.log(values, step=row["step"])
 
     # -- checkpoints ------------------------------------------------------------------------------
 

@@ -84,14 +84,20 @@ class TrainConfig(FlatConfig):
     keep_checkpoints: int = _f(2, "checkpoints kept (older ones deleted)")
     top_k: int = _f(10, "K of the top-K overlap with the reference")
     save_final: bool = _f(True, "write final/ (and best/) as loadable model folders")
-    report_to: str = _f("none", "metrics tracker beside metrics.jsonl: none or tensorboard")
+    report_to: str = _f(
+        "none", "tracker beside metrics.jsonl (Accelerate's): none, tensorboard, wandb or mlflow"
+    )
     progress: bool = _f(True, "progress bar")
 
     RULES = (
         ("objective", one_of(*OBJECTIVES), f"one of {sorted(OBJECTIVES)}"),
         ("overlong", one_of("skip", "fail", "truncate"), "skip, fail or truncate"),
         ("schedule", one_of("constant", "cosine"), "constant or cosine"),
-        ("report_to", one_of("none", "tensorboard"), "none or tensorboard"),
+        (
+            "report_to",
+            one_of("none", "tensorboard", "wandb", "mlflow"),
+            "none, tensorboard, wandb or mlflow",
+        ),
         ("beta", non_negative_or_inf, "in [0, inf]"),
         ("eta", non_negative_or_inf, "in [0, inf]"),
         ("smoothing", in_unit_interval, "in [0, 1]"),

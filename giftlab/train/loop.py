@@ -417,7 +417,7 @@ def train(
                 "resumed_at": start_step,
             }
         )
-        run.track(cfg.report_to)
+        run.track(cfg.report_to, cfg.to_dict())
 
         pad_id = tokenizer.pad_token_id
         bar = progress_bar(

@@ -285,3 +285,46 @@ def test_rl_stops_on_a_verifier_that_returns_nan(tmp_path):
             ref_model=tiny_llama(len(tok)),
             score_fn=lambda record, completion: float("nan"),
         )
+
+
+def test_report_to_tensorboard_writes_event_files_from_both_loops(
+    tmp_path, data_files, model_factory, tok
+):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from giftlab.models import tiny_llama
+    from giftlab.rl.loop import RLConfig, rl
+
+    train(
+        _cfg(tmp_path, data_files[0], max_steps=2, report_to="tensorboard"),
+        model=model_factory(),
+        tokenizer=tok,
+    )
+    rows = [
+        {"prompt": f"say {i}", "task": "toy", "index": i, "seed": 0, "config": {}} for i in range(4)
+    ]
+    rl_cfg = RLConfig(
+        train_file=str(write_jsonl(tmp_path / "p.jsonl", rows)),
+        out_dir=str(tmp_path / "rl"),
+        prompts_per_step=2,
+        group_size=2,
+        max_new_tokens=2,
+        max_steps=2,
+        progress=False,
+        save_final=False,
+        report_to="tensorboard",
+    )
+    rl(
+        rl_cfg,
+        model=tiny_llama(len(tok)),
+        tokenizer=tok,
+        ref_model=tiny_llama(len(tok)),
+        score_fn=lambda record, completion: 0.5,
+    )
+    for run, key in ((tmp_path / "run", "loss/train"), (tmp_path / "rl", "rl/reward_mean")):
+        events = list((run / "tb").rglob("events.out.tfevents*"))
+        assert events, run
+        acc = EventAccumulator(str(events[0].parent))
+        acc.Reload()
+        assert [e.step for e in acc.Scalars(key)] == [1, 2], run
