@@ -3,6 +3,9 @@ import os
 # Tests never reach a model hub (they build tiny models from configs); subprocesses inherit this.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+if not os.environ.get("CUDA_VISIBLE_DEVICES") and not os.path.exists("/dev/nvidia0"):
+    # no GPU: Triton kernels run in Triton's interpreter (set before triton is first imported)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import numpy as np
 from hypothesis import HealthCheck, settings

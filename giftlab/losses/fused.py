@@ -7,14 +7,18 @@ at a time; each chunk's loss and its gradients
 
 are computed in the forward pass and scaled by the incoming gradient in backward (the Liger /
 Cut-Cross-Entropy pattern), so no (N, V) tensor outlives one chunk. q is the GIFT target of
-giftlab.losses.gift (`gift_log_target`), or one-hot for SFT. Logits and accumulation are float32
-(bf16 inputs: bf16 matmul, float32 softmax and float32 weight-gradient accumulation).
+giftlab.losses.gift (`gift_log_target`), or one-hot for SFT. The three products (logits, dL/dh,
+dL/dW) run in the input dtype (bf16 on a GPU: tensor cores); softmax, log-sum-exp and the
+weight-gradient sum across chunks are float32 (float64 inputs stay float64, exactly). The
+per-chunk softmax / target / gradient step is `_torch_chunk` on the CPU and one Triton kernel
+(giftlab.losses.triton_gift) on CUDA; `kernel=` overrides the choice.
 
 Naive equivalent: gift_loss(h @ W.T, ref_h @ ref_W.T, labels, beta, smoothing).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -44,9 +48,14 @@ __all__ = [
 RefLogitsFn = Callable[[int, int], torch.Tensor]
 
 
-def default_chunk_size(vocab_size: int, device: torch.device) -> int:
-    """Tokens per chunk: about 2^23 logits on CPU (32 MiB float32), 2^26 on CUDA (256 MiB)."""
-    budget = 2**26 if device.type == "cuda" else 2**23
+def default_chunk_size(vocab_size: int, device: torch.device, n_logit_buffers: int = 4) -> int:
+    """Tokens per chunk. CPU: about 2^23 logits (32 MiB float32). CUDA: the chunk's logit-sized
+    buffers (policy and reference logits, probabilities, gradient: `n_logit_buffers` float32
+    rows) take at most a quarter of the free memory, capped at 2^28 logits."""
+    budget = 2**23
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = min(2**28, free // (4 * 4 * n_logit_buffers))
     return max(8, budget // vocab_size)
 
 
@@ -55,12 +64,71 @@ def _linear(h, w, b):
     return z if b is None else z + b
 
 
+def _torch_chunk(z, zr, labels, beta, smoothing, row_scale, stats):
+    """One chunk of rows in torch: the reference the Triton kernel (triton_gift.triton_chunk) is
+    tested against, and the CPU path.
+
+    z: (c, V) policy logits (any float dtype); zr: (c, V) reference logits or None (SFT: q is
+    one-hot).  labels: (c,) with -100 on ignored rows.  beta: (c,) gains.  row_scale: (c,) the
+    gradient's factor per row.  stats: None or a dict to fill with STAT_NAMES -> (c,).
+    Returns (per-token loss (c,), gradient (softmax(z) - q) * row_scale (c, V)), float32 or float64.
+    """
+    valid = labels != -100
+    idx = safe_labels(labels, valid).unsqueeze(-1)
+    logp = torch.log_softmax(upcast(z), dim=-1)  # (c, V)
+    if zr is None:  # SFT: q = onehot(y)
+        per_token = -logp.gather(-1, idx).squeeze(-1)
+        grad_z = logp.exp()
+        grad_z.scatter_add_(-1, idx, torch.full_like(idx, -1, dtype=grad_z.dtype))
+    else:
+        zr = upcast(zr)
+        log_q = gift_log_target(zr, safe_labels(labels, valid), beta, smoothing)  # (c, V)
+        q = log_q.exp()
+        per_token = -torch.where(q > 0, q * logp, 0.0).sum(-1)  # 0 log 0 = 0 at masked entries
+        if stats is not None:
+            base_gold = smoothed_base_logp(zr, smoothing).gather(-1, idx).squeeze(-1)
+            ref_logp = torch.log_softmax(zr, -1)
+            for k, t in chunk_token_stats(logp, ref_logp, log_q, idx, base_gold, beta).items():
+                stats[k] = torch.where(valid, t, 0.0)
+            del ref_logp
+        del log_q
+        grad_z = logp.exp().sub_(q)
+        del q
+    del logp
+    per_token = torch.where(valid, per_token, 0.0)
+    grad_z.mul_(row_scale.to(grad_z.dtype).unsqueeze(-1))
+    return per_token, grad_z
+
+
+def _chunk_fn(kernel: str, device: torch.device):
+    """The per-chunk computation: "torch", "triton", or "auto" (Triton on CUDA when importable)."""
+    if kernel not in ("auto", "torch", "triton"):
+        raise ValueError(f"kernel must be auto, torch or triton, got {kernel!r}")
+    if kernel == "auto":
+        kernel = "triton" if device.type == "cuda" and triton_available() else "torch"
+    if kernel == "torch":
+        return _torch_chunk
+    from giftlab.losses.triton_gift import triton_chunk
+
+    return triton_chunk
+
+
+def triton_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("triton") is not None
+
+
 class _FusedLinearTokenLoss(torch.autograd.Function):
+    """Products in the input dtype (bf16 on GPU: tensor cores), softmax / log-sum-exp and the
+    weight-gradient sum across chunks in float32 (float64 inputs stay float64)."""
+
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, beta_tok, ref_fn, smoothing, chunk, stats_out):
+    def forward(
+        ctx, hidden, weight, bias, labels, beta_tok, ref_fn, smoothing, chunk, stats_out, chunk_fn
+    ):
         n, v = hidden.shape[0], weight.shape[0]
         valid = labels != -100
-        lab = safe_labels(labels, valid)
         n_valid = valid.sum().clamp(min=1)
         want_h = hidden.requires_grad
         want_w = weight.requires_grad
@@ -71,54 +139,41 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
         grad_b = torch.zeros(v, dtype=acc, device=weight.device) if want_b else None
         total = torch.zeros((), dtype=acc, device=hidden.device)
         finite = torch.ones((), dtype=torch.bool, device=hidden.device)
+        row_scale = valid.to(acc) / n_valid
         if stats_out is not None:
             for k in STAT_NAMES:
-                stats_out[k] = torch.zeros(n, dtype=upcast(hidden[:0]).dtype, device=hidden.device)
+                stats_out[k] = torch.zeros(n, dtype=acc, device=hidden.device)
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
             h = hidden[s:e]
-            z = upcast(_linear(h, weight, bias))  # (c, V)
+            z = _linear(h, weight, bias)  # (c, V) in the input dtype
             finite &= torch.isfinite(z).all()
-            m = valid[s:e]
-            idx = lab[s:e].unsqueeze(-1)
-            logp = torch.log_softmax(z, dim=-1)
-            del z
-            if ref_fn is None:  # SFT: q = onehot(y)
-                per_token = -logp.gather(-1, idx).squeeze(-1)
-                grad_z = logp.exp()
-                grad_z.scatter_add_(-1, idx, torch.full_like(idx, -1, dtype=grad_z.dtype))
-            else:
-                zr = upcast(ref_fn(s, e))
+            zr = None
+            if ref_fn is not None:
+                zr = ref_fn(s, e)
                 if zr.shape != (e - s, v):
                     raise ValueError(
                         f"reference logits for tokens [{s}, {e}) have shape {tuple(zr.shape)}, "
                         f"expected {(e - s, v)} (policy vocabulary {v})"
                     )
                 finite &= torch.isfinite(zr).all()
-                log_q = gift_log_target(zr, lab[s:e], beta_tok[s:e], smoothing)  # (c, V)
-                q = log_q.exp()
-                per_token = -(q * logp).sum(-1)
-                if stats_out is not None:
-                    base_gold = smoothed_base_logp(zr, smoothing).gather(-1, idx).squeeze(-1)
-                    ref_logp = torch.log_softmax(zr, -1)
-                    for k, t in chunk_token_stats(
-                        logp, ref_logp, log_q, idx, base_gold, beta_tok[s:e]
-                    ).items():
-                        stats_out[k][s:e] = torch.where(m, t, 0.0)
-                    del ref_logp
-                del zr, log_q
-                grad_z = logp.exp().sub_(q)
-                del q
-            del logp
-            total += torch.where(m, per_token, 0.0).sum()
-            grad_z.mul_((m.to(grad_z.dtype) / n_valid).unsqueeze(-1))  # mean over valid tokens
-            if want_h:
-                grad_h[s:e] = grad_z.to(weight.dtype) @ weight
-            if want_w:
-                grad_w.addmm_(grad_z.T, upcast(h))  # float32 accumulation
-            if want_b:
-                grad_b += grad_z.sum(0)
+            chunk_stats = {} if stats_out is not None and ref_fn is not None else None
+            per_token, grad_z = chunk_fn(
+                z, zr, labels[s:e], beta_tok[s:e], smoothing, row_scale[s:e], chunk_stats
+            )
+            del z, zr
+            for k, t in (chunk_stats or {}).items():
+                stats_out[k][s:e] = t
+            total += per_token.to(acc).sum()
+            g = grad_z.to(h.dtype)  # the products in the input dtype
             del grad_z
+            if want_h:
+                grad_h[s:e] = g @ weight
+            if want_w:
+                grad_w += (g.T @ h).to(acc)  # float32 accumulation across chunks
+            if want_b:
+                grad_b += g.sum(0, dtype=acc)
+            del g
         if not bool(finite):
             raise ValueError("logits or ref_logits contain NaN or infinite values")
         ctx.save_for_backward(grad_h, grad_w, grad_b)
@@ -132,7 +187,7 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
         out_h = None if grad_h is None else grad_h * g.to(grad_h.dtype)
         out_w = None if grad_w is None else (grad_w * g).to(ctx.weight_dtype)
         out_b = None if grad_b is None else (grad_b * g).to(ctx.weight_dtype)
-        return out_h, out_w, out_b, None, None, None, None, None, None
+        return out_h, out_w, out_b, None, None, None, None, None, None, None
 
 
 def _prepare(hidden, weight, labels, ignore_index, chunk_size):
@@ -183,6 +238,7 @@ def fused_linear_gift_loss(
     ignore_index: int = -100,
     chunk_size: int | None = None,
     stats: dict | None = None,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """Mean GIFT loss over non-ignored tokens, from hidden states and the lm_head, chunked.
 
@@ -195,6 +251,7 @@ def fused_linear_gift_loss(
             giving reference logits (stop - start, V) for flattened tokens [start, stop).
         beta: float in [0, inf], or a (...) tensor of per-token gains.  smoothing: [0, 1].
         stats: optional dict, filled with STAT_NAMES -> (N,) per-token diagnostics (0 if ignored).
+        kernel: "auto" (the Triton kernel on CUDA, torch elsewhere), "torch" or "triton".
     Returns:
         scalar float32 loss; gradients flow to hidden, weight and bias.
     """
@@ -212,7 +269,7 @@ def fused_linear_gift_loss(
         )
     ref_fn = _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0])
     return _FusedLinearTokenLoss.apply(
-        h, weight, bias, lab, beta_tok, ref_fn, smoothing, chunk, stats
+        h, weight, bias, lab, beta_tok, ref_fn, smoothing, chunk, stats, _chunk_fn(kernel, h.device)
     )
 
 
@@ -224,14 +281,18 @@ def fused_linear_sft_loss(
     bias: torch.Tensor | None = None,
     ignore_index: int = -100,
     chunk_size: int | None = None,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """Mean SFT cross-entropy -log softmax(h W^T)_y over non-ignored tokens, chunked.
 
     Naive equivalent: cross_entropy(h @ W.T, labels, ignore_index=ignore_index).
     """
     h, lab, _, chunk = _prepare(hidden, weight, labels, ignore_index, chunk_size)
-    dummy = torch.zeros(0, device=h.device)
-    return _FusedLinearTokenLoss.apply(h, weight, bias, lab, dummy, None, 0.0, chunk, None)
+    dummy = torch.full((lab.numel(),), math.inf, device=h.device)
+    chunk_fn = _chunk_fn(kernel, h.device)
+    return _FusedLinearTokenLoss.apply(
+        h, weight, bias, lab, dummy, None, 0.0, chunk, None, chunk_fn
+    )
 
 
 @torch.no_grad()
@@ -261,6 +322,7 @@ def fused_linear_sequence_consistent_gift_loss(
     segment_ids: torch.Tensor | None = None,
     chunk_size: int | None = None,
     stats: dict | None = None,
+    kernel: str = "auto",
 ) -> torch.Tensor:
     """Chunked sequence-consistent GIFT: per-token gains g_t (see sequence_gains) from a first
     no-grad pass over the reference's gold log-probabilities, then fused_linear_gift_loss.
@@ -286,4 +348,5 @@ def fused_linear_sequence_consistent_gift_loss(
         ignore_index=ignore_index,
         chunk_size=chunk_size,
         stats=stats,
+        kernel=kernel,
     )

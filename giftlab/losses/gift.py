@@ -105,9 +105,11 @@ def gift_target(ref_logits, labels, beta, smoothing: float = 0.0) -> torch.Tenso
 
 
 def _gift_cross_entropy(logits, log_q, valid, reduction):
-    """-sum_a q_a log softmax(z)_a per token, reduced; q = exp(log_q) is a constant."""
+    """-sum_a q_a log softmax(z)_a per token, reduced; q = exp(log_q) is a constant. Entries
+    with q_a = 0 add 0 even where the policy's logit is -inf (a masked vocabulary entry)."""
     logp = torch.log_softmax(upcast(logits), dim=-1)
-    per_token = -(log_q.exp() * logp).sum(-1)
+    q = log_q.exp()
+    per_token = -torch.where(q > 0, q * logp, 0.0).sum(-1)
     return reduce(per_token, valid, reduction)
 
 
@@ -269,19 +271,25 @@ def gate_weight(base_gold_logp: torch.Tensor, beta) -> torch.Tensor:
 
 
 def chunk_token_stats(logp, ref_logp, log_q, idx, base_gold_logp, beta) -> dict[str, torch.Tensor]:
-    """STAT_NAMES for one chunk of rows from its (rows, V) log-probabilities (see gift_token_stats)."""
+    """STAT_NAMES for one chunk of rows from its (rows, V) log-probabilities (see gift_token_stats).
+    Entries of probability 0 (-inf logits) add 0 to entropies (0 log 0 = 0); a KL is inf where the
+    first distribution puts mass on a zero of the second."""
     p, q, p0 = logp.exp(), log_q.exp(), ref_logp.exp()
-    h_q = -(q * torch.where(q > 0, log_q, 0.0)).sum(-1)
+
+    def plogx(prob, logx):  # sum_a prob_a logx_a with 0 * (-inf) = 0
+        return torch.where(prob > 0, prob * logx, 0.0).sum(-1)
+
+    h_q = -plogx(q, log_q)
     gold_logp = logp.gather(-1, idx).squeeze(-1)
     return {
-        "policy_entropy": -(p * logp).sum(-1),
-        "ref_entropy": -(p0 * ref_logp).sum(-1),
+        "policy_entropy": -plogx(p, logp),
+        "ref_entropy": -plogx(p0, ref_logp),
         "target_entropy": h_q,
         "policy_gold_prob": gold_logp.exp(),
         "ref_gold_prob": ref_logp.gather(-1, idx).squeeze(-1).exp(),
         "gate_w": gate_weight(base_gold_logp, beta),
-        "kl_target_policy": -(q * logp).sum(-1) - h_q,
-        "kl_policy_ref": (p * (logp - ref_logp)).sum(-1),
+        "kl_target_policy": -plogx(q, logp) - h_q,
+        "kl_policy_ref": plogx(p, logp) - plogx(p, ref_logp),
         "ce_gold": -gold_logp,
         "policy_gold_top1": (logp.argmax(-1) == idx[:, 0]).to(logp.dtype),
     }

@@ -85,9 +85,14 @@ def _convert_smollm2(target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def is_hub_id(name: str) -> bool:
-    """'org/name' that is not an existing path: a Hugging Face hub id."""
-    return name.count("/") == 1 and not name.startswith(("/", ".", "~")) and not Path(name).exists()
+def is_hub_id(name) -> bool:
+    """'org/name' (a string) that is not an existing path: a Hugging Face hub id."""
+    return (
+        isinstance(name, str)
+        and name.count("/") == 1
+        and not name.startswith(("/", ".", "~"))
+        and not Path(name).exists()
+    )
 
 
 def resolve_model_path(name_or_path: str) -> Path | str:

@@ -48,17 +48,31 @@ def test_the_readme_snippet_trains_gift_then_grpo(tmp_path, monkeypatch):
     ]
     for name, rows in (("sft.jsonl", sft_rows), ("prompts.jsonl", prompt_rows)):
         (tmp_path / name).write_text("".join(json.dumps(x) + "\n" for x in rows))
-    budget = "use_cpu=True, max_steps=2, report_to=[], save_strategy='no', "
+    budget = (
+        "use_cpu=True, max_steps=2, report_to=[], save_strategy='no', per_device_train_batch_size=4"
+    )
     code = (
         _snippet()
         .replace('"Qwen/Qwen2.5-0.5B"', repr(str(tmp_path / "model")))
-        .replace("GIFTConfig(", "GIFTConfig(" + budget + "per_device_train_batch_size=4, ")
+        .replace('GIFTConfig("gift", ', f'GIFTConfig("gift", {budget}, ')
         .replace(
-            "GRPOConfig(",
-            "GRPOConfig(" + budget + "per_device_train_batch_size=4, "
-            "num_generations=4, max_completion_length=8, ",
+            'GRPOConfig("grpo")',
+            f'GRPOConfig("grpo", {budget}, num_generations=4, max_completion_length=8)',
         )
     )
+    import trl
+
+    finished = []
+    real_train = trl.GRPOTrainer.train
+
+    def spy(self, *a, **k):
+        out = real_train(self, *a, **k)
+        finished.append(self.state.global_step)
+        return out
+
+    monkeypatch.setattr(trl.GRPOTrainer, "train", spy)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
-    assert (tmp_path / "gift" / "final" / "model.safetensors").exists()
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["sft"].state.global_step == 2
+    assert finished == [2]
