@@ -60,5 +60,11 @@ wheel-check: $(STAMP)
 	grep -q "needs the \[train,data\] extra" $(WHEEL_DIR)/train.err
 	@echo "wheel-check: core-only install runs giftlab solve and a theory figure without torch"
 
+# On a GPU machine whose Python has torch, transformers and triton (no install step): the GPU
+# tests and the GPU benchmarks, into paper_figures/benchmarks/gpu/ (scripts/gpu_check.py).
+GPU_PY ?= python3
+gpu-check:
+	PYTHONPATH=. $(GPU_PY) scripts/gpu_check.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

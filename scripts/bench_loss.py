@@ -4,8 +4,13 @@ Methods, all from policy hidden states (N, H) and lm_head (V, H) (plus the refer
   naive_gift   the reference trainer's formula on materialised logits (softmax, mix, log, +beta, softmax)
   torch_ce     torch.nn.functional.cross_entropy on materialised logits (what SFT pays)
   dense_gift   giftlab.losses.gift_loss on materialised logits
-  chunked_gift giftlab.losses.fused_linear_gift_loss (no (N, V) tensor outlives a chunk)
-  chunked_sft  giftlab.losses.fused_linear_sft_loss
+  chunked_gift giftlab.losses.fused_linear_gift_loss, the torch chunk (no (N, V) tensor outlives a chunk)
+  chunked_sft  giftlab.losses.fused_linear_sft_loss, the torch chunk
+  triton_gift  fused_linear_gift_loss with the Triton loss-head kernel (CUDA, or TRITON_INTERPRET=1)
+  triton_sft   fused_linear_sft_loss with the Triton kernel
+  liger_ce     Liger-Kernel's fused-linear cross-entropy (when liger_kernel is importable)
+  liger_jsd    Liger-Kernel's fused-linear JSD, two heads (the nearest peer for a soft target)
+  cut_ce       Cut Cross-Entropy (when cut_cross_entropy is importable)
 
 Each (method, N) runs in a fresh subprocess. Time: best of --repeats after one warm-up. Peak extra
 memory: on CUDA, max_memory_allocated minus what was allocated before the call; on CPU, the growth
@@ -27,6 +32,21 @@ import time
 from pathlib import Path
 
 METHODS = ["naive_gift", "torch_ce", "dense_gift", "chunked_gift", "chunked_sft"]
+TRITON_METHODS = ["triton_gift", "triton_sft"]
+PEER_METHODS = {
+    "liger_ce": "liger_kernel",
+    "liger_jsd": "liger_kernel",
+    "cut_ce": "cut_cross_entropy",
+}
+ALL_METHODS = METHODS + TRITON_METHODS + list(PEER_METHODS)
+
+
+def available(method: str) -> bool:
+    """A peer library's method runs only where that library is importable."""
+    import importlib.util
+
+    module = PEER_METHODS.get(method) or ("triton" if method in TRITON_METHODS else None)
+    return module is None or importlib.util.find_spec(module) is not None
 
 
 def _rss_bytes() -> int:
@@ -63,10 +83,16 @@ def run_one(
         "torch_ce": lambda: F.cross_entropy((hid @ w.T).float(), labels),
         "dense_gift": lambda: gift_loss(hid @ w.T, (rh @ rw.T).detach(), labels, beta),
         "chunked_gift": lambda: fused_linear_gift_loss(
-            hid, w, labels, ref_hidden=rh, ref_weight=rw, beta=beta
+            hid, w, labels, ref_hidden=rh, ref_weight=rw, beta=beta, kernel="torch"
         ),
-        "chunked_sft": lambda: fused_linear_sft_loss(hid, w, labels),
+        "chunked_sft": lambda: fused_linear_sft_loss(hid, w, labels, kernel="torch"),
+        "triton_gift": lambda: fused_linear_gift_loss(
+            hid, w, labels, ref_hidden=rh, ref_weight=rw, beta=beta, kernel="triton"
+        ),
+        "triton_sft": lambda: fused_linear_sft_loss(hid, w, labels, kernel="triton"),
     }
+    if method in PEER_METHODS:
+        fns[method] = _peer(method, hid, w, rh, rw, labels)
     fn = fns[method]
 
     def step():
@@ -112,6 +138,23 @@ def run_one(
     }
 
 
+def _peer(method, hid, w, rh, rw, labels):
+    """The peer libraries' fused heads, called as their documentation shows."""
+    if method == "liger_ce":
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+        loss = LigerFusedLinearCrossEntropyLoss()
+        return lambda: loss(w, hid, labels)
+    if method == "liger_jsd":
+        from liger_kernel.transformers import LigerFusedLinearJSD
+
+        jsd = LigerFusedLinearJSD(jsd_beta=0.5)
+        return lambda: jsd(hid, w, rh, rw, labels)
+    from cut_cross_entropy import linear_cross_entropy
+
+    return lambda: linear_cross_entropy(hid, w, labels)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -121,7 +164,13 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--beta", type=float, default=20.0)
-    p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=METHODS,
+        choices=ALL_METHODS,
+        help="methods to time; a peer library's method is skipped when it is not importable",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -150,6 +199,9 @@ def main() -> None:
     rows = []
     for n in args.n:
         for method in args.methods:
+            if not available(method):
+                print(f"{method}: skipped (its library is not importable)")
+                continue
             cmd = [
                 sys.executable,
                 __file__,

@@ -26,6 +26,10 @@ def _random_model(name: str):
     """A randomly initialised model of a real shape (GPU benchmarks: weights do not change timing)."""
     from transformers import AutoModelForCausalLM, Qwen2Config
 
+    if name == "tiny":  # a smoke-test shape (scripts/gpu_check.py --cpu-dry-run)
+        from giftlab.models import tiny_llama
+
+        return tiny_llama(128)
     shapes = {
         "qwen0.5b": dict(
             vocab_size=151936,
@@ -131,7 +135,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument(
-        "--model", default="smollm2", help="smollm2 (real weights) or qwen0.5b (random, real shape)"
+        "--model",
+        default="smollm2",
+        help="smollm2 (real weights), qwen0.5b (random, real shape) or tiny (smoke test)",
     )
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq", type=int, default=128)

@@ -56,6 +56,9 @@ class GIFTConfig(SFTConfig):
         default=True, metadata={"help": "fused chunked loss (sft, gift, gift_seq)"}
     )
     chunk_size: int = field(default=0, metadata={"help": "tokens per chunk (0: automatic)"})
+    kernel: str = field(
+        default="auto", metadata={"help": "loss head: auto (Triton on CUDA), torch or triton"}
+    )
     top_k: int = field(default=10, metadata={"help": "K of the top-K overlap diagnostic"})
     ref_model_path: str | None = field(
         default=None, metadata={"help": "reference model; None: a frozen copy of the initial model"}
@@ -71,6 +74,7 @@ class GIFTConfig(SFTConfig):
             (self.eta >= 0 and not math.isnan(self.eta), f"eta must be in [0, inf], got {self.eta}"),
             (0 <= self.smoothing <= 1, f"smoothing must be in [0, 1], got {self.smoothing}"),
             (self.chunk_size >= 0, f"chunk_size must be >= 0, got {self.chunk_size}"),
+            (self.kernel in ("auto", "torch", "triton"), f"kernel must be auto, torch or triton, got {self.kernel!r}"),
             (self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}"),
         ]  # fmt: skip
         for ok, message in checks:

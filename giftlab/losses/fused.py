@@ -49,13 +49,13 @@ RefLogitsFn = Callable[[int, int], torch.Tensor]
 
 
 def default_chunk_size(vocab_size: int, device: torch.device, n_logit_buffers: int = 4) -> int:
-    """Tokens per chunk. CPU: about 2^23 logits (32 MiB float32). CUDA: the chunk's logit-sized
-    buffers (policy and reference logits, probabilities, gradient: `n_logit_buffers` float32
-    rows) take at most a quarter of the free memory, capped at 2^28 logits."""
+    """Tokens per chunk. CPU: about 2^23 logits (32 MiB float32). CUDA: 2^26 logits (256 MiB per
+    float32 buffer: large enough for efficient products), fewer when the chunk's `n_logit_buffers`
+    float32 logit-sized buffers would take more than a quarter of the free memory."""
     budget = 2**23
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        budget = min(2**28, free // (4 * 4 * n_logit_buffers))
+        budget = min(2**26, free // (4 * 4 * n_logit_buffers))
     return max(8, budget // vocab_size)
 
 

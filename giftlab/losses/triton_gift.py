@@ -162,7 +162,7 @@ def triton_chunk(z, zr, labels, beta, smoothing, row_scale, stats, block: int | 
     _gift_rows[(c,)](
         z, zr_arg, labels.contiguous(), lem1.contiguous(), row_scale.contiguous(), loss, buf,
         c, v, z.stride(0), zr_arg.stride(0), log1m_s, log_unif,
-        HAS_REF=has_ref, WANT_STATS=want, BLOCK=block,
+        HAS_REF=has_ref, WANT_STATS=want, BLOCK=block, num_warps=8 if block >= 2048 else 4,
     )  # fmt: skip
     if want:
         from giftlab.losses.gift import STAT_NAMES

@@ -127,12 +127,12 @@ def load_tokenizer(name_or_path: str):
     )
 
 
-def load_model(name_or_path: str, dtype=None):
-    """A causal LM from a local folder (float32 unless `dtype`)."""
+def load_model(name_or_path: str, dtype=None, **kwargs):
+    """A causal LM (float32 unless `dtype`); kwargs go to from_pretrained (attn_implementation)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_model_path(name_or_path)
     return AutoModelForCausalLM.from_pretrained(
-        resolved, local_files_only=_local_only(resolved), dtype=dtype or torch.float32
+        resolved, local_files_only=_local_only(resolved), dtype=dtype or torch.float32, **kwargs
     )

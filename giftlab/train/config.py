@@ -34,7 +34,13 @@ class TrainConfig(FlatConfig):
     lora_rank: int = _f(0, "LoRA rank (0: full fine-tuning)")
     lora_alpha: float = _f(16.0, "LoRA alpha")
     grad_checkpointing: bool = _f(False, "gradient checkpointing in the policy")
-    bf16: bool = _f(False, "bf16 autocast (CUDA only)")
+    bf16: bool = _f(False, "bf16 autocast (CUDA only); the reference is then kept in bf16")
+    bf16_weights: bool = _f(
+        False, "keep the policy's and the reference's weights in bf16 (CUDA; AdamW on bf16 weights)"
+    )
+    attn_implementation: str = _f(
+        "sdpa", "attention kernel passed to from_pretrained: sdpa, eager or flash_attention_2"
+    )
     # -- data
     train_file: str = _f("data/countdown/train.jsonl", "training records (.jsonl or .parquet)")
     val_file: str = _f("data/countdown/val.jsonl", "validation records; empty: no validation")
@@ -57,7 +63,11 @@ class TrainConfig(FlatConfig):
     clip_low: float = _f(0.2, "PSFT ratio clip below 1")
     clip_high: float = _f(0.2, "PSFT ratio clip above 1")
     chunked: bool = _f(True, "chunked fused-linear loss (sft, gift, gift_seq); false: dense logits")
-    chunk_size: int = _f(0, "tokens per chunk of the fused loss (0: automatic)")
+    chunk_size: int = _f(0, "tokens per chunk of the fused loss (0: from the free memory)")
+    kernel: str = _f(
+        "auto",
+        "fused loss head: auto (the Triton kernel on CUDA, torch elsewhere), torch or triton",
+    )
     # -- optimisation
     lr: float = _f(1e-5, "AdamW learning rate")
     weight_decay: float = _f(0.01, "AdamW weight decay")

@@ -180,7 +180,7 @@ def objective_sum(cfg, obj: Objective, m: Models, f: Forward, stats: dict | None
         hyper["segment_ids"] = f.rows[None]
     head = m.head()
     if cfg.chunked and obj.fused is not None and not m.fsdp:
-        kw = {"bias": head.bias, "chunk_size": cfg.chunk_size or None}
+        kw = {"bias": head.bias, "chunk_size": cfg.chunk_size or None, "kernel": cfg.kernel}
         if obj.needs_ref:
             ref_head = m.ref_body.head()
             kw |= {
@@ -227,6 +227,7 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
         "bias": head.bias,
         "smoothing": cfg.smoothing,
         "stats": stats,
+        "kernel": cfg.kernel,
     }
     hidden = f.hidden.detach()
     if per_sequence:
@@ -318,7 +319,13 @@ def _encode(cfg, records, tokenizer, path, log):
 def _build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
     from giftlab.models import load_model
 
-    policy = model if model is not None else load_model(cfg.model)
+    on_gpu = device.type == "cuda"
+    dtype = torch.bfloat16 if (cfg.bf16_weights and on_gpu) else None
+    ref_dtype = torch.bfloat16 if ((cfg.bf16 or cfg.bf16_weights) and on_gpu) else None
+    attn = {"attn_implementation": cfg.attn_implementation}
+    policy = model if model is not None else load_model(cfg.model, dtype=dtype, **attn)
+    if dtype is not None:
+        policy.to(dtype)
     lora = cfg.lora_rank > 0
     if lora:
         from peft import LoraConfig, get_peft_model
@@ -330,8 +337,14 @@ def _build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
         ref_model = policy  # same weights, adapters disabled in Models.ref_context
     else:
         if ref_model is None:
-            ref_model = load_model(cfg.ref_model) if cfg.ref_model else _frozen_copy(policy)
+            ref_model = (
+                load_model(cfg.ref_model, dtype=ref_dtype, **attn)
+                if cfg.ref_model
+                else _frozen_copy(policy)
+            )
         ref_model.requires_grad_(False).eval()
+        if ref_dtype is not None:  # the reference only runs forward: bf16 halves its memory
+            ref_model.to(ref_dtype)
     _check_vocab(policy, ref_model, tokenizer, cfg)
     if cfg.grad_checkpointing:
         policy.gradient_checkpointing_enable()

@@ -13,6 +13,8 @@ from giftlab.losses.fused import _torch_chunk  # noqa: E402
 from giftlab.losses.triton_gift import triton_chunk  # noqa: E402
 
 BETAS = [0.0, 20.0, 1e4, math.inf]
+# on a GPU machine the same tests run the compiled kernel; elsewhere, the interpreter on the CPU
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _rows(dtype, c=7, v=37, seed=0, inf_logits=True):
@@ -26,7 +28,7 @@ def _rows(dtype, c=7, v=37, seed=0, inf_logits=True):
             off = (int(labels[r]) + 5) % v if labels[r] >= 0 else 3
             z[r, off] = zr[r, off] = -math.inf
             zr[r, (off + 1) % v] = -math.inf
-    return z, zr, labels
+    return z.to(DEVICE), zr.to(DEVICE), labels.to(DEVICE)
 
 
 # bf16 logits are the same values for both; the kernel rounds its gradient to bf16 on the store
@@ -43,7 +45,7 @@ def test_kernel_equals_the_torch_chunk(dtype, beta, smoothing):
         torch.tensor([0.0, 0.5, 3.0, 20.0, 1e4, math.inf, 7.0])
         if beta == "per-token"
         else torch.full((c,), float(beta))
-    )
+    ).to(DEVICE)
     scale = (labels != -100).float() / 6
     want_stats, got_stats = {}, {}
     want_loss, want_grad = _torch_chunk(z, zr, labels, betas, smoothing, scale, want_stats)
@@ -75,11 +77,16 @@ def test_fused_loss_with_the_kernel_equals_the_dense_formula(beta):
     materialised logits, with two chunks and a bias."""
     g = torch.Generator().manual_seed(1)
     n, h, v = 9, 8, 37
-    hidden = torch.randn(n, h, generator=g, requires_grad=True)
-    weight = torch.randn(v, h, generator=g, requires_grad=True)
-    bias = torch.randn(v, generator=g, requires_grad=True)
-    ref_h, ref_w = torch.randn(n, h, generator=g), torch.randn(v, h, generator=g)
-    labels = torch.randint(0, v, (n,), generator=g)
+
+    def leaf(*shape):
+        return torch.randn(*shape, generator=g).to(DEVICE).requires_grad_(True)
+
+    hidden, weight, bias = leaf(n, h), leaf(v, h), leaf(v)
+    ref_h, ref_w = (
+        torch.randn(n, h, generator=g).to(DEVICE),
+        torch.randn(v, h, generator=g).to(DEVICE),
+    )
+    labels = torch.randint(0, v, (n,), generator=g).to(DEVICE)
     labels[4] = -100
     got = fused_linear_gift_loss(
         hidden,
@@ -103,9 +110,9 @@ def test_fused_loss_with_the_kernel_equals_the_dense_formula(beta):
 
 def test_fused_sft_with_the_kernel_equals_cross_entropy():
     g = torch.Generator().manual_seed(2)
-    hidden = torch.randn(6, 8, generator=g, requires_grad=True)
-    weight = torch.randn(37, 8, generator=g, requires_grad=True)
-    labels = torch.randint(0, 37, (6,), generator=g)
+    hidden = torch.randn(6, 8, generator=g).to(DEVICE).requires_grad_(True)
+    weight = torch.randn(37, 8, generator=g).to(DEVICE).requires_grad_(True)
+    labels = torch.randint(0, 37, (6,), generator=g).to(DEVICE)
     got = fused_linear_sft_loss(hidden, weight, labels, chunk_size=4, kernel="triton")
     want = torch.nn.functional.cross_entropy(hidden @ weight.T, labels)
     torch.testing.assert_close(got, want)
