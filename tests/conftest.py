@@ -8,6 +8,7 @@ if not os.environ.get("CUDA_VISIBLE_DEVICES") and not os.path.exists("/dev/nvidi
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 
 # CI (HYPOTHESIS_PROFILE=ci, set by .ci/run) is derandomised: the same examples every run.
@@ -24,3 +25,30 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 EPS = np.finfo(np.float64).eps
+
+
+# -- tiny models and data, shared by the trainer, run-folder and RL tests ------------------------
+
+
+@pytest.fixture(scope="session")
+def tok():
+    from giftlab.models import tiny_tokenizer
+
+    return tiny_tokenizer()
+
+
+@pytest.fixture
+def data_files(tmp_path):
+    from tests.helpers import write_jsonl
+
+    rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(6) for b in range(4)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:20])
+    val = write_jsonl(tmp_path / "val.jsonl", rows[20:])
+    return train, val
+
+
+@pytest.fixture
+def model_factory(tok):
+    from giftlab.models import tiny_llama
+
+    return lambda seed=0: tiny_llama(len(tok), seed=seed)

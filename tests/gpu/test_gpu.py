@@ -70,7 +70,7 @@ def test_chunk_size_comes_from_free_memory():
 def test_trainer_steps_with_bf16_weights_sdpa_and_checkpointing(tmp_path):
     from giftlab.models import tiny_llama, tiny_tokenizer
     from giftlab.train import TrainConfig, train
-    from tests.train.conftest import write_jsonl
+    from tests.helpers import write_jsonl
 
     tok = tiny_tokenizer()
     rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(6) for b in range(4)]

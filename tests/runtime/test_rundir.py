@@ -11,7 +11,7 @@ from giftlab.cli import main
 from giftlab.errors import NonFiniteError, RunDirError
 from giftlab.runtime import RunDir, read_checkpoint, read_metrics
 from giftlab.train import TrainConfig, train
-from tests.train.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def _cfg(tmp_path, train_file, **kw):

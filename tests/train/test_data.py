@@ -6,7 +6,7 @@ import pytest
 
 from giftlab.data import collate, encode_records, read_records
 from giftlab.data.tasks import score, write_task_data
-from tests.train.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def test_malformed_jsonl_line_names_file_and_line(tmp_path):

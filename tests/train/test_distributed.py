@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from giftlab.models import tiny_llama, tiny_tokenizer
-from tests.train.conftest import write_jsonl
+from tests.helpers import write_jsonl
 
 
 def _run(args, env_extra, cwd):
