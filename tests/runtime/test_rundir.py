@@ -328,3 +328,67 @@ def test_report_to_tensorboard_writes_event_files_from_both_loops(
         acc = EventAccumulator(str(events[0].parent))
         acc.Reload()
         assert [e.step for e in acc.Scalars(key)] == [1, 2], run
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path):
+    """A real `kill -9` of `giftlab train` at a random point, then --resume: the metrics and the
+    final weights equal an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    model, data = _tiny_model_folder(tmp_path)
+    common = [
+        sys.executable,
+        "-m",
+        "giftlab.cli",
+        "train",
+        f"model={model}",
+        f"train_file={data}",
+        "val_file=",
+        "max_steps=150",
+        "save_every=7",
+        "batch_size=2",
+        "progress=false",
+        "diag_every=0",
+        "lr=1e-3",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run(
+        [*common, f"out_dir={tmp_path / 'full'}"], check=True, env=env, capture_output=True
+    )
+    proc = subprocess.Popen(
+        [*common, f"out_dir={tmp_path / 'cut'}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    metrics = tmp_path / "cut" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 40:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    subprocess.run(
+        [*common, f"out_dir={tmp_path / 'cut'}", "--resume"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+
+    def losses(run):
+        return [(r["step"], r["loss/train"]) for r in _metrics(tmp_path / run)]
+
+    assert losses("cut") == losses("full")
+    a = load_file(tmp_path / "full" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "final" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0)
