@@ -1,0 +1,141 @@
+"""Statistics for comparisons under randomness, once: paired differences over seeds, clustered
+bootstrap over problems, exact binomial intervals, and the smallest difference a design resolves.
+
+The unit that varies is the seed (simulator runs) or the problem (evaluations): samples within a
+problem are not independent, so intervals resample problems, never samples. Built on scipy.stats
+(`bootstrap`, `binomtest`, `t`, `norm`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as sps
+
+__all__ = [
+    "binomial_ci",
+    "clustered_mean_ci",
+    "minimum_detectable_difference",
+    "paired_difference",
+    "paired_pass_at_k_difference",
+]
+
+
+def paired_difference(a, b, confidence: float = 0.95, method: str = "t", seed: int = 0) -> dict:
+    """Mean of the paired differences a_i - b_i (e.g. GIFT minus SFT on the same seed) with a
+    confidence interval, the wins (a_i > b_i) out of n, and the interval's half-width.
+
+    method: "t" (Student t on the differences: exact coverage for normal differences, and the
+    default because seeds are few) or "bca" (scipy.stats.bootstrap, BCa, 9999 resamples; needs
+    n >= 3 and varying differences).
+    Returns {mean, low, high, half_width, wins, ties, n, method}.
+    """
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if d.ndim != 1 or len(d) < 2:
+        raise ValueError(f"need at least 2 paired values, got shape {d.shape}")
+    if not np.all(np.isfinite(d)):
+        raise ValueError("paired values must be finite")
+    n, mean = len(d), float(d.mean())
+    if method == "t":
+        se = float(d.std(ddof=1)) / math.sqrt(n)
+        q = float(sps.t.ppf(0.5 + confidence / 2, n - 1))
+        low, high = mean - q * se, mean + q * se
+    elif method == "bca":
+        if np.ptp(d) == 0:
+            low = high = mean
+        else:
+            res = sps.bootstrap(
+                (d,),
+                np.mean,
+                confidence_level=confidence,
+                method="BCa",
+                n_resamples=9999,
+                random_state=seed,
+            )
+            low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    else:
+        raise ValueError(f"method must be t or bca, got {method!r}")
+    return {
+        "mean": mean,
+        "low": low,
+        "high": high,
+        "half_width": (high - low) / 2,
+        "wins": int((d > 0).sum()),
+        "ties": int((d == 0).sum()),
+        "n": n,
+        "method": method,
+    }
+
+
+def clustered_mean_ci(values, confidence: float = 0.95, seed: int = 0) -> dict:
+    """Mean over problems of a per-problem quantity (a problem's pass@k, its accuracy, or the
+    paired difference of two methods on it) with a bootstrap CI that resamples problems.
+
+    values: (P,) one number per problem.  Returns {mean, low, high, half_width, n}.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or len(v) < 2:
+        raise ValueError(f"need at least 2 problems, got shape {v.shape}")
+    mean = float(v.mean())
+    if np.ptp(v) == 0:
+        low = high = mean
+    else:
+        res = sps.bootstrap(
+            (v,),
+            np.mean,
+            confidence_level=confidence,
+            method="BCa",
+            n_resamples=9999,
+            random_state=seed,
+        )
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return {"mean": mean, "low": low, "high": high, "half_width": (high - low) / 2, "n": len(v)}
+
+
+def paired_pass_at_k_difference(c_a, c_b, n: int, k: int, confidence: float = 0.95) -> dict:
+    """pass@k of method A minus method B on the same problems (unbiased estimator per problem from
+    c correct of n samples), with a clustered bootstrap CI over problems."""
+    from giftlab.diagnostics.sampling import pass_at_k
+
+    c_a, c_b = np.asarray(c_a), np.asarray(c_b)
+    if c_a.shape != c_b.shape:
+        raise ValueError(f"per-problem counts differ in shape: {c_a.shape} vs {c_b.shape}")
+    return clustered_mean_ci(pass_at_k(n, c_a, k) - pass_at_k(n, c_b, k), confidence)
+
+
+def binomial_ci(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a proportion: scipy.stats.binomtest."""
+    res = sps.binomtest(int(successes), int(trials))
+    ci = res.proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def minimum_detectable_difference(
+    base_rate: float,
+    problems: int,
+    samples: int = 1,
+    seeds: int = 1,
+    icc: float = 0.0,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> float:
+    """The smallest difference in a success rate (e.g. pass@1) between two methods that a design
+    resolves with a two-sided test at `alpha` with `power` (normal approximation):
+
+        MDD = (z_{1 - alpha/2} + z_power) sqrt(2 p (1 - p) deff / (problems samples seeds))
+        deff = 1 + (samples seeds - 1) icc        (samples of one problem are correlated)
+
+    icc: intra-problem correlation of outcomes (0: independent samples; a problem's difficulty
+    makes it positive: 1 makes every sample of a problem one draw).
+    """
+    if not 0 < base_rate < 1:
+        raise ValueError(f"base_rate must be in (0, 1), got {base_rate}")
+    if min(problems, samples, seeds) < 1:
+        raise ValueError("problems, samples and seeds must be >= 1")
+    if not 0 <= icc <= 1:
+        raise ValueError(f"icc must be in [0, 1], got {icc}")
+    m = samples * seeds
+    deff = 1 + (m - 1) * icc
+    z = float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power))
+    return z * math.sqrt(2 * base_rate * (1 - base_rate) * deff / (problems * m))
