@@ -54,7 +54,8 @@ def main(argv=None):
     )
     caption(
         fig,
-        f"V=4, T={lm.horizon}, gold base prob {rep['instance']['gold_base_prob']:.2g}: GIFT's constant beta over-tilts at moderate beta",
+        f"One random instance (V=4, T={lm.horizon}, seed 1), reward r = 1[y = y*], gold base prob "
+        f"{rep['instance']['gold_base_prob']:.2g}: GIFT's constant beta over-tilts at moderate beta",
     )
     fig.savefig(args.out / "fig3_entropy_kl.png", dpi=120)
 

@@ -52,6 +52,40 @@ def lines(
     return ax
 
 
+def intervals(
+    ax,
+    x,
+    series: dict,
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    symlogx: float | None = None,
+    offset: float = 0.0,
+):
+    """Point estimates with 95% intervals: `series` = {label: (mean, low, high)} over x; a zero
+    line (the comparison's null); `symlogx` = linthresh for a symlog x axis (keeps x = 0)."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=float)
+    for i, (label, (mean, low, high)) in enumerate(series.items()):
+        mean, low, high = (np.asarray(v, dtype=float) for v in (mean, low, high))
+        shift = x * (1 + offset * (i - (len(series) - 1) / 2)) if offset else x
+        ax.errorbar(
+            shift, mean, yerr=[mean - low, high - mean], fmt="o-", ms=4, capsize=3, label=label
+        )
+    ax.axhline(0.0, color="k", lw=0.8)
+    if symlogx is not None:
+        ax.set_xscale("symlog", linthresh=symlogx)
+        ax.set_xlim(left=float(x.min()) - 0.2 * symlogx)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
 def caption(fig, text: str):
     fig.suptitle(text, fontsize=10)
     fig.tight_layout()
