@@ -17,6 +17,7 @@ __all__ = [
     "binomial_ci",
     "clustered_mean_ci",
     "minimum_detectable_difference",
+    "minimum_detectable_paired_difference",
     "paired_difference",
     "paired_pass_at_k_difference",
 ]
@@ -29,7 +30,7 @@ def paired_difference(a, b, confidence: float = 0.95, method: str = "t", seed: i
     method: "t" (Student t on the differences: exact coverage for normal differences, and the
     default because seeds are few) or "bca" (scipy.stats.bootstrap, BCa, 9999 resamples; needs
     n >= 3 and varying differences).
-    Returns {mean, low, high, half_width, wins, ties, n, method}.
+    Returns {mean, low, high, half_width, wins, ties, n, method, sd (of the differences)}.
     """
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if d.ndim != 1 or len(d) < 2:
@@ -65,6 +66,7 @@ def paired_difference(a, b, confidence: float = 0.95, method: str = "t", seed: i
         "ties": int((d == 0).sum()),
         "n": n,
         "method": method,
+        "sd": float(d.std(ddof=1)),
     }
 
 
@@ -139,3 +141,18 @@ def minimum_detectable_difference(
     deff = 1 + (m - 1) * icc
     z = float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power))
     return z * math.sqrt(2 * base_rate * (1 - base_rate) * deff / (problems * m))
+
+
+def minimum_detectable_paired_difference(
+    sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """The smallest mean paired difference (e.g. over seeds) a design with n pairs resolves with a
+    two-sided test at `alpha` with `power`, given the SD of the differences (normal approximation):
+
+        MDD = (z_{1 - alpha/2} + z_power) sd_diff / sqrt(n)
+    """
+    if n < 2:
+        raise ValueError(f"n must be >= 2, got {n}")
+    if not (sd_diff >= 0 and math.isfinite(sd_diff)):
+        raise ValueError(f"sd_diff must be finite and >= 0, got {sd_diff}")
+    return float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)) * sd_diff / math.sqrt(n)

@@ -13,6 +13,9 @@ def test_every_figure_script_writes_png_and_csv(tmp_path):
         assert png.stat().st_size > 10_000, script.name
         text = csv.read_text()
         assert text.startswith("# code_version:") and len(text.splitlines()) > 5, script.name
+    from giftlab.figures.claims import claims, quoted_lines
+
+    assert len(claims(tmp_path)) == 7 and len(quoted_lines(tmp_path)) >= 18
 
 
 @pytest.mark.slow

@@ -97,3 +97,17 @@ def test_paired_difference_counts_wins_and_rejects_bad_input():
         paired_difference([1.0], [0.0])
     with pytest.raises(ValueError, match="finite"):
         paired_difference([1.0, np.nan], [0.0, 0.0])
+
+
+def test_paired_minimum_detectable_difference_by_hand_and_by_simulation():
+    from giftlab.stats import minimum_detectable_paired_difference
+
+    assert minimum_detectable_paired_difference(0.02, 16) == pytest.approx(
+        2.801585 * 0.005, rel=1e-5
+    )
+    rng = np.random.default_rng(4)
+    sd, n = 0.05, 40
+    d = minimum_detectable_paired_difference(sd, n)
+    diffs = rng.normal(d, sd, (4000, n))
+    z = diffs.mean(1) / (sd / math.sqrt(n))  # known-variance test, as the formula assumes
+    assert abs(float((np.abs(z) > sps.norm.ppf(0.975)).mean()) - 0.8) < 0.03

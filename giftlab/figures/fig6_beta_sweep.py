@@ -13,7 +13,7 @@ import numpy as np
 from giftlab.figures._args import figure_args
 from giftlab.plots import caption, intervals, panels
 from giftlab.provenance import write_csv
-from giftlab.stats import paired_difference
+from giftlab.stats import minimum_detectable_paired_difference, paired_difference
 from giftlab.theory.simulator import (
     Policy,
     fit_initialisation,
@@ -67,6 +67,7 @@ def paired_summary(rows, betas):
                     "high": d["high"],
                     "wins": d["wins"],
                     "n": d["n"],
+                    "mdd": minimum_detectable_paired_difference(d["sd"], d["n"]),
                     "sft_mean": float(np.mean([sft[s] for s in seeds])),
                 }
             )
