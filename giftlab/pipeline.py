@@ -11,7 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from giftlab.config import ConfigError, FlatConfig, at_least, finite_positive, one_of
+from giftlab.config import (
+    ConfigError,
+    FlatConfig,
+    at_least,
+    finite_non_negative,
+    finite_positive,
+    one_of,
+)
 from giftlab.config import setting as _f
 from giftlab.data.tasks import TASK_DEFAULTS
 from giftlab.losses import OBJECTIVES
@@ -39,6 +46,7 @@ class PipelineConfig(FlatConfig):
     group_size: int = _f(8, "GRPO group size")
     rl_lr: float = _f(5e-6, "GRPO learning rate")
     eval_samples: int = _f(8, "samples per held-out problem")
+    eval_temperature: float = _f(0.6, "sampling temperature of the evaluation (the paper's 0.6)")
     max_new_tokens: int = _f(16, "completion length limit")
     model: str = _f("smollm2", "base model: 'smollm2' or a local folder")
 
@@ -54,6 +62,7 @@ class PipelineConfig(FlatConfig):
         ("group_size", at_least(2), ">= 2"),
         ("rl_lr", finite_positive, "a finite number > 0"),
         ("eval_samples", at_least(1), ">= 1"),
+        ("eval_temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
         ("max_new_tokens", at_least(1), ">= 1"),
         ("inits", bool, "a non-empty list"),
         ("seeds", bool, "a non-empty list"),
@@ -132,6 +141,7 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
             val,
             n_samples=cfg.eval_samples,
             max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.eval_temperature,
             seed=seed,
         )
 

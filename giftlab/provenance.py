@@ -7,19 +7,26 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
+# Generated outputs, committed beside the code: writing them must not mark the code as changed.
+OUTPUT_DIRS = ("paper_figures",)
+
 
 def code_version() -> str:
-    """`git describe --always --dirty` of the giftlab checkout, or the package version."""
+    """The commit of the giftlab checkout (`git describe --always`), with "-dirty" when a tracked
+    file outside the generated outputs (paper_figures/) differs from it; the package version
+    outside a checkout."""
     root = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5, check=True
         )
-        return out.stdout.strip()
+
+    try:
+        version = git("describe", "--always").stdout.strip()
+        excluded = [f":(exclude){d}" for d in OUTPUT_DIRS]
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded)
+        return version + ("-dirty" if changed.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         from giftlab import __version__
 
