@@ -98,6 +98,37 @@ def claims(folder: Path) -> list[str]:
     return rows
 
 
+def factorial_table(folder: Path) -> list[str]:
+    """Figure 7's verdicts: the count per verdict, then every cell whose verdict is not 'nothing'."""
+    path = folder / "fig7_factorial_verdicts.csv"
+    if not path.exists():
+        return []
+    rows = read_csv(path)
+    counts = {}
+    for r in rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    n_seeds = rows[0]["n"]
+    out = [
+        f"Verdicts over {len(rows)} cells x budgets ({n_seeds} seeds each): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        + ".",
+        "",
+        "| demo | memorise | fit | KL | RL steps | best beta | reward: GIFT - SFT [95% CI] | "
+        "resolvable | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["verdict"] == "nothing":
+            continue
+        out.append(
+            f"| {r['demo']} | {float(r['memorise']):g} | {r['fit']} | {float(r['kl']):g} | "
+            f"{r['budget']} | {float(r['best_beta']):g} | {float(r['reward_diff']):+.4f} "
+            f"[{float(r['low']):+.4f}, {float(r['high']):+.4f}] | {float(r['mdd']):.4f} | "
+            f"{r['verdict']} |"
+        )
+    return out
+
+
 def quoted_lines(folder: Path) -> list[str]:
     """Every per-beta and per-k number the README's text quotes."""
     f5 = read_csv(folder / "fig5_passk_summary.csv")
@@ -154,4 +185,4 @@ def _pipeline_lines(path: Path) -> list[str]:
 
 if __name__ == "__main__":
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "paper_figures")
-    print("\n".join(claims(folder) + [""] + quoted_lines(folder)))
+    print("\n".join(claims(folder) + [""] + factorial_table(folder) + [""] + quoted_lines(folder)))

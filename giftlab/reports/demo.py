@@ -13,9 +13,10 @@ CAPTIONS = {
     "fig1_gate": "The gate: GIFT's target gold mass and mixing weight w against beta; GIFT departs from SFT only on tokens the base finds unlikely.",
     "fig2_gains": "Exact per-token gains g_t of the sequence-level Gibbs policy against GIFT's constant beta along a gold path.",
     "fig3_entropy_kl": "Sequence entropy, KL to base and gold mass against beta: exact Gibbs vs the policy GIFT's target induces.",
-    "fig4_bridge": "Exact KL-regularised RL from SFT, GIFT and Gibbs starts: distance to the global optimum per RL step.",
-    "fig5_passk": "pass@k before and after RL per initialisation in the loglinear simulator (train and held-out prompts).",
-    "fig6_beta_sweep": "Final reward after the same GRPO budget against the GIFT beta of the initialisation, mean and spread over seeds.",
+    "fig4_bridge": "Exact KL-regularised RL from SFT, GIFT, the Gibbs tilt of the demonstrations and the oracle start: distance to the global optimum and expected reward per RL step (one instance).",
+    "fig5_passk": "pass@k of each start minus the SFT start, before and after RL (loglinear simulator, held-out prompts, paired over seeds with 95% bands).",
+    "fig7_factorial": "The factorial (demonstration choice x memorising features x checkpoint rule x KL x RL budget): best GIFT beta minus SFT per cell, paired over seeds, with a verdict per cell.",
+    "fig6_beta_sweep": "Reward after the same GRPO budget of each GIFT(beta) start minus the SFT start, paired over seeds with 95% intervals.",
 }
 
 

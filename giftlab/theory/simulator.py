@@ -54,8 +54,20 @@ class Problem:
         return self.base_probs.shape[1]
 
 
+DEMO_CHOICES = ("favourite", "random", "least")
+
+
 def make_problem(
-    n_prompts=40, n_answers=12, n_correct=3, n_train=20, seed=0, concentration=0.5, dim=8, noise=0.5
+    n_prompts=40,
+    n_answers=12,
+    n_correct=3,
+    n_train=20,
+    seed=0,
+    concentration=0.5,
+    dim=8,
+    noise=0.5,
+    demo="favourite",
+    memorise=0.0,
 ) -> Problem:
     """A random problem with structure that features can learn.
 
@@ -63,9 +75,19 @@ def make_problem(
     correct for x when it is among the `n_correct` best by (u_x + g) . v_y + noise. The base
     rows are Dirichlet(concentration), independent of correctness. Features
     phi(x, y) = [v_y, u_x * v_y] / sqrt(dim) make correctness partly predictable, so a
-    loglinear policy trained on demonstrated prompts transfers to held-out ones. The
-    demonstration is the correct answer with the largest base probability.
+    loglinear policy trained on demonstrated prompts transfers to held-out ones.
+
+    demo: which correct answer is demonstrated: "favourite" (the largest base probability, a
+    plausible worked solution), "random", or "least" (the base's least likely correct answer).
+    memorise: scale of a demonstration-specific feature block (one feature per demonstrated
+    prompt, on its demonstrated answer only), which lets a policy fit a demonstration without
+    moving the shared features and does not transfer to held-out prompts (0: none).
     """
+    if demo not in DEMO_CHOICES:
+        raise ValueError(f"demo must be one of {DEMO_CHOICES}, got {demo!r}")
+    demo_choice = demo
+    if memorise < 0:
+        raise ValueError(f"memorise must be >= 0, got {memorise}")
     if not 1 <= n_correct <= n_answers:
         raise ValueError(f"n_correct must be in [1, n_answers={n_answers}], got {n_correct}")
     if not 1 <= n_train <= n_prompts:
@@ -82,9 +104,17 @@ def make_problem(
     top = np.argsort(-score, axis=1)[:, :n_correct]
     np.put_along_axis(reward, top, 1.0, axis=1)
     demo = np.argmax(np.where(reward > 0, base, -1.0), axis=1)
+    if demo_choice == "least":
+        demo = np.argmin(np.where(reward > 0, base, np.inf), axis=1)
+    elif demo_choice == "random":  # drawn after everything else: the default problem is unchanged
+        demo = np.array([rng.choice(np.flatnonzero(row > 0)) for row in reward])
     feats = np.concatenate(
         [np.broadcast_to(v, (n_prompts, n_answers, dim)), u[:, None, :] * v[None, :, :]], axis=-1
     ) / np.sqrt(dim)
+    if memorise > 0:  # one feature per demonstrated prompt, on its demonstrated answer
+        mem = np.zeros((n_prompts, n_answers, n_train))
+        mem[np.arange(n_train), demo[:n_train], np.arange(n_train)] = memorise
+        feats = np.concatenate([feats, mem], axis=-1)
     return Problem(base, reward, demo, n_train, feats)
 
 
@@ -137,11 +167,14 @@ def fit_initialisation(
     max_steps: int = 2000,
     target_loss: float | None = None,
     tol: float = 1e-10,
+    val_prompts: np.ndarray | None = None,
 ):
     """Minimise mean_x CE(targets[x], pi(. | x)) over `prompts` by gradient descent (Adam-free,
     plain steps with backtracking). The gradient per prompt is softmax(logits) - target.
 
     Stops at `target_loss` (a stated loss, e.g. SFT's cross-entropy) or when the loss stalls.
+    val_prompts: when given, the returned policy is the iterate with the lowest one-hot
+    cross-entropy of the demonstrations on these (held-out) prompts, the paper's checkpoint rule.
     Returns (policy, final loss, steps).
     """
     pol = policy.copy()
@@ -156,8 +189,14 @@ def fit_initialisation(
         g[prompts] = (pi - t) / len(prompts)
         return loss, pol.grad_from_logit_grad(g)
 
+    def val_ce(w):
+        pol.w = w
+        pi = pol.probs()[val_prompts, policy.problem.demo[val_prompts]]
+        return float(-np.log(np.maximum(pi, 1e-300)).mean())
+
     w = pol.w.copy()
     loss, grad = loss_grad(w)
+    best_w, best_val = w, (val_ce(w) if val_prompts is not None else None)
     step = 0
     for step in range(1, max_steps + 1):  # noqa: B007 - the step count is returned
         if target_loss is not None and loss <= target_loss:
@@ -173,6 +212,11 @@ def fit_initialisation(
             w, loss = new_w, new_loss
             break
         w, loss, grad = new_w, new_loss, new_grad
+        if val_prompts is not None and (v := val_ce(w)) < best_val:
+            best_w, best_val = w, v
+    if val_prompts is not None:
+        w = best_w
+        loss = loss_grad(w)[0]
     pol.w = w
     return pol, loss, step
 

@@ -109,3 +109,50 @@ def test_bad_problem_settings_are_named():
         make_problem(n_answers=3, n_correct=4)
     with pytest.raises(ValueError, match="n_train must be in"):
         make_problem(n_prompts=3, n_train=5)
+
+
+def test_demonstration_choices_pick_the_stated_correct_answer():
+    from giftlab.theory.simulator import make_problem
+
+    fav, least, rand = (make_problem(seed=3, demo=d) for d in ("favourite", "least", "random"))
+    for prob in (fav, least, rand):
+        assert np.all(prob.reward[np.arange(prob.n_prompts), prob.demo] == 1)
+    correct_base = np.where(fav.reward > 0, fav.base_probs, np.nan)
+    np.testing.assert_array_equal(fav.demo, np.nanargmax(correct_base, 1))
+    np.testing.assert_array_equal(least.demo, np.nanargmin(correct_base, 1))
+    np.testing.assert_array_equal(fav.base_probs, rand.base_probs)  # same problem, other demos
+    with pytest.raises(ValueError, match="demo must be one of"):
+        make_problem(demo="best")
+
+
+def test_memorising_features_exist_only_on_demonstrated_prompts():
+    from giftlab.theory.simulator import make_problem
+
+    prob = make_problem(seed=1, memorise=2.0)
+    mem = prob.features[:, :, -prob.n_train :]
+    assert np.all(mem[prob.n_train :] == 0)  # nothing to transfer to held-out prompts
+    for i in range(prob.n_train):
+        assert mem[i, prob.demo[i], i] == 2.0 and np.count_nonzero(mem[i]) == 1
+
+
+def test_checkpoint_selection_by_held_out_cross_entropy():
+    """The paper's rule: the returned iterate has the lowest one-hot CE on held-out demonstrations,
+    never above the last iterate's or the start's."""
+    from giftlab.theory.simulator import (
+        Policy,
+        fit_initialisation,
+        initial_targets,
+        make_problem,
+    )
+
+    prob = make_problem(seed=2, memorise=1.0)
+    base = Policy.loglinear(prob)
+    train, val = np.arange(prob.n_train), np.arange(prob.n_train, prob.n_prompts)
+    target = initial_targets(prob, "sft")
+
+    def val_ce(pol):
+        return float(-np.log(pol.probs()[val, prob.demo[val]]).mean())
+
+    last = fit_initialisation(base, target, train, max_steps=300)[0]
+    chosen = fit_initialisation(base, target, train, max_steps=300, val_prompts=val)[0]
+    assert val_ce(chosen) <= min(val_ce(last), val_ce(base)) + 1e-12
