@@ -12,6 +12,7 @@ on held-out reward and held-out pass@16, with 95% t-intervals over 40 problem se
 
 Verdict per cell and budget:
   unimodal       an interior beta (1, 3 or 10) is reliably above SFT and above beta = 0 on reward
+  above SFT, not unimodal   an interior beta is reliably above SFT on reward, beta = 0 not below it
   pass@k only    no beta above SFT on reward, but one reliably above it on pass@16
   SFT better     the best beta is reliably below SFT on reward, and none helps pass@16
   nothing        nothing separates at this budget
@@ -111,6 +112,8 @@ def summarise(rows):
         pass_up = [b for b in BETAS if diffs[(b, "pass16")]["low"] > 0]
         if diffs[(best, "reward")]["low"] > 0 and above_beta0["low"] > 0:
             verdict = "unimodal"
+        elif diffs[(best, "reward")]["low"] > 0:
+            verdict = "above SFT, not unimodal"
         elif not reward_up and pass_up:
             verdict = "pass@k only"
         elif diffs[(best, "reward")]["high"] < 0 and not pass_up:
@@ -149,7 +152,13 @@ def main(argv=None):
     summary, verdicts = summarise(rows)
     write_csv(args.out / "fig7_factorial_summary.csv", summary)
     write_csv(args.out / "fig7_factorial_verdicts.csv", verdicts)
-    colors = {"unimodal": "C2", "pass@k only": "C1", "SFT better": "C3", "nothing": "C7"}
+    colors = {
+        "unimodal": "C2",
+        "above SFT, not unimodal": "C0",
+        "pass@k only": "C1",
+        "SFT better": "C3",
+        "nothing": "C7",
+    }
     fig, axes = panels(2, width=6.0, height=0.22 * len(verdicts) + 1.6)
     labels = [
         f"{v['demo'][:4]} mem{v['memorise']:g} {v['fit']} kl{v['kl']:g} T{v['budget']}"
@@ -185,7 +194,7 @@ def main(argv=None):
         )
         ax.grid(alpha=0.3)
     axes[0].set_title(
-        "colour: verdict (green unimodal, orange pass@k only, red SFT better, grey nothing)",
+        "colour: verdict (green unimodal, blue above SFT not unimodal, orange pass@k only, red SFT better, grey nothing)",
         fontsize=8,
     )
     caption(
