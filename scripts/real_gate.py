@@ -38,9 +38,9 @@ def main() -> None:
     from giftlab.stats import clustered_mean_ci
 
     torch.set_grad_enabled(False)
-    data = write_task_data(
-        "countdown", args.out / "real_gate_data", args.n, 1, seed=7, prompt_style="short"
-    )
+    import tempfile
+
+    data = write_task_data("countdown", tempfile.mkdtemp(), args.n, 1, seed=7, prompt_style="short")
     tok, model = load_tokenizer("smollm2"), load_model("smollm2").eval()
     examples, _ = encode_records(read_records(data["train"]), tok, 256)
     rows = []
