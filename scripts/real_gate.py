@@ -88,7 +88,7 @@ def main() -> None:
     )
     b.errorbar(x, mean, yerr=err, fmt="o-", capsize=3)
     b.set_xlabel("beta")
-    b.set_ylabel("fraction of tokens with w_t < 1/2 (distillation-dominated)")
+    b.set_ylabel("fraction of tokens with w_t < 1/2")
     b.set_title("mean over problems, 95% clustered bootstrap CI", fontsize=10)
     b.grid(alpha=0.3)
     caption(

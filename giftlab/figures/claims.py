@@ -149,7 +149,31 @@ def quoted_lines(folder: Path) -> list[str]:
                 f"- fig. 6, GIFT(beta={float(r['beta']):g}) - SFT, held-out reward after "
                 f"GRPO: {fmt_diff(r)}"
             )
+    out += _real_gate_lines(folder / "real_gate.csv")
     out += _pipeline_lines(folder / "pipeline" / "results.json")
+    return out
+
+
+def _real_gate_lines(path: Path) -> list[str]:
+    """scripts/real_gate.py: the fraction of real countdown tokens whose gate is below 1/2."""
+    from giftlab.stats import clustered_mean_ci
+
+    if not path.exists():
+        return []
+    rows = read_csv(path)
+    problems = sorted({int(r["problem"]) for r in rows})
+    betas = [k[len("w_beta") :] for k in rows[0] if k.startswith("w_beta")]
+    out = []
+    for b in betas:
+        below = {}
+        for r in rows:
+            below.setdefault(int(r["problem"]), []).append(float(r[f"w_beta{b}"]) < 0.5)
+        ci = clustered_mean_ci([sum(v) / len(v) for v in (below[q] for q in problems)])
+        out.append(
+            f"- real tokens (SmolLM2, {len(problems)} countdown demonstrations, {len(rows)} "
+            f"tokens), beta = {b}: fraction with gate w_t < 1/2 = {ci['mean']:.3f} "
+            f"[{ci['low']:.3f}, {ci['high']:.3f}]"
+        )
     return out
 
 
