@@ -29,7 +29,7 @@ def evaluate(
     max_new_tokens=32,
     temperature=1.0,
     seed=0,
-    prompts_per_batch=4,
+    prompts_per_batch=16,
     device="cpu",
     progress=None,
 ) -> dict:

@@ -193,3 +193,37 @@ def test_token_logp_equals_the_naive_full_logits_formula():
     )
     torch.testing.assert_close(ent[m], -(full.exp() * full).sum(-1)[m])
     assert torch.all(logp[~m] == 0)
+
+
+def test_prompt_prefill_once_per_group_equals_plain_generate():
+    """The naive twin: generate on every prompt repeated group times (each prefilled per sample);
+    the shared-prefill rollout gives the same tokens, greedy and seeded sampling alike."""
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    model = tiny_llama(len(tok), seed=3).eval()
+    recs = [
+        {"messages": [{"role": "user", "content": c}]} for c in ("hi", "add 2 and 3 please", "x")
+    ]
+    prompts = encode_prompts(tok, recs)
+    width = max(map(len, prompts))
+    rows = [p for p in prompts for _ in range(3)]
+    ids = torch.full((len(rows), width), tok.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(rows):
+        ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
+    for temperature in (0.0, 1.0):
+        ro = sample_groups(model, tok, prompts, 3, 6, temperature, 0, "cpu")
+        torch.manual_seed(0)
+        with torch.no_grad():
+            plain = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=temperature > 0,
+                temperature=temperature or None,
+                top_p=None,
+                top_k=None,
+                max_new_tokens=6,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
+        assert torch.equal(ro.sequences, plain), temperature
