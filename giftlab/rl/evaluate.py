@@ -32,8 +32,13 @@ def evaluate(
     prompts_per_batch=16,
     device="cpu",
     progress=None,
+    sample_stats=True,
 ) -> dict:
-    """Metrics over `records` (each needs task/index/seed/config for the verifier)."""
+    """Metrics over `records` (each needs task/index/seed/config for the verifier).
+
+    sample_stats=False skips the teacher-forced passes over the samples (entropy and KL to the
+    base are then NaN): pass@k, maj@k and distinct correct answers need only the verifier.
+    """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     per_problem, ent_sum, kl_sum, tok, kl_seq = [], 0.0, 0.0, 0, []
@@ -58,13 +63,14 @@ def evaluate(
         _, scores, err = verifier_rewards(recs, ro, score)
         errors += err
         empty += sum(1 for t in ro.texts if not t)
-        logp, entropy = token_logp_and_entropy(model, ro, with_entropy=True)
-        ref_logp, _ = token_logp_and_entropy(ref_model, ro)
         m = mask.float()
-        ent_sum += float((entropy * m).sum())
-        kl_tok = kl_estimate(logp, ref_logp, "k1") * m
-        kl_sum += float(kl_tok.sum())
-        kl_seq += kl_tok.sum(1).tolist()
+        if sample_stats:
+            logp, entropy = token_logp_and_entropy(model, ro, with_entropy=True)
+            ref_logp, _ = token_logp_and_entropy(ref_model, ro)
+            ent_sum += float((entropy * m).sum())
+            kl_tok = kl_estimate(logp, ref_logp, "k1") * m
+            kl_sum += float(kl_tok.sum())
+            kl_seq += kl_tok.sum(1).tolist()
         tok += int(m.sum())
         for j in range(len(recs)):
             rows = [i for i in range(len(ro.texts)) if int(ro.prompt_index[i]) == j]
@@ -80,6 +86,9 @@ def evaluate(
     out = {
         "n_problems": len(per_problem),
         "per_problem_correct": c.tolist(),  # correct samples of each problem, for clustered CIs
+        "per_problem_distinct_correct": [
+            distinct_correct(p["answers"], p["correct"]) for p in per_problem
+        ],
         "n_samples": n,
         "pass_at_k": {int(k): float(v) for k, v in zip(ks, pak)},
         "mean_at_k": float(c.mean() / n),
@@ -89,9 +98,9 @@ def evaluate(
         "distinct_correct": float(
             np.mean([distinct_correct(p["answers"], p["correct"]) for p in per_problem])
         ),
-        "sample_entropy": ent_sum / max(tok, 1),
-        "kl_to_base_per_token": kl_sum / max(tok, 1),
-        "kl_to_base_per_sequence": float(np.mean(kl_seq)) if kl_seq else 0.0,
+        "sample_entropy": ent_sum / max(tok, 1) if sample_stats else float("nan"),
+        "kl_to_base_per_token": kl_sum / max(tok, 1) if sample_stats else float("nan"),
+        "kl_to_base_per_sequence": float(np.mean(kl_seq)) if kl_seq else float("nan"),
         "verifier_errors": errors,
         "empty_completions": empty,
         "generation_tokens_per_s": gen_tokens / max(gen_time, 1e-9),
