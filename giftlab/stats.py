@@ -23,6 +23,21 @@ __all__ = [
 ]
 
 
+def _bca_mean_interval(values: np.ndarray, confidence: float, seed: int) -> tuple[float, float]:
+    """scipy.stats.bootstrap's BCa interval for the mean (9999 resamples); a point if constant."""
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    res = sps.bootstrap(
+        (values,),
+        np.mean,
+        confidence_level=confidence,
+        method="BCa",
+        n_resamples=9999,
+        random_state=seed,
+    )
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def paired_difference(a, b, confidence: float = 0.95, method: str = "t", seed: int = 0) -> dict:
     """Mean of the paired differences a_i - b_i (e.g. GIFT minus SFT on the same seed) with a
     confidence interval, the wins (a_i > b_i) out of n, and the interval's half-width.
@@ -43,18 +58,7 @@ def paired_difference(a, b, confidence: float = 0.95, method: str = "t", seed: i
         q = float(sps.t.ppf(0.5 + confidence / 2, n - 1))
         low, high = mean - q * se, mean + q * se
     elif method == "bca":
-        if np.ptp(d) == 0:
-            low = high = mean
-        else:
-            res = sps.bootstrap(
-                (d,),
-                np.mean,
-                confidence_level=confidence,
-                method="BCa",
-                n_resamples=9999,
-                random_state=seed,
-            )
-            low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        low, high = _bca_mean_interval(d, confidence, seed)
     else:
         raise ValueError(f"method must be t or bca, got {method!r}")
     return {
@@ -80,18 +84,7 @@ def clustered_mean_ci(values, confidence: float = 0.95, seed: int = 0) -> dict:
     if v.ndim != 1 or len(v) < 2:
         raise ValueError(f"need at least 2 problems, got shape {v.shape}")
     mean = float(v.mean())
-    if np.ptp(v) == 0:
-        low = high = mean
-    else:
-        res = sps.bootstrap(
-            (v,),
-            np.mean,
-            confidence_level=confidence,
-            method="BCa",
-            n_resamples=9999,
-            random_state=seed,
-        )
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    low, high = _bca_mean_interval(v, confidence, seed)
     return {"mean": mean, "low": low, "high": high, "half_width": (high - low) / 2, "n": len(v)}
 
 
