@@ -150,6 +150,7 @@ def quoted_lines(folder: Path) -> list[str]:
                 f"GRPO: {fmt_diff(r)}"
             )
     out += _real_gate_lines(folder / "real_gate.csv")
+    out += _sweep_lines(folder / "real_sft_sweep")
     out += _pipeline_lines(folder / "pipeline" / "results.json")
     return out
 
@@ -173,6 +174,34 @@ def _real_gate_lines(path: Path) -> list[str]:
             f"- real tokens (SmolLM2, {len(problems)} countdown demonstrations, {len(rows)} "
             f"tokens), beta = {b}: fraction with gate w_t < 1/2 = {ci['mean']:.3f} "
             f"[{ci['low']:.3f}, {ci['high']:.3f}]"
+        )
+    return out
+
+
+def _sweep_lines(folder: Path) -> list[str]:
+    """scripts/real_sft_sweep.py: each start minus SFT on held-out problems (clustered CIs)."""
+    import json
+
+    path = folder / "summary.csv"
+    if not path.exists():
+        return []
+    cfg = json.loads((folder / "results.json").read_text())
+    res, n = cfg["results"], cfg["config"]["samples"]
+    out = [
+        f"- real SFT-stage sweep: {cfg['config']['n_val']} held-out countdown problems x {n} samples "
+        f"at T = {cfg['config']['temperature']}, {cfg['minutes']:.0f} min; base pass@1 "
+        f"{res['base']['pass_at_k']['1']:.3f}, pass@{n} {res['base']['pass_at_k'][str(n)]:.3f}"
+    ]
+    for name, r in res.items():
+        if name != "base":
+            out.append(
+                f"- real sweep, {name}: pass@1 {r['pass_at_k']['1']:.3f}, pass@{n} "
+                f"{r['pass_at_k'][str(n)]:.3f} (checkpoint {r['checkpoint']})"
+            )
+    for r in read_csv(path):
+        out.append(
+            f"- real sweep, {r['start']} - SFT, {r['metric']}: {float(r['diff_mean']):+.3f} "
+            f"[{float(r['low']):+.3f}, {float(r['high']):+.3f}] over {r['n_problems']} problems"
         )
     return out
 
