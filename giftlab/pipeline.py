@@ -205,6 +205,40 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
     return out / "report.md"
 
 
+def _per_problem(rows: list[dict], key: str, n: int):
+    """Per-problem values of `key` averaged over the rows' seeds (None if not per-problem)."""
+    from giftlab.diagnostics import pass_at_k
+
+    if key.startswith("pass@") and all("per_problem_correct" in r for r in rows):
+        k = int(key[5:])
+        return np.mean([pass_at_k(n, np.array(r["per_problem_correct"]), k) for r in rows], 0)
+    if key == "distinct_correct" and all("per_problem_distinct_correct" in r for r in rows):
+        return np.mean([np.array(r["per_problem_distinct_correct"], float) for r in rows], 0)
+    return None
+
+
+def _paired_table(groups: dict, cfg) -> list[str]:
+    """Each init minus SFT on the same problems (averaged over seeds), clustered 95% CI."""
+    from giftlab.stats import clustered_mean_ci
+
+    keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct"]
+    out = ["| init - sft | stage | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for (init, stage), rs in groups.items():
+        ref = groups.get(("sft", stage))
+        if init in ("sft", "base") or ref is None:
+            continue
+        cells = []
+        for k in keys:
+            a, b = _per_problem(rs, k, cfg.eval_samples), _per_problem(ref, k, cfg.eval_samples)
+            if a is None or b is None or len(a) < 2:
+                cells.append("-")
+                continue
+            ci = clustered_mean_ci(a - b)
+            cells.append(f"{ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]")
+        out.append(f"| {init} | {stage} | " + " | ".join(cells) + " |")
+    return out if len(out) > 2 else []
+
+
 def _flat(m: dict) -> dict:
     flat = {k: v for k, v in m.items() if not isinstance(v, dict)}
     flat |= {f"pass@{k}": v for k, v in m["pass_at_k"].items()}
@@ -213,6 +247,7 @@ def _flat(m: dict) -> dict:
 
 def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float) -> None:
     from giftlab.plots import caption, lines, panels
+    from giftlab.stats import clustered_mean_ci
 
     keys = [
         "pass@1",
@@ -231,9 +266,18 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
     for (init, stage), rs in groups.items():
         cells = []
         for k in keys:
-            v = np.array([r[k] for r in rs], dtype=float)
-            cells.append(f"{v.mean():.3f} ± {v.std():.3f}" if len(v) > 1 else f"{v.mean():.3f}")
+            per_problem = _per_problem(rs, k, cfg.eval_samples)
+            if per_problem is not None:  # problems are the unit: clustered CI over problems
+                ci = clustered_mean_ci(per_problem) if len(per_problem) > 1 else None
+                cells.append(
+                    f"{ci['mean']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+                    if ci
+                    else f"{per_problem.mean():.3f}"
+                )
+            else:  # sample-level averages: the mean over seeds, no interval
+                cells.append(f"{np.mean([r[k] for r in rs]):.3f}")
         table.append(f"| {init} | {stage} | {len(rs)} | " + " | ".join(cells) + " |")
+    diffs = _paired_table(groups, cfg)
     # figures: pass@k before/after; RL reward curves
     ks = np.arange(1, cfg.eval_samples + 1)
     fig, (a, b) = panels(2, width=5.4)
@@ -274,9 +318,14 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         "",
         f"Task {cfg.task} (short prompts), {cfg.n_train} training problems, {cfg.n_val} held-out problems x "
         f"{cfg.eval_samples} samples; fine-tuning {cfg.sft_steps} steps, GRPO {cfg.rl_steps} steps x "
-        f"{cfg.rl_prompts} prompts x group {cfg.group_size}; seeds {cfg.seeds}. Mean ± std over seeds.",
+        f"{cfg.rl_prompts} prompts x group {cfg.group_size}; seeds {cfg.seeds}; evaluation at temperature {cfg.eval_temperature}.",
         "",
         *table,
+        "",
+        "pass@k and distinct correct: mean over problems (each averaged over seeds) with a 95% "
+        "clustered-bootstrap CI over problems; entropy and KL: mean over seeds.",
+        "",
+        *diffs,
         "",
         "![pipeline](pipeline.png)",
         "",

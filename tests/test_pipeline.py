@@ -29,11 +29,16 @@ def test_pipeline_writes_report_table_and_figure(tmp_path):
         model=str(tmp_path / "tiny"),
     )
     report = run_pipeline(cfg, log=lambda *a: None).read_text()
-    assert (
-        "| sft | after RL | 2 |" in report
-        and "| gift:5 | before RL | 2 |" in report
-        and "±" in report
-    )
+    assert "| sft | after RL | 2 |" in report and "| gift:5 | before RL | 2 |" in report
+    assert "| init - sft | stage |" in report  # the paired comparison, problems as the unit
     assert (tmp_path / "p" / "pipeline.png").stat().st_size > 10_000
     results = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
     assert len(results) == 1 + 2 * 2 * 2  # base + inits x seeds x stages
+    # any interval can be recomputed: every row keeps each problem's correct count
+    from giftlab.diagnostics import pass_at_k
+
+    sft_after = [r for r in results if r["init"] == "sft" and r["stage"] == "after RL"]
+    assert all(len(r["per_problem_correct"]) == 2 for r in sft_after)
+    mean = sum(float(pass_at_k(2, c, 1)) for r in sft_after for c in r["per_problem_correct"]) / 4
+    line = next(x for x in report.splitlines() if x.startswith("| sft | after RL | 2 |"))
+    assert line.split("|")[4].strip().startswith(f"{mean:.3f}")
