@@ -69,14 +69,26 @@ class GIFTConfig(SFTConfig):
         import math
 
         checks = [
-            (self.objective in OBJECTIVES, f"objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}"),
-            (self.beta >= 0 and not math.isnan(self.beta), f"beta must be in [0, inf], got {self.beta}"),
-            (self.eta >= 0 and not math.isnan(self.eta), f"eta must be in [0, inf], got {self.eta}"),
+            (
+                self.objective in OBJECTIVES,
+                f"objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}",
+            ),
+            (
+                self.beta >= 0 and not math.isnan(self.beta),
+                f"beta must be in [0, inf], got {self.beta}",
+            ),
+            (
+                self.eta >= 0 and not math.isnan(self.eta),
+                f"eta must be in [0, inf], got {self.eta}",
+            ),
             (0 <= self.smoothing <= 1, f"smoothing must be in [0, 1], got {self.smoothing}"),
             (self.chunk_size >= 0, f"chunk_size must be >= 0, got {self.chunk_size}"),
-            (self.kernel in ("auto", "torch", "triton"), f"kernel must be auto, torch or triton, got {self.kernel!r}"),
+            (
+                self.kernel in ("auto", "torch", "triton"),
+                f"kernel must be auto, torch or triton, got {self.kernel!r}",
+            ),
             (self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}"),
-        ]  # fmt: skip
+        ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)

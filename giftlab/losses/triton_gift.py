@@ -36,10 +36,23 @@ def _rescale(old_max, new_max):
 
 @triton.jit
 def _gift_rows(
-    z_ptr, zr_ptr, labels_ptr, lem1_ptr, scale_ptr, loss_ptr, stats_ptr,
-    n_rows, V, z_stride, zr_stride, log1m_s, log_unif,
-    HAS_REF: tl.constexpr, WANT_STATS: tl.constexpr, BLOCK: tl.constexpr,
-):  # fmt: skip
+    z_ptr,
+    zr_ptr,
+    labels_ptr,
+    lem1_ptr,
+    scale_ptr,
+    loss_ptr,
+    stats_ptr,
+    n_rows,
+    V,
+    z_stride,
+    zr_stride,
+    log1m_s,
+    log_unif,
+    HAS_REF: tl.constexpr,
+    WANT_STATS: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     row = tl.program_id(0)
     y = tl.load(labels_ptr + row)
     valid = y != -100
@@ -160,10 +173,24 @@ def triton_chunk(z, zr, labels, beta, smoothing, row_scale, stats, block: int | 
     log_unif = math.log(smoothing / v) if smoothing > 0 else -math.inf
     block = block or min(4096, triton.next_power_of_2(v))
     _gift_rows[(c,)](
-        z, zr_arg, labels.contiguous(), lem1.contiguous(), row_scale.contiguous(), loss, buf,
-        c, v, z.stride(0), zr_arg.stride(0), log1m_s, log_unif,
-        HAS_REF=has_ref, WANT_STATS=want, BLOCK=block, num_warps=8 if block >= 2048 else 4,
-    )  # fmt: skip
+        z,
+        zr_arg,
+        labels.contiguous(),
+        lem1.contiguous(),
+        row_scale.contiguous(),
+        loss,
+        buf,
+        c,
+        v,
+        z.stride(0),
+        zr_arg.stride(0),
+        log1m_s,
+        log_unif,
+        HAS_REF=has_ref,
+        WANT_STATS=want,
+        BLOCK=block,
+        num_warps=8 if block >= 2048 else 4,
+    )
     if want:
         from giftlab.losses.gift import STAT_NAMES
 

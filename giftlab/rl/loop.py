@@ -39,7 +39,6 @@ from giftlab.rl.rollout import (
 from giftlab.runtime import (
     DataOrder,
     RunDir,
-    all_finite,
     check_resume_config,
     load_weights,
     progress_bar,
@@ -279,12 +278,7 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
             params, cfg.clip_grad if cfg.clip_grad > 0 else math.inf
         )
         opt.step()
-        if not all_finite(params):
-            raise NonFiniteError(
-                f"step {step + 1}: the optimiser step made the weights NaN or infinite "
-                f"(lr={cfg.lr:g}); nothing was saved from it. "
-                f"Last good checkpoint: {run.last_checkpoint or 'none yet'}"
-            )
+        run.check_weights(params, step + 1, cfg.lr)
     t_train = time.perf_counter() - t1
     m = mask.float()
     n_tok = int(m.sum())

@@ -282,6 +282,21 @@ class RunDir:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    def check_weights(self, params, step: int, lr: float, world: int = 1) -> None:
+        """After an optimiser step: stop with NonFiniteError, naming the last good checkpoint, if
+        any weight is NaN or infinite (every process takes part when world > 1)."""
+        local = (p.to_local() if hasattr(p, "to_local") else p for p in params)  # FSDP shards
+        ok = torch.tensor(float(all_finite(local)))
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        if not bool(ok):
+            raise NonFiniteError(
+                f"step {step}: the optimiser step made the weights NaN or infinite (lr={lr:g}); "
+                f"nothing was saved from it. Last good checkpoint: {self.last_checkpoint or 'none yet'}"
+            )
+
     def load_resume_checkpoint(self) -> tuple[Path, dict, dict] | None:
         """(path, weights, trainer state) of the newest checkpoint that loads, or None if the
         folder has none. Says so when it passes over a broken `latest` or a broken checkpoint."""

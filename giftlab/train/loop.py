@@ -37,7 +37,6 @@ from giftlab.provenance import provenance
 from giftlab.runtime import (
     DataOrder,
     RunDir,
-    all_finite,
     check_resume_config,
     load_weights,
     progress_bar,
@@ -489,7 +488,7 @@ def train(
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            _check_weights(params, world, step + 1, run, cfg.lr)
+            run.check_weights(params, step + 1, cfg.lr, world)
             dt = time.perf_counter() - t0
             n_in = sum(int(b["attention_mask"].sum()) for b in micro) * world
             row = {
@@ -576,17 +575,6 @@ def _check_vocab(policy, ref_model, tokenizer, cfg):
 def _grad_norm(params):
     grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
     return torch.stack(grads).norm() if grads else torch.zeros(())
-
-
-def _check_weights(params, world, step, run, lr):
-    ok = torch.tensor(float(all_finite(_local(p) for p in params)))
-    if world > 1:
-        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-    if not bool(ok):
-        raise NonFiniteError(
-            f"step {step}: the optimiser step made the weights NaN or infinite (lr={lr:g}); nothing "
-            f"was saved from it. Last good checkpoint: {run.last_checkpoint or 'none yet'}"
-        )
 
 
 def _local(p):

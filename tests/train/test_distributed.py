@@ -86,11 +86,29 @@ def test_two_process_resume_matches_the_uninterrupted_run(tmp_path, mode):
     tok.save_pretrained(tmp_path / "model")
     rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(6) for b in range(4)]
     write_jsonl(tmp_path / "train.jsonl", rows)
-    common = [f"model={tmp_path / 'model'}", f"train_file={tmp_path / 'train.jsonl'}", "val_file=",
-              "lr=0.01", "objective=gift", "beta=5", "progress=false", "diag_every=0",
-              "max_length=64", "save_every=1", "batch_size=2"]  # fmt: skip
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                "-m", "giftlab.cli", "train"]  # fmt: skip
+    common = [
+        f"model={tmp_path / 'model'}",
+        f"train_file={tmp_path / 'train.jsonl'}",
+        "val_file=",
+        "lr=0.01",
+        "objective=gift",
+        "beta=5",
+        "progress=false",
+        "diag_every=0",
+        "max_length=64",
+        "save_every=1",
+        "batch_size=2",
+    ]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "giftlab.cli",
+        "train",
+    ]
     env = {"GIFTLAB_DISTRIBUTED": mode}
     _run(torchrun + common + [f"out_dir={tmp_path / 'full'}", "max_steps=3"], env, tmp_path)
     _run(torchrun + common + [f"out_dir={tmp_path / 'cut'}", "max_steps=2"], env, tmp_path)
