@@ -41,12 +41,21 @@ class PipelineConfig(FlatConfig):
     sft_steps: int = _f(20, "fine-tuning steps")
     sft_batch: int = _f(4, "fine-tuning batch size")
     sft_lr: float = _f(1e-5, "fine-tuning learning rate")
+    select: str = _f(
+        "best",
+        "fine-tuned model passed to RL: best (lowest held-out one-hot CE, the paper's rule) or final",
+    )
+    select_every: int = _f(10, "fine-tuning steps between held-out CE checks (select=best)")
+    select_examples: int = _f(64, "held-out problems the CE is measured on (the first ones)")
     rl_steps: int = _f(8, "GRPO steps")
     rl_prompts: int = _f(4, "GRPO prompts per step")
     group_size: int = _f(8, "GRPO group size")
     rl_lr: float = _f(5e-6, "GRPO learning rate")
     eval_samples: int = _f(8, "samples per held-out problem")
     eval_temperature: float = _f(0.6, "sampling temperature of the evaluation (the paper's 0.6)")
+    eval_stats_samples: int = _f(
+        1, "samples per problem the entropy / KL-to-base passes run on (0: none; costly)"
+    )
     max_new_tokens: int = _f(16, "completion length limit")
     model: str = _f("smollm2", "base model: 'smollm2' or a local folder")
 
@@ -57,6 +66,10 @@ class PipelineConfig(FlatConfig):
         ("sft_steps", at_least(1), ">= 1"),
         ("sft_batch", at_least(1), ">= 1"),
         ("sft_lr", finite_positive, "a finite number > 0"),
+        ("select", one_of("best", "final"), "best or final"),
+        ("select_every", at_least(1), ">= 1"),
+        ("select_examples", at_least(1), ">= 1"),
+        ("eval_stats_samples", at_least(0), ">= 0"),
         ("rl_steps", at_least(1), ">= 1"),
         ("rl_prompts", at_least(1), ">= 1"),
         ("group_size", at_least(2), ">= 2"),
@@ -143,6 +156,7 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.eval_temperature,
             seed=seed,
+            stats_samples=cfg.eval_stats_samples,
         )
 
     results = []
@@ -164,7 +178,8 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
                 batch_size=cfg.sft_batch,
                 lr=cfg.sft_lr,
                 seed=seed,
-                eval_every=0,
+                eval_every=cfg.select_every if cfg.select == "best" else 0,
+                max_val_examples=cfg.select_examples,
                 save_every=0,
                 diag_every=5,
                 max_length=128,
@@ -172,13 +187,17 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
                 **extra,
             )
             train(tcfg)
-            before = ev(run / "sft" / "final", seed)
+            start = run / "sft" / cfg.select
+            if not start.exists():  # no held-out check beat the untuned model: use final
+                start = run / "sft" / "final"
+            before = ev(start, seed)
+            before["start_checkpoint"] = start.name
             results.append({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
             log(
                 f"[{spec} seed {seed}] GRPO ({cfg.rl_steps} steps); pass@1 before {before['pass_at_k'][1]:.3f}"
             )
             rcfg = RLConfig(
-                model=str(run / "sft" / "final"),
+                model=str(start),
                 ref_model=cfg.model,
                 train_file=str(paths["train"]),
                 out_dir=str(run / "rl"),
@@ -218,11 +237,16 @@ def _per_problem(rows: list[dict], key: str, n: int):
 
 
 def _paired_table(groups: dict, cfg) -> list[str]:
-    """Each init minus SFT on the same problems (averaged over seeds), clustered 95% CI."""
-    from giftlab.stats import clustered_mean_ci
+    """Each init minus SFT on the same problems (averaged over seeds): clustered 95% CI, the
+    smallest difference this design resolves (from the SD of the per-problem differences, alpha
+    0.05, power 0.8) and the difference of each training seed alone."""
+    from giftlab.stats import clustered_mean_ci, minimum_detectable_paired_difference
 
     keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct"]
-    out = ["| init - sft | stage | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+    out = [
+        "| init - sft | stage | " + " | ".join(keys) + " | per seed (pass@1) |",
+        "|---|---|" + "---|" * (len(keys) + 1),
+    ]
     for (init, stage), rs in groups.items():
         ref = groups.get(("sft", stage))
         if init in ("sft", "base") or ref is None:
@@ -234,8 +258,17 @@ def _paired_table(groups: dict, cfg) -> list[str]:
                 cells.append("-")
                 continue
             ci = clustered_mean_ci(a - b)
-            cells.append(f"{ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}]")
-        out.append(f"| {init} | {stage} | " + " | ".join(cells) + " |")
+            mdd = minimum_detectable_paired_difference(float(np.std(a - b, ddof=1)), len(a))
+            cells.append(
+                f"{ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] (resolves {mdd:.3f})"
+            )
+        by_seed = {r["seed"]: r for r in ref}
+        seeds = [
+            f"{r['seed']}: {r['pass@1'] - by_seed[r['seed']]['pass@1']:+.3f}"
+            for r in rs
+            if r["seed"] in by_seed
+        ]
+        out.append(f"| {init} | {stage} | " + " | ".join(cells) + f" | {', '.join(seeds)} |")
     return out if len(out) > 2 else []
 
 
@@ -323,9 +356,23 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         *table,
         "",
         "pass@k and distinct correct: mean over problems (each averaged over seeds) with a 95% "
-        "clustered-bootstrap CI over problems; entropy and KL: mean over seeds.",
+        "clustered-bootstrap CI over problems; entropy and KL (per sampled token, on the first "
+        f"{cfg.eval_stats_samples} sample(s) of each problem): mean over seeds. The fine-tuned "
+        f"model passed to RL: {cfg.select}"
+        + (
+            f" (lowest one-hot CE on the first {cfg.select_examples} held-out problems)."
+            if cfg.select == "best"
+            else "."
+        ),
         "",
         *diffs,
+        "",
+        "Init minus SFT: the same problems, each averaged over seeds, 95% clustered CI over "
+        "problems (evaluation noise given these trained models; training-seed variation shows only "
+        "in the per-seed column); 'resolves': the smallest difference this design detects "
+        "(alpha 0.05, power 0.8) given the spread of the per-problem differences."
+        if diffs
+        else "",
         "",
         "![pipeline](pipeline.png)",
         "",

@@ -114,7 +114,7 @@ def main() -> None:
             max_new_tokens=args.max_new_tokens,
             temperature=args.temperature,
             seed=0,
-            sample_stats=False,
+            stats_samples=0,
         )
         tok.padding_side = "right"
         return m

@@ -12,11 +12,27 @@ from giftlab.data.tasks import score
 from giftlab.diagnostics import distinct_correct, majority_at_k, pass_at_k
 from giftlab.losses import kl_estimate
 from giftlab.rl.rollout import (
+    Rollout,
     encode_prompts,
     sample_groups,
     token_logp_and_entropy,
     verifier_rewards,
 )
+
+
+def _first_samples(ro: Rollout, group: int, keep: int) -> Rollout:
+    """The rows of the first `keep` samples of every prompt (rows are prompt-major, `group` each)."""
+    if keep >= group:
+        return ro
+    rows = [i for i in range(len(ro.texts)) if i % group < keep]
+    idx = torch.tensor(rows, device=ro.sequences.device)
+    return Rollout(
+        ro.sequences[idx],
+        ro.attention_mask[idx],
+        ro.completion_mask[idx],
+        ro.prompt_index[idx],
+        [ro.texts[i] for i in rows],
+    )
 
 
 @torch.no_grad()
@@ -32,15 +48,20 @@ def evaluate(
     prompts_per_batch=16,
     device="cpu",
     progress=None,
-    sample_stats=True,
+    stats_samples=None,
 ) -> dict:
     """Metrics over `records` (each needs task/index/seed/config for the verifier).
 
-    sample_stats=False skips the teacher-forced passes over the samples (entropy and KL to the
-    base are then NaN): pass@k, maj@k and distinct correct answers need only the verifier.
+    stats_samples: how many samples of each problem (the first ones) the teacher-forced passes
+    for entropy and KL to the base run on; None: all n_samples; 0: none (entropy and KL are then
+    NaN). These passes cost about as much as sampling itself, and pass@k, maj@k and distinct
+    correct answers need only the verifier.
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    s_stats = n_samples if stats_samples is None else min(int(stats_samples), n_samples)
+    if s_stats < 0:
+        raise ValueError(f"stats_samples must be >= 0 or None, got {stats_samples}")
     per_problem, ent_sum, kl_sum, tok, kl_seq = [], 0.0, 0.0, 0, []
     errors = empty = 0
     gen_time, gen_tokens = 0.0, 0
@@ -63,15 +84,16 @@ def evaluate(
         _, scores, err = verifier_rewards(recs, ro, score)
         errors += err
         empty += sum(1 for t in ro.texts if not t)
-        m = mask.float()
-        if sample_stats:
-            logp, entropy = token_logp_and_entropy(model, ro, with_entropy=True)
-            ref_logp, _ = token_logp_and_entropy(ref_model, ro)
+        if s_stats:
+            sub = _first_samples(ro, n_samples, s_stats)
+            m = sub.completion_mask[:, 1:].float()
+            logp, entropy = token_logp_and_entropy(model, sub, with_entropy=True)
+            ref_logp, _ = token_logp_and_entropy(ref_model, sub)
             ent_sum += float((entropy * m).sum())
             kl_tok = kl_estimate(logp, ref_logp, "k1") * m
             kl_sum += float(kl_tok.sum())
             kl_seq += kl_tok.sum(1).tolist()
-        tok += int(m.sum())
+            tok += int(m.sum())
         for j in range(len(recs)):
             rows = [i for i in range(len(ro.texts)) if int(ro.prompt_index[i]) == j]
             answers = [ro.texts[i] for i in rows]
@@ -98,8 +120,9 @@ def evaluate(
         "distinct_correct": float(
             np.mean([distinct_correct(p["answers"], p["correct"]) for p in per_problem])
         ),
-        "sample_entropy": ent_sum / max(tok, 1) if sample_stats else float("nan"),
-        "kl_to_base_per_token": kl_sum / max(tok, 1) if sample_stats else float("nan"),
+        "sample_entropy": ent_sum / max(tok, 1) if s_stats else float("nan"),
+        "kl_to_base_per_token": kl_sum / max(tok, 1) if s_stats else float("nan"),
+        "stats_samples": s_stats,
         "kl_to_base_per_sequence": float(np.mean(kl_seq)) if kl_seq else float("nan"),
         "verifier_errors": errors,
         "empty_completions": empty,

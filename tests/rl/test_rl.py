@@ -165,6 +165,42 @@ def test_eval_reports_pass_at_k_for_every_k(tmp_path, monkeypatch):
     assert m["n_problems"] == 3
 
 
+def test_eval_stats_on_the_first_samples_equal_the_naive_formula(tmp_path, monkeypatch):
+    """stats_samples=s: entropy and KL to the base over the first s samples of each problem,
+    against full-logits log-softmax on exactly those rows (same seed: same samples)."""
+    from giftlab.rl.rollout import encode_prompts, sample_groups
+
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    import giftlab.rl.evaluate as ev
+
+    monkeypatch.setattr(ev, "score", lambda r, c: 0.0)
+    recs = load_task_records(_records(tmp_path, n=3))
+    torch.manual_seed(0)
+    model, base = tiny_llama(len(tok)), tiny_llama(len(tok))
+    kw = dict(n_samples=4, max_new_tokens=5, temperature=1.0, seed=7, prompts_per_batch=16)
+    m = evaluate(model, base, tok, recs, stats_samples=2, **kw)
+    none = evaluate(model, base, tok, recs, stats_samples=0, **kw)
+    ro = sample_groups(model, tok, encode_prompts(tok, recs), 4, 5, 1.0, 7, "cpu")
+    rows = torch.tensor([i for i in range(len(ro.texts)) if i % 4 < 2])
+
+    def logsm(net):
+        out = net(input_ids=ro.sequences[rows], attention_mask=ro.attention_mask[rows])
+        return torch.log_softmax(out.logits[:, :-1].double(), -1)
+
+    with torch.no_grad():
+        lp, lq = logsm(model), logsm(base)
+    mask = ro.completion_mask[rows, 1:]
+    tgt = ro.sequences[rows, 1:].unsqueeze(-1)
+    kl = (lp.gather(-1, tgt) - lq.gather(-1, tgt)).squeeze(-1)[mask]
+    ent = -(lp.exp() * lp).sum(-1)[mask]
+    assert m["stats_samples"] == 2
+    assert m["kl_to_base_per_token"] == pytest.approx(float(kl.mean()), rel=1e-4, abs=1e-6)
+    assert m["sample_entropy"] == pytest.approx(float(ent.mean()), rel=1e-5)
+    assert none["kl_to_base_per_token"] != none["kl_to_base_per_token"]  # NaN: not measured
+    assert none["per_problem_correct"] == m["per_problem_correct"]
+
+
 def test_bad_rl_config_is_named():
     with pytest.raises(ValueError, match="group_size must be >= 2"):
         RLConfig(group_size=1)
