@@ -125,18 +125,19 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> Path:
 
 
 def _run(cfg: PipelineConfig, out: Path, log) -> Path:
+    from giftlab.data import read_records
     from giftlab.data.tasks import write_task_data
     from giftlab.models import load_model, load_tokenizer
-    from giftlab.provenance import provenance
     from giftlab.rl.evaluate import evaluate
     from giftlab.rl.loop import RLConfig, load_task_records, rl
-    from giftlab.train import TrainConfig, train
+    from giftlab.train import TrainConfig, drift_per_problem, train
 
     t_start = time.perf_counter()
     paths = write_task_data(
         cfg.task, out / "data", cfg.n_train, cfg.n_val, seed=0, prompt_style="short"
     )
     val = load_task_records(paths["val"])
+    val_demos = read_records(paths["val"])
     base = load_model(cfg.model)
 
     def ev(model_path_or_model, seed):
@@ -147,7 +148,7 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
         )
         t = load_tokenizer(cfg.model)
         t.padding_side = "left"
-        return evaluate(
+        m = evaluate(
             model,
             base,
             t,
@@ -158,11 +159,19 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
             seed=seed,
             stats_samples=cfg.eval_stats_samples,
         )
+        if model is not base:  # teacher-forced drift on the held-out demonstrations
+            m["drift_per_problem"] = drift_per_problem(model, base, t, val_demos)
+        return m
 
     results = []
+
+    def keep(row):  # results.json is rewritten after every evaluation: a crash loses no result
+        results.append(row)
+        _write_results(out, cfg, results, t_start)
+
     log("evaluating the base model")
     base_eval = ev(base, 0)
-    results.append({"init": "base", "seed": 0, "stage": "before RL", **_flat(base_eval)})
+    keep({"init": "base", "seed": 0, "stage": "before RL", **_flat(base_eval)})
     for seed in cfg.seeds:
         for spec in cfg.inits:
             objective, extra = _init_args(spec)
@@ -192,7 +201,7 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
                 start = run / "sft" / "final"
             before = ev(start, seed)
             before["start_checkpoint"] = start.name
-            results.append({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
+            keep({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
             log(
                 f"[{spec} seed {seed}] GRPO ({cfg.rl_steps} steps); pass@1 before {before['pass_at_k'][1]:.3f}"
             )
@@ -211,17 +220,25 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
             )
             rl(rcfg)
             after = ev(run / "rl" / "final", seed)
-            results.append({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
+            keep({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
             log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
+    _write_results(out, cfg, results, t_start)
+    _report(out, cfg, results, (time.perf_counter() - t_start) / 60)
+    return out / "report.md"
+
+
+def _write_results(out: Path, cfg, results: list[dict], t_start: float) -> None:
+    from giftlab.provenance import provenance
+
     summary = {
         "results": results,
         "config": cfg.to_dict(),
         "provenance": provenance(),
         "minutes": (time.perf_counter() - t_start) / 60,
     }
-    (out / "results.json").write_text(json.dumps(summary, indent=2))
-    _report(out, cfg, results, (time.perf_counter() - t_start) / 60)
-    return out / "report.md"
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(out / "results.json")
 
 
 def _per_problem(rows: list[dict], key: str, n: int):
@@ -233,6 +250,8 @@ def _per_problem(rows: list[dict], key: str, n: int):
         return np.mean([pass_at_k(n, np.array(r["per_problem_correct"]), k) for r in rows], 0)
     if key == "distinct_correct" and all("per_problem_distinct_correct" in r for r in rows):
         return np.mean([np.array(r["per_problem_distinct_correct"], float) for r in rows], 0)
+    if key.startswith("drift/") and all(key in r for r in rows):
+        return np.mean([np.array(r[key], float) for r in rows], 0)
     return None
 
 
@@ -242,7 +261,7 @@ def _paired_table(groups: dict, cfg) -> list[str]:
     0.05, power 0.8) and the difference of each training seed alone."""
     from giftlab.stats import clustered_mean_ci, minimum_detectable_paired_difference
 
-    keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct"]
+    keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_policy_ref"]
     out = [
         "| init - sft | stage | " + " | ".join(keys) + " | per seed (pass@1) |",
         "|---|---|" + "---|" * (len(keys) + 1),
@@ -275,6 +294,7 @@ def _paired_table(groups: dict, cfg) -> list[str]:
 def _flat(m: dict) -> dict:
     flat = {k: v for k, v in m.items() if not isinstance(v, dict)}
     flat |= {f"pass@{k}": v for k, v in m["pass_at_k"].items()}
+    flat |= {f"drift/{k}": v for k, v in m.get("drift_per_problem", {}).items()}
     return flat
 
 
@@ -286,6 +306,8 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         "pass@1",
         f"pass@{cfg.eval_samples}",
         "distinct_correct",
+        "drift/kl_policy_ref",
+        "drift/topk_overlap",
         "sample_entropy",
         "kl_to_base_per_token",
     ]
@@ -307,8 +329,10 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
                     if ci
                     else f"{per_problem.mean():.3f}"
                 )
-            else:  # sample-level averages: the mean over seeds, no interval
+            elif all(k in r for r in rs):  # sample-level averages: the mean over seeds
                 cells.append(f"{np.mean([r[k] for r in rs]):.3f}")
+            else:  # not measured (the base's drift from itself)
+                cells.append("-")
         table.append(f"| {init} | {stage} | {len(rs)} | " + " | ".join(cells) + " |")
     diffs = _paired_table(groups, cfg)
     # figures: pass@k before/after; RL reward curves
@@ -356,7 +380,9 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         *table,
         "",
         "pass@k and distinct correct: mean over problems (each averaged over seeds) with a 95% "
-        "clustered-bootstrap CI over problems; entropy and KL (per sampled token, on the first "
+        "clustered-bootstrap CI over problems; drift/kl_policy_ref and drift/topk_overlap: "
+        "teacher-forced on each held-out demonstration (KL(policy || base) per token, top-10 "
+        "overlap), same CI; sample_entropy and kl_to_base_per_token (per sampled token, on the first "
         f"{cfg.eval_stats_samples} sample(s) of each problem): mean over seeds. The fine-tuned "
         f"model passed to RL: {cfg.select}"
         + (

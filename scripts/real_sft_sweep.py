@@ -37,30 +37,6 @@ STARTS = {
 }
 
 
-def drift_per_problem(policy, base, tok, records, top_k=10):
-    """Teacher-forced on each held-out demonstration: mean over its response tokens of
-    KL(policy || base), top-K overlap and the policy's entropy."""
-    import torch
-
-    from giftlab.data import collate, encode_records
-    from giftlab.train import CausalLMBody, Models, TrainConfig, forward, token_stats
-
-    cfg = TrainConfig(objective="sft", top_k=top_k)
-    m = Models(policy, CausalLMBody(policy), base, CausalLMBody(base), lora=False, fsdp=False)
-    examples, _ = encode_records(records, tok, 256)
-    out = {"kl_policy_ref": [], "topk_overlap": [], "policy_entropy": []}
-    with torch.no_grad():
-        for s in range(0, len(examples), 16):
-            batch = collate(examples[s : s + 16], tok.pad_token_id)
-            f = forward(m, batch, with_ref=True)
-            stats = token_stats(cfg, m, f)
-            for row in range(batch["input_ids"].shape[0]):
-                sel = f.rows == row
-                for k in out:
-                    out[k].append(float(stats[k][sel].double().mean()))
-    return out
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n-train", type=int, default=256)
@@ -84,7 +60,7 @@ def main() -> None:
     from giftlab.rl.evaluate import evaluate
     from giftlab.rl.loop import load_task_records
     from giftlab.stats import clustered_mean_ci, minimum_detectable_difference
-    from giftlab.train import TrainConfig, train
+    from giftlab.train import TrainConfig, drift_per_problem, train
 
     t_start = time.perf_counter()
     settings = {k: json.loads(v) for k, v in (x.split("=", 1) for x in args.set)}

@@ -40,6 +40,7 @@ def test_pipeline_writes_report_table_and_figure(tmp_path):
 
     sft_after = [r for r in results if r["init"] == "sft" and r["stage"] == "after RL"]
     assert all(len(r["per_problem_correct"]) == 2 for r in sft_after)
+    assert all(len(r["drift/kl_policy_ref"]) == 2 for r in sft_after)  # per problem, pairable
     mean = sum(float(pass_at_k(2, c, 1)) for r in sft_after for c in r["per_problem_correct"]) / 4
     line = next(x for x in report.splitlines() if x.startswith("| sft | after RL | 2 |"))
     assert line.split("|")[4].strip().startswith(f"{mean:.3f}")

@@ -2,6 +2,7 @@
 seeding come from giftlab.runtime, its objectives from giftlab.losses)."""
 
 from giftlab.train.config import TrainConfig, config_help
+from giftlab.train.drift import DRIFT_KEYS, drift_per_problem
 from giftlab.train.loop import (
     CausalLMBody,
     Forward,
@@ -14,12 +15,14 @@ from giftlab.train.loop import (
 )
 
 __all__ = [
+    "DRIFT_KEYS",
     "CausalLMBody",
     "Forward",
     "Models",
     "NonFiniteLossError",
     "TrainConfig",
     "config_help",
+    "drift_per_problem",
     "forward",
     "objective_sum",
     "token_stats",
