@@ -120,8 +120,10 @@ def add_data_parser(sub) -> None:
     p.add_argument(
         "--prompt-style",
         default="task",
-        choices=["task", "short"],
-        help="task: reasoning-gym's question; short: a compact prompt (countdown), cheaper on a CPU",
+        choices=["task", "short", "fewshot"],
+        help="task: reasoning-gym's question; short: a compact prompt (countdown), cheaper on a "
+        "CPU; fewshot: the short prompt after two solved examples (countdown; the base model then "
+        "answers in the verifier's format)",
     )
     p.add_argument(
         "--set",

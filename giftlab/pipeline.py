@@ -32,6 +32,9 @@ class PipelineConfig(FlatConfig):
     )
     overwrite: bool = _f(False, "replace an earlier pipeline in out_dir (else refused)")
     task: str = _f("countdown", f"reasoning-gym task, one of {sorted(TASK_DEFAULTS)}")
+    prompt_style: str = _f(
+        "short", "short, or fewshot (two solved examples first: the base then solves some)"
+    )
     n_train: int = _f(256, "training problems")
     n_val: int = _f(16, "held-out problems")
     inits: list[str] = _f(
@@ -61,6 +64,7 @@ class PipelineConfig(FlatConfig):
 
     RULES = (
         ("task", one_of(*TASK_DEFAULTS), f"one of {sorted(TASK_DEFAULTS)}"),
+        ("prompt_style", one_of("short", "fewshot"), "short or fewshot"),
         ("n_train", at_least(1), ">= 1"),
         ("n_val", at_least(1), ">= 1"),
         ("sft_steps", at_least(1), ">= 1"),
@@ -83,6 +87,11 @@ class PipelineConfig(FlatConfig):
     )
 
     def check(self):
+        if self.prompt_style == "fewshot" and self.task != "countdown":
+            raise ConfigError(
+                f"prompt_style=fewshot has solved examples for countdown only, not {self.task!r}",
+                "prompt_style",
+            )
         for spec in self.inits:
             _init_args(spec)  # every init checked before any work starts
         if self.sft_batch > self.n_train:
@@ -134,7 +143,7 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
 
     t_start = time.perf_counter()
     paths = write_task_data(
-        cfg.task, out / "data", cfg.n_train, cfg.n_val, seed=0, prompt_style="short"
+        cfg.task, out / "data", cfg.n_train, cfg.n_val, seed=0, prompt_style=cfg.prompt_style
     )
     val = load_task_records(paths["val"])
     val_demos = read_records(paths["val"])
@@ -373,7 +382,7 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
     text = [
         f"# giftlab pipeline report ({minutes:.1f} min)",
         "",
-        f"Task {cfg.task} (short prompts), {cfg.n_train} training problems, {cfg.n_val} held-out problems x "
+        f"Task {cfg.task} ({cfg.prompt_style} prompts), {cfg.n_train} training problems, {cfg.n_val} held-out problems x "
         f"{cfg.eval_samples} samples; fine-tuning {cfg.sft_steps} steps, GRPO {cfg.rl_steps} steps x "
         f"{cfg.rl_prompts} prompts x group {cfg.group_size}; seeds {cfg.seeds}; evaluation at temperature {cfg.eval_temperature}.",
         "",

@@ -12,6 +12,7 @@ Each start is compared with SFT on the same problems: paired differences with cl
 
     python scripts/real_sft_sweep.py --probe                  # the base's pass@k only (difficulty)
     python scripts/real_sft_sweep.py [--n-val 300 --samples 8 --steps 20]
+    python scripts/real_sft_sweep.py --prompt-style fewshot --out paper_figures/real_sft_sweep_fewshot
 
 Writes OUT/results.json (every per-problem count), OUT/summary.csv, OUT/real_sft_sweep.png
 (default OUT: paper_figures/real_sft_sweep). Needs giftlab[train,data] and the bundled model.
@@ -46,6 +47,12 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--probe", action="store_true", help="evaluate the base model only")
+    p.add_argument(
+        "--prompt-style",
+        default="short",
+        choices=["short", "fewshot"],
+        help="fewshot: two solved examples before each problem (the base then solves some)",
+    )
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="countdown settings")
     p.add_argument("--out", type=Path, default=Path("paper_figures/real_sft_sweep"))
     args = p.parse_args()
@@ -72,7 +79,7 @@ def main() -> None:
         args.n_val,
         seed=0,
         config=settings,
-        prompt_style="short",
+        prompt_style=args.prompt_style,
     )
     val = load_task_records(paths["val"])
     val_demos = read_records(paths["val"])
@@ -218,7 +225,7 @@ def main() -> None:
     b.grid(alpha=0.3)
     caption(
         fig,
-        f"SFT-stage beta sweep before RL: SmolLM2-135M-Instruct (Q4_1, dequantised), countdown, {minutes:.0f} min",
+        f"SFT-stage beta sweep before RL: SmolLM2-135M-Instruct (Q4_1, dequantised), countdown ({args.prompt_style} prompts), {minutes:.0f} min",
     )
     fig.savefig(args.out / "real_sft_sweep.png", dpi=120)
     print(f"wrote {args.out} ({minutes:.1f} min)")

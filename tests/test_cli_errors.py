@@ -305,6 +305,12 @@ CASES = [
         r"inits: 'gift:abc': beta must be a number",
     ),
     ("pipeline n_val", _pipeline("n_val=0"), r"n_val must be >= 1, got 0"),
+    (
+        "pipeline fewshot task",
+        _pipeline("task=chain_sum", "prompt_style=fewshot"),
+        r"prompt_style=fewshot has solved examples for countdown only, not 'chain_sum'",
+    ),
+    ("pipeline select", _pipeline("select=last"), r"select must be best or final, got 'last'"),
     ("pipeline seeds", _pipeline("seeds=a"), r"seeds: expected int, got 'a'"),
     # data and solve
     (

@@ -54,6 +54,33 @@ def short_prompt(task: str, entry: dict) -> str:
     return entry["question"]
 
 
+# two solved examples shown as earlier chat turns (prompt_style="fewshot"): with them the base
+# model answers in the verifier's format (a bare expression) and solves some problems, without
+# them it writes "7 + 1 = 8" or prose, which the exact verifier rejects. Each is checked in the
+# tests: the numbers used are the ones given, and the expression equals the target.
+FEWSHOT = {
+    "countdown": [
+        ((10, (2, 3, 5)), "2 + 3 + 5"),
+        ((6, (4, 8, 2)), "8 - 4 + 2"),
+    ]
+}
+PROMPT_STYLES = ("task", "short", "fewshot")
+
+
+def fewshot_messages(task: str) -> list[dict]:
+    """The solved examples of FEWSHOT[task] as alternating user / assistant chat turns."""
+    if task not in FEWSHOT:
+        raise ValueError(
+            f"prompt_style fewshot has examples for {sorted(FEWSHOT)} only, not {task!r}"
+        )
+    out = []
+    for (target, numbers), answer in FEWSHOT[task]:
+        meta = {"target": target, "numbers": list(numbers)}
+        out.append({"role": "user", "content": short_prompt(task, {"metadata": meta})})
+        out.append({"role": "assistant", "content": answer})
+    return out
+
+
 def write_task_data(
     task: str,
     out_dir,
@@ -65,10 +92,12 @@ def write_task_data(
 ) -> dict[str, Path]:
     """Write out_dir/train.jsonl and out_dir/val.jsonl (disjoint seeds) and return their paths.
 
-    prompt_style: "task" (reasoning-gym's own question) or "short" (`short_prompt`).
+    prompt_style: "task" (reasoning-gym's own question), "short" (`short_prompt`) or "fewshot"
+    (`short_prompt` after the solved examples of FEWSHOT, written as a `messages` list).
     """
-    if prompt_style not in ("task", "short"):
-        raise ValueError(f"prompt_style must be task or short, got {prompt_style!r}")
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
+    shots = fewshot_messages(task) if prompt_style == "fewshot" else None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
@@ -79,11 +108,18 @@ def write_task_data(
         with tmp.open("w", encoding="utf-8") as f:
             for i in range(n):
                 entry = ds[i]
+                response = demonstration(task, entry)
+                if shots is None:
+                    question = (
+                        entry["question"] if prompt_style == "task" else short_prompt(task, entry)
+                    )
+                    head = {"prompt": question, "response": response}
+                else:
+                    turn = {"role": "user", "content": short_prompt(task, entry)}
+                    reply = {"role": "assistant", "content": response}
+                    head = {"messages": [*shots, turn, reply], "response": response}
                 rec = {
-                    "prompt": entry["question"]
-                    if prompt_style == "task"
-                    else short_prompt(task, entry),
-                    "response": demonstration(task, entry),
+                    **head,
                     "task": task,
                     "index": i,
                     "seed": split_seed,

@@ -110,3 +110,38 @@ def test_user_math_records_are_scored_with_math_verify(tmp_path):
     bad = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "response": "r"}])
     with pytest.raises(ValueError, match="b.jsonl:1: RL and eval need records"):
         load_task_records(bad)
+
+
+def test_fewshot_examples_are_correct_countdown_answers():
+    """Each solved example uses exactly the numbers it gives and evaluates to its target
+    (checked with Python's own arithmetic on the parsed expression, not the code under test)."""
+    import ast
+    import re
+
+    from giftlab.data.tasks import FEWSHOT
+
+    for (target, numbers), answer in FEWSHOT["countdown"]:
+        tree = ast.parse(answer, mode="eval")  # only numbers and + - * / are allowed
+        ok = (ast.Expression, ast.BinOp, ast.Constant, ast.Add, ast.Sub, ast.Mult, ast.Div)
+        assert all(isinstance(n, ok) for n in ast.walk(tree)), answer
+        assert sorted(int(x) for x in re.findall(r"\d+", answer)) == sorted(numbers)
+        assert eval(compile(tree, "<answer>", "eval")) == target
+
+
+def test_fewshot_records_put_the_examples_before_the_problem(tmp_path):
+    from giftlab.data.tasks import FEWSHOT
+    from giftlab.rl.loop import load_task_records
+
+    paths = write_task_data("countdown", tmp_path, 3, 2, prompt_style="fewshot")
+    plain = write_task_data("countdown", tmp_path / "short", 3, 2, prompt_style="short")
+    recs, short = read_records(paths["train"]), read_records(plain["train"])
+    shots = 2 * len(FEWSHOT["countdown"])
+    for r, s in zip(recs, short):
+        assert [m["role"] for m in r["messages"]] == ["user", "assistant"] * (shots // 2) + ["user"]
+        assert r["messages"][-1] == s["messages"][0]  # the same problem, the same words
+        assert r["response"] == s["response"]
+    rl_recs = load_task_records(paths["val"])  # RL / eval read the same prompt turns
+    assert rl_recs[0]["messages"] == read_records(paths["val"])[0]["messages"]
+    assert score(rl_recs[0], read_records(paths["val"])[0]["response"]) == 1.0  # verifier intact
+    with pytest.raises(ValueError, match="fewshot has examples for"):
+        write_task_data("chain_sum", tmp_path / "c", 1, 1, prompt_style="fewshot")
