@@ -264,39 +264,74 @@ def _per_problem(rows: list[dict], key: str, n: int):
     return None
 
 
-def _paired_table(groups: dict, cfg) -> list[str]:
-    """Each init minus SFT on the same problems (averaged over seeds): clustered 95% CI, the
-    smallest difference this design resolves (from the SD of the per-problem differences, alpha
-    0.05, power 0.8) and the difference of each training seed alone."""
+def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[dict]:
+    """Each init minus SFT, per stage and metric, on the same problems (averaged over seeds):
+    {init, stage, metric, mean, low, high, n, mdd, per_seed}. low/high: clustered 95% CI over
+    problems; mdd: the smallest difference this design resolves (alpha 0.05, power 0.8, from the
+    SD of the per-problem differences); per_seed: {seed: mean difference with that seed alone}."""
     from giftlab.stats import clustered_mean_ci, minimum_detectable_paired_difference
 
-    keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_policy_ref"]
-    out = [
-        "| init - sft | stage | " + " | ".join(keys) + " | per seed (pass@1) |",
-        "|---|---|" + "---|" * (len(keys) + 1),
-    ]
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r["init"], r["stage"]), []).append(r)
+    out = []
     for (init, stage), rs in groups.items():
         ref = groups.get(("sft", stage))
         if init in ("sft", "base") or ref is None:
             continue
-        cells = []
+        by_seed = {r["seed"]: r for r in ref}
         for k in keys:
-            a, b = _per_problem(rs, k, cfg.eval_samples), _per_problem(ref, k, cfg.eval_samples)
+            a, b = _per_problem(rs, k, n_samples), _per_problem(ref, k, n_samples)
             if a is None or b is None or len(a) < 2:
-                cells.append("-")
                 continue
             ci = clustered_mean_ci(a - b)
-            mdd = minimum_detectable_paired_difference(float(np.std(a - b, ddof=1)), len(a))
-            cells.append(
-                f"{ci['mean']:+.3f} [{ci['low']:+.3f}, {ci['high']:+.3f}] (resolves {mdd:.3f})"
+            per_seed = {
+                r["seed"]: float(
+                    np.mean(
+                        _per_problem([r], k, n_samples)
+                        - _per_problem([by_seed[r["seed"]]], k, n_samples)
+                    )
+                )
+                for r in rs
+                if r["seed"] in by_seed
+            }
+            out.append(
+                {
+                    "init": init,
+                    "stage": stage,
+                    "metric": k,
+                    "mean": ci["mean"],
+                    "low": ci["low"],
+                    "high": ci["high"],
+                    "n": ci["n"],
+                    "mdd": minimum_detectable_paired_difference(
+                        float(np.std(a - b, ddof=1)), len(a)
+                    ),
+                    "per_seed": per_seed,
+                }
             )
-        by_seed = {r["seed"]: r for r in ref}
-        seeds = [
-            f"{r['seed']}: {r['pass@1'] - by_seed[r['seed']]['pass@1']:+.3f}"
-            for r in rs
-            if r["seed"] in by_seed
+    return out
+
+
+def _paired_table(results: list[dict], cfg) -> list[str]:
+    """The markdown table of `paired_vs_sft`: one row per init and stage."""
+    keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_policy_ref"]
+    rows = paired_vs_sft(results, cfg.eval_samples, keys)
+    out = [
+        "| init - sft | stage | " + " | ".join(keys) + " | per seed (pass@1) |",
+        "|---|---|" + "---|" * (len(keys) + 1),
+    ]
+    for init, stage in dict.fromkeys((r["init"], r["stage"]) for r in rows):
+        got = {r["metric"]: r for r in rows if r["init"] == init and r["stage"] == stage}
+        cells = [
+            f"{got[k]['mean']:+.3f} [{got[k]['low']:+.3f}, {got[k]['high']:+.3f}] "
+            f"(resolves {got[k]['mdd']:.3f})"
+            if k in got
+            else "-"
+            for k in keys
         ]
-        out.append(f"| {init} | {stage} | " + " | ".join(cells) + f" | {', '.join(seeds)} |")
+        seeds = ", ".join(f"{s}: {d:+.3f}" for s, d in got["pass@1"]["per_seed"].items())
+        out.append(f"| {init} | {stage} | " + " | ".join(cells) + f" | {seeds} |")
     return out if len(out) > 2 else []
 
 
@@ -343,7 +378,7 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
             else:  # not measured (the base's drift from itself)
                 cells.append("-")
         table.append(f"| {init} | {stage} | {len(rs)} | " + " | ".join(cells) + " |")
-    diffs = _paired_table(groups, cfg)
+    diffs = _paired_table(results, cfg)
     # figures: pass@k before/after; RL reward curves
     ks = np.arange(1, cfg.eval_samples + 1)
     fig, (a, b) = panels(2, width=5.4)

@@ -44,3 +44,36 @@ def test_pipeline_writes_report_table_and_figure(tmp_path):
     mean = sum(float(pass_at_k(2, c, 1)) for r in sft_after for c in r["per_problem_correct"]) / 4
     line = next(x for x in report.splitlines() if x.startswith("| sft | after RL | 2 |"))
     assert line.split("|")[4].strip().startswith(f"{mean:.3f}")
+
+
+def test_paired_vs_sft_by_hand():
+    """Synthetic per-problem counts: the mean difference, each seed's and the CI by hand."""
+    from giftlab.pipeline import paired_vs_sft
+
+    def row(init, seed, counts, drift):
+        return {
+            "init": init,
+            "seed": seed,
+            "stage": "after RL",
+            "per_problem_correct": counts,
+            "drift/kl_policy_ref": drift,
+        }
+
+    results = [
+        row("sft", 0, [0, 2, 4, 1], [1.0, 1.0, 1.0, 1.0]),
+        row("gift:10", 0, [1, 2, 4, 3], [0.5, 0.5, 1.0, 1.0]),
+        row("sft", 1, [1, 1, 4, 0], [1.0, 2.0, 1.0, 1.0]),
+        row("gift:10", 1, [1, 3, 3, 0], [1.0, 1.0, 1.0, 1.0]),
+    ]
+    got = {r["metric"]: r for r in paired_vs_sft(results, 4, ["pass@1", "drift/kl_policy_ref"])}
+    # pass@1 = c / n: seed 0 differences (1, 0, 0, 2)/4, seed 1 (0, 2, -1, 0)/4
+    assert got["pass@1"]["per_seed"] == pytest.approx({0: 3 / 16, 1: 1 / 16})
+    assert got["pass@1"]["mean"] == pytest.approx(4 / 32)
+    assert got["pass@1"]["low"] <= 4 / 32 <= got["pass@1"]["high"]
+    # per problem, averaged over seeds: (0.5, 1, -0.5, 1) / 4; sd by hand
+    d = [0.125, 0.25, -0.125, 0.25]
+    mean = sum(d) / 4
+    sd = (sum((x - mean) ** 2 for x in d) / 3) ** 0.5
+    assert got["pass@1"]["mdd"] == pytest.approx((1.959964 + 0.841621) * sd / 2, rel=1e-5)
+    assert got["drift/kl_policy_ref"]["per_seed"] == pytest.approx({0: -0.25, 1: -0.25})
+    assert got["pass@1"]["n"] == 4
