@@ -19,3 +19,20 @@ def test_committed_figures_come_from_a_clean_tree():
     for csv in FOLDER.glob("fig*.csv"):
         head = csv.read_text().splitlines()[0]
         assert head.startswith("# code_version:") and not head.endswith("-dirty"), (csv, head)
+
+
+def test_real_verdicts_need_every_training_seed_on_the_claimed_side():
+    from giftlab.figures.claims import _real_verdict
+
+    d = {"low": 0.01, "high": 0.05, "mdd": 0.02}
+    assert _real_verdict(d | {"per_seed": {0: 0.02, 1: 0.04}}) == "holds"
+    assert _real_verdict(d | {"per_seed": {0: 0.05, 1: -0.01}}) == (
+        "holds partly (training seeds disagree)"
+    )
+    assert _real_verdict(d) == "holds for one training seed"
+    # a decrease is the claim (drift): the same interval reads the other way round
+    assert _real_verdict(d | {"per_seed": {0: 0.02, 1: 0.04}}, sign=-1) == "not supported"
+    neg = {"low": -0.05, "high": -0.01, "mdd": 0.02, "per_seed": {0: -0.02, 1: -0.04}}
+    assert _real_verdict(neg, sign=-1) == "holds"
+    wide = {"low": -0.03, "high": 0.05, "mdd": 0.04, "per_seed": {0: 0.0, 1: 0.01}}
+    assert _real_verdict(wide) == "not decidable at this budget"
