@@ -359,16 +359,27 @@ def add_pipeline_parser(sub) -> None:
         HELP["pipeline"],
         "Runs the two-stage comparison on the CPU with SmolLM2 on countdown (about 46 minutes with "
         "the defaults) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json (with each "
-        "problem's correct count). Every init is checked before any work starts.",
+        "problem's correct count). Every init is checked before any work starts. results.json "
+        "is rewritten after every evaluation; --report DIR rebuilds report.md and pipeline.png "
+        "from DIR/results.json alone (after a stopped run, or a change to the report).",
         PipelineConfig,
         resume=False,
+    )
+    p.add_argument(
+        "--report",
+        metavar="DIR",
+        default=None,
+        help="rebuild DIR/report.md and DIR/pipeline.png from DIR/results.json; no training",
     )
     p.set_defaults(func=run_pipeline_cmd)
 
 
 def run_pipeline_cmd(args) -> int:
-    from giftlab.pipeline import PipelineConfig, run_pipeline
+    from giftlab.pipeline import PipelineConfig, rebuild_report, run_pipeline
 
+    if args.report:
+        print(f"wrote {rebuild_report(args.report)}")
+        return 0
     print(f"wrote {run_pipeline(_load_config(PipelineConfig, args))}")
     return 0
 

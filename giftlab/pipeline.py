@@ -229,11 +229,32 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
             )
             rl(rcfg)
             after = ev(run / "rl" / "final", seed)
+            after["rl_reward_mean"] = _reward_curve(run / "rl" / "metrics.jsonl")
             keep({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
             log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
     _write_results(out, cfg, results, t_start)
     _report(out, cfg, results, (time.perf_counter() - t_start) / 60)
     return out / "report.md"
+
+
+def _reward_curve(path: Path) -> list[float]:
+    """rl/reward_mean per GRPO step from a run's metrics.jsonl (kept in results.json)."""
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [r["rl/reward_mean"] for r in rows if "rl/reward_mean" in r]
+
+
+def rebuild_report(out_dir) -> Path:
+    """report.md and pipeline.png again from out_dir/results.json alone (no training): after a
+    change to the report, or from the partial results.json a crashed or stopped run left."""
+    from giftlab.errors import InputError
+
+    path = Path(out_dir) / "results.json"
+    if not path.exists():
+        raise InputError(f"{path} does not exist: give the out_dir of a pipeline run")
+    data = json.loads(path.read_text())
+    cfg = PipelineConfig(**data["config"])
+    _report(Path(out_dir), cfg, data["results"], data["minutes"])
+    return Path(out_dir) / "report.md"
 
 
 def _write_results(out: Path, cfg, results: list[dict], t_start: float) -> None:
@@ -313,6 +334,47 @@ def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[
     return out
 
 
+def _difference_panel(ax, paired: list[dict], keys: list[str]) -> None:
+    """Init minus SFT per metric, before (open) and after RL (filled), 95% clustered CIs, and
+    each training seed's difference as a small dot."""
+    stages = ["before RL", "after RL"]
+    inits = list(dict.fromkeys(d["init"] for d in paired))
+    width = 0.8 / max(len(inits) * len(stages), 1)
+    for j, (init, stage) in enumerate((i, s) for i in inits for s in stages):
+        xs, ys, lo, hi = [], [], [], []
+        for x, k in enumerate(keys):
+            d = next(
+                (d for d in paired if (d["init"], d["stage"], d["metric"]) == (init, stage, k)),
+                None,
+            )
+            if d is None:
+                continue
+            xs.append(x - 0.4 + width * (j + 0.5))
+            ys.append(d["mean"])
+            lo.append(d["mean"] - d["low"])
+            hi.append(d["high"] - d["mean"])
+            ax.plot(
+                [xs[-1]] * len(d["per_seed"]), list(d["per_seed"].values()), ".", color="0.5", ms=3
+            )
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=[lo, hi],
+            fmt="o",
+            mfc="none" if stage == "before RL" else None,
+            capsize=3,
+            label=f"{init}, {stage}",
+        )
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(
+        range(len(keys)), [k.replace("drift/kl_policy_ref", "KL to base") for k in keys], fontsize=7
+    )
+    ax.set_ylabel("minus SFT (95% clustered CI; dots: seeds)")
+    ax.set_title("paired against SFT", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
 def _paired_table(results: list[dict], cfg) -> list[str]:
     """The markdown table of `paired_vs_sft`: one row per init and stage."""
     keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_policy_ref"]
@@ -381,7 +443,10 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
     diffs = _paired_table(results, cfg)
     # figures: pass@k before/after; RL reward curves
     ks = np.arange(1, cfg.eval_samples + 1)
-    fig, (a, b) = panels(2, width=5.4)
+    diff_keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_policy_ref"]
+    paired = paired_vs_sft(results, cfg.eval_samples, diff_keys)
+    fig, axes = panels(3 if paired else 2, width=5.0)
+    a, b = axes[0], axes[1]
     curves = {
         f"{i}, {s}": np.mean([[r[f"pass@{k}"] for k in ks] for r in rs], axis=0)
         for (i, s), rs in groups.items()
@@ -397,11 +462,14 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         styles=styles,
     )
     reward_curves = {}
-    for run in sorted(out.glob("*-seed*")):
-        mpath = run / "rl" / "metrics.jsonl"
-        if mpath.exists():
-            rows = [json.loads(x) for x in mpath.read_text().splitlines()]
-            reward_curves[run.name] = [r["rl/reward_mean"] for r in rows]
+    for r in results:
+        if r["stage"] == "after RL":
+            name = f"{r['init'].replace(':', '-')}-seed{r['seed']}"
+            mpath = out / name / "rl" / "metrics.jsonl"
+            if r.get("rl_reward_mean"):
+                reward_curves[name] = r["rl_reward_mean"]
+            elif mpath.exists():  # results.json from before the curve was kept in it
+                reward_curves[name] = _reward_curve(mpath)
     if reward_curves:
         n = min(len(v) for v in reward_curves.values())
         lines(
@@ -412,6 +480,8 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
             "mean reward of the group samples",
             "RL reward per initialisation",
         )
+    if paired:
+        _difference_panel(axes[2], paired, diff_keys)
     caption(fig, f"{cfg.task}: SmolLM2-135M-Instruct (Q4_1, dequantised), {len(cfg.seeds)} seeds")
     fig.savefig(out / "pipeline.png", dpi=120)
     text = [

@@ -311,6 +311,11 @@ CASES = [
         r"prompt_style=fewshot has solved examples for countdown only, not 'chain_sum'",
     ),
     ("pipeline select", _pipeline("select=last"), r"select must be best or final, got 'last'"),
+    (
+        "pipeline report of a folder without results",
+        lambda d: ["pipeline", "--report", str(d / "nothing")],
+        r"nothing/results.json does not exist: give the out_dir of a pipeline run",
+    ),
     ("pipeline seeds", _pipeline("seeds=a"), r"seeds: expected int, got 'a'"),
     # data and solve
     (

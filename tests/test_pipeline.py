@@ -44,6 +44,17 @@ def test_pipeline_writes_report_table_and_figure(tmp_path):
     mean = sum(float(pass_at_k(2, c, 1)) for r in sft_after for c in r["per_problem_correct"]) / 4
     line = next(x for x in report.splitlines() if x.startswith("| sft | after RL | 2 |"))
     assert line.split("|")[4].strip().startswith(f"{mean:.3f}")
+    assert all(len(r["rl_reward_mean"]) == 2 for r in sft_after)  # the RL curve is kept too
+    # the report again from results.json alone: the same text once the run folders are gone
+    import shutil
+
+    from giftlab.pipeline import rebuild_report
+
+    for run in (tmp_path / "p").glob("*-seed*"):
+        shutil.rmtree(run)
+    (tmp_path / "p" / "report.md").unlink()
+    again = rebuild_report(tmp_path / "p").read_text()
+    assert again.splitlines()[1:] == report.splitlines()[1:]
 
 
 def test_paired_vs_sft_by_hand():
