@@ -252,7 +252,15 @@ def rebuild_report(out_dir) -> Path:
     if not path.exists():
         raise InputError(f"{path} does not exist: give the out_dir of a pipeline run")
     data = json.loads(path.read_text())
-    cfg = PipelineConfig(**data["config"])
+    # keys added later whose default is what earlier versions did
+    config = {"prompt_style": "short", "overwrite": False} | data["config"]
+    missing = sorted(set(PipelineConfig().to_dict()) - set(config))
+    if missing:  # today's defaults would misdescribe the run (e.g. its sampling temperature)
+        raise InputError(
+            f"{path} comes from an older giftlab: its config lacks {missing}; its report.md "
+            "stays as that version wrote it"
+        )
+    cfg = PipelineConfig(**config)
     _report(Path(out_dir), cfg, data["results"], data["minutes"])
     return Path(out_dir) / "report.md"
 
