@@ -357,8 +357,8 @@ def add_pipeline_parser(sub) -> None:
         sub,
         "pipeline",
         HELP["pipeline"],
-        "Runs the two-stage comparison on the CPU with SmolLM2 on countdown (about 46 minutes with "
-        "the defaults) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json (with each "
+        "Runs the two-stage comparison with SmolLM2 on countdown (the committed 300-problem run "
+        "and its time: paper_figures/README.md) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json (with each "
         "problem's correct count). Every init is checked before any work starts. results.json "
         "is rewritten after every evaluation; --report DIR rebuilds report.md and pipeline.png "
         "from DIR/results.json alone (after a stopped run, or a change to the report).",

@@ -19,6 +19,13 @@ def test_committed_figures_come_from_a_clean_tree():
     for csv in FOLDER.glob("fig*.csv"):
         head = csv.read_text().splitlines()[0]
         assert head.startswith("# code_version:") and not head.endswith("-dirty"), (csv, head)
+    import json
+
+    runs = list(FOLDER.glob("*/results.json"))
+    assert len(runs) >= 2  # the real-model runs: the sweeps and the pipeline
+    for path in runs:
+        version = json.loads(path.read_text())["provenance"]["code_version"]
+        assert not version.endswith("-dirty"), (path, version)
 
 
 def test_real_verdicts_need_every_training_seed_on_the_claimed_side():
