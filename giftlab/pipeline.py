@@ -60,6 +60,7 @@ class PipelineConfig(FlatConfig):
         1, "samples per problem the entropy / KL-to-base passes run on (0: none; costly)"
     )
     max_new_tokens: int = _f(16, "completion length limit")
+    max_length: int = _f(256, "fine-tuning sequence limit in tokens (prompt + response)")
     model: str = _f("smollm2", "base model: 'smollm2' or a local folder")
 
     RULES = (
@@ -81,6 +82,7 @@ class PipelineConfig(FlatConfig):
         ("eval_samples", at_least(1), ">= 1"),
         ("eval_temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
         ("max_new_tokens", at_least(1), ">= 1"),
+        ("max_length", at_least(8), ">= 8"),
         ("inits", bool, "a non-empty list"),
         ("seeds", bool, "a non-empty list"),
         ("model", bool, "a model folder or 'smollm2'"),
@@ -200,7 +202,7 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
                 max_val_examples=cfg.select_examples,
                 save_every=0,
                 diag_every=5,
-                max_length=128,
+                max_length=cfg.max_length,
                 progress=False,
                 **extra,
             )
@@ -253,7 +255,7 @@ def rebuild_report(out_dir) -> Path:
         raise InputError(f"{path} does not exist: give the out_dir of a pipeline run")
     data = json.loads(path.read_text())
     # keys added later whose default is what earlier versions did
-    config = {"prompt_style": "short", "overwrite": False} | data["config"]
+    config = {"prompt_style": "short", "overwrite": False, "max_length": 128} | data["config"]
     missing = sorted(set(PipelineConfig().to_dict()) - set(config))
     if missing:  # today's defaults would misdescribe the run (e.g. its sampling temperature)
         raise InputError(

@@ -46,6 +46,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument(
+        "--max-length", type=int, default=256, help="training sequence limit (few-shot: ~160 tokens)"
+    )
     p.add_argument("--probe", action="store_true", help="evaluate the base model only")
     p.add_argument(
         "--prompt-style",
@@ -127,7 +130,7 @@ def main() -> None:
                 save_every=0,
                 keep_checkpoints=1,
                 diag_every=0,
-                max_length=128,
+                max_length=args.max_length,
                 progress=False,
                 **extra,
             )
