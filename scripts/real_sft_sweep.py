@@ -47,9 +47,20 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument(
-        "--max-length", type=int, default=256, help="training sequence limit (few-shot: ~160 tokens)"
+        "--max-length",
+        type=int,
+        default=256,
+        help="training sequence limit (few-shot: ~160 tokens)",
     )
     p.add_argument("--probe", action="store_true", help="evaluate the base model only")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=[k for k in STARTS if not k.startswith("SFT")],
+        metavar="START",
+        help=f"starts left out (SFT, the reference, always runs): {', '.join(STARTS)}",
+    )
     p.add_argument(
         "--prompt-style",
         default="short",
@@ -59,6 +70,7 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="countdown settings")
     p.add_argument("--out", type=Path, default=Path("paper_figures/real_sft_sweep"))
     args = p.parse_args()
+    starts = {k: v for k, v in STARTS.items() if k not in args.skip}
 
     import numpy as np
 
@@ -112,7 +124,7 @@ def main() -> None:
         flush=True,
     )
     if not args.probe:
-        for name, (objective, beta) in STARTS.items():
+        for name, (objective, beta) in starts.items():
             t0 = time.perf_counter()
             run = work / "runs" / name.split(" (")[0].replace(" ", "_")
             extra = {"beta": beta} if beta is not None else {}
@@ -164,7 +176,7 @@ def main() -> None:
     n, sft = args.samples, results["SFT (beta inf)"]
     c_sft = np.array(sft["per_problem_correct"])
     rows = []
-    for name in STARTS:
+    for name in starts:
         if name.startswith("SFT"):
             continue
         r = results[name]
@@ -204,7 +216,7 @@ def main() -> None:
 
     fig, (a, b) = panels(2, width=5.6)
     ks = np.arange(1, n + 1)
-    curves = {name: [results[name]["pass_at_k"][int(k)] for k in ks] for name in ["base", *STARTS]}
+    curves = {name: [results[name]["pass_at_k"][int(k)] for k in ks] for name in ["base", *starts]}
     lines(
         a,
         ks,
@@ -213,7 +225,7 @@ def main() -> None:
         "held-out pass@k",
         f"{args.n_val} problems, T = {args.temperature}",
     )
-    names = [x for x in STARTS if not x.startswith("SFT")]
+    names = [x for x in starts if not x.startswith("SFT")]
     for metric, marker in (("pass@1", "o"), (f"pass@{n}", "s")):
         sel = [next(r for r in rows if r["start"] == s and r["metric"] == metric) for s in names]
         y = np.array([r["diff_mean"] for r in sel])
