@@ -267,6 +267,18 @@ def rebuild_report(out_dir) -> Path:
     return Path(out_dir) / "report.md"
 
 
+def seeds_done(results: list[dict]) -> list[int]:
+    """Training seeds with at least one evaluated init (a stopped run may have fewer than asked)."""
+    return sorted({r["seed"] for r in results if r["init"] != "base"})
+
+
+def _seeds_text(cfg, results: list[dict]) -> str:
+    done = seeds_done(results)
+    if done == sorted(cfg.seeds):
+        return str(cfg.seeds)
+    return f"{done} (the run was stopped: {cfg.seeds} were asked for)"
+
+
 def _write_results(out: Path, cfg, results: list[dict], t_start: float) -> None:
     from giftlab.provenance import provenance
 
@@ -311,6 +323,10 @@ def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[
         if init in ("sft", "base") or ref is None:
             continue
         by_seed = {r["seed"]: r for r in ref}
+        rs = [r for r in rs if r["seed"] in by_seed]  # pairs only: a stopped run may lack some
+        ref = [by_seed[r["seed"]] for r in rs]
+        if not rs:
+            continue
         for k in keys:
             a, b = _per_problem(rs, k, n_samples), _per_problem(ref, k, n_samples)
             if a is None or b is None or len(a) < 2:
@@ -324,7 +340,6 @@ def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[
                     )
                 )
                 for r in rs
-                if r["seed"] in by_seed
             }
             out.append(
                 {
@@ -492,14 +507,15 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         )
     if paired:
         _difference_panel(axes[2], paired, diff_keys)
-    caption(fig, f"{cfg.task}: SmolLM2-135M-Instruct (Q4_1, dequantised), {len(cfg.seeds)} seeds")
+    seeds = seeds_done(results)
+    caption(fig, f"{cfg.task}: SmolLM2-135M-Instruct (Q4_1, dequantised), {len(seeds)} seeds")
     fig.savefig(out / "pipeline.png", dpi=120)
     text = [
         f"# giftlab pipeline report ({minutes:.1f} min)",
         "",
         f"Task {cfg.task} ({cfg.prompt_style} prompts), {cfg.n_train} training problems, {cfg.n_val} held-out problems x "
         f"{cfg.eval_samples} samples; fine-tuning {cfg.sft_steps} steps, GRPO {cfg.rl_steps} steps x "
-        f"{cfg.rl_prompts} prompts x group {cfg.group_size}; seeds {cfg.seeds}; evaluation at temperature {cfg.eval_temperature}.",
+        f"{cfg.rl_prompts} prompts x group {cfg.group_size}; seeds {_seeds_text(cfg, results)}; evaluation at temperature {cfg.eval_temperature}.",
         "",
         *table,
         "",

@@ -204,10 +204,13 @@ class RealEvidence:
         return next((r for r in rows if r["stage"] == stage), None)
 
     def _pipe_label(self, init: str, stage: str, metric: str) -> str:
+        from giftlab.pipeline import seeds_done
+
         c = self.pipeline["config"]
         return (
             f"real, pipeline, {init} {metric} {stage}: {c['n_val']} problems x "
-            f"{c['eval_samples']} samples x {len(c['seeds'])} training seeds, GRPO "
+            f"{c['eval_samples']} samples x {len(seeds_done(self.pipeline['results']))} "
+            "training seeds, GRPO "
             f"{c['rl_steps']} steps x {c['rl_prompts']} x {c['group_size']}"
         )
 
@@ -378,12 +381,13 @@ def _pipeline_lines(path: Path) -> list[str]:
     cfg, results = data["config"], data["results"]
     if not any("drift/kl_policy_ref" in r for r in results):
         return []  # a pipeline from before per-problem drift was kept: nothing quoted
-    from giftlab.pipeline import paired_vs_sft
+    from giftlab.pipeline import paired_vs_sft, seeds_done
 
     n = cfg["eval_samples"]
     out = [
         f"- pipeline: {cfg['n_val']} held-out problems x {n} samples at T = "
-        f"{cfg['eval_temperature']}, training seeds {cfg['seeds']}, {data['minutes']:.0f} min"
+        f"{cfg['eval_temperature']}, training seeds {seeds_done(results)}, "
+        f"{data['minutes']:.0f} min"
     ]
     groups: dict = {}
     for r in results:
