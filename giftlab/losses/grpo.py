@@ -2,7 +2,8 @@
 the base model (docs/paper.md: group 8, clip 0.2, KL 0, advantages not divided by std).
 
     A_i = r_i - mean_group(r)            (/ (std_group(r) + eps) if normalize_std)
-    L = sum_{i,t} [-min(rho A_i, clip(rho, 1 - clip_low, 1 + clip_high) A_i) + kl_coef KL_t] / sum_{i,t} 1
+    L = sum_{i,t} [-min(rho A_i, clip(rho, 1 - clip_low, 1 + clip_high) A_i) + kl_coef KL_t] / N
+    N = sum_{i,t} 1 (the completion tokens), or n_tokens when given
     rho = exp(logp - old_logp);  KL_t: k1 = logp - ref_logp,  k3 = exp(ref_logp - logp) - (ref_logp - logp) - 1
 """
 
@@ -47,6 +48,7 @@ def grpo_loss(
     kl_coef: float = 0.0,
     ref_logp: torch.Tensor | None = None,
     kl_estimator: str = "k3",
+    n_tokens: float | torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Token-level GRPO loss and its statistics.
 
@@ -54,11 +56,16 @@ def grpo_loss(
         logp, old_logp: (N, T) log-probabilities of the sampled tokens under the policy being
             trained and the sampling policy.  advantages: (N,) per sequence.  mask: (N, T) bool,
             True on completion tokens.  ref_logp: (N, T) under the base model (for the KL term).
+        n_tokens: the loss's denominator when these rows are part of a larger batch (default:
+            their own completion tokens). With kl_coef = 0 a row whose advantage is 0 adds 0 to
+            the loss and its gradient for every ratio, so the rows with A != 0 and the whole
+            batch's token count give the whole batch's loss. The statistics stay over these rows.
     Returns:
-        (scalar loss: mean over all completion tokens, {"clip_frac", "kl", "ratio_mean"}).
+        (scalar loss, {"clip_frac", "kl", "ratio_mean"}).
     """
     m = mask.to(logp.dtype)
     n = m.sum().clamp(min=1)
+    denominator = n if n_tokens is None else torch.as_tensor(n_tokens, dtype=m.dtype).clamp(min=1)
     per_token, clipped = ppo_clip_token_loss(
         logp, old_logp.detach(), advantages[:, None], clip_low, clip_high
     )
@@ -71,5 +78,5 @@ def grpo_loss(
         stats["kl"] = (kl.detach() * m).sum() / n
         if kl_coef:
             per_token = per_token + kl_coef * kl
-    loss = (per_token * m).sum() / n
+    loss = (per_token * m).sum() / denominator
     return loss, stats

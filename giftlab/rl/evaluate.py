@@ -12,27 +12,11 @@ from giftlab.data.tasks import score
 from giftlab.diagnostics import distinct_correct, majority_at_k, pass_at_k
 from giftlab.losses import kl_estimate
 from giftlab.rl.rollout import (
-    Rollout,
     encode_prompts,
     sample_groups,
     token_logp_and_entropy,
     verifier_rewards,
 )
-
-
-def _first_samples(ro: Rollout, group: int, keep: int) -> Rollout:
-    """The rows of the first `keep` samples of every prompt (rows are prompt-major, `group` each)."""
-    if keep >= group:
-        return ro
-    rows = [i for i in range(len(ro.texts)) if i % group < keep]
-    idx = torch.tensor(rows, device=ro.sequences.device)
-    return Rollout(
-        ro.sequences[idx],
-        ro.attention_mask[idx],
-        ro.completion_mask[idx],
-        ro.prompt_index[idx],
-        [ro.texts[i] for i in rows],
-    )
 
 
 @torch.no_grad()
@@ -85,7 +69,7 @@ def evaluate(
         errors += err
         empty += sum(1 for t in ro.texts if not t)
         if s_stats:
-            sub = _first_samples(ro, n_samples, s_stats)
+            sub = ro.select([i for i in range(len(ro.texts)) if i % n_samples < s_stats])
             m = sub.completion_mask[:, 1:].float()
             logp, entropy = token_logp_and_entropy(model, sub, with_entropy=True)
             ref_logp, _ = token_logp_and_entropy(ref_model, sub)

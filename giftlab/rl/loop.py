@@ -75,6 +75,11 @@ class RLConfig(FlatConfig):
     normalize_std: bool = _f(False, "divide advantages by the group std")
     binary_reward: bool = _f(True, "reward 1[score == 1] (false: the verifier's partial credit)")
     ppo_epochs: int = _f(1, "optimisation passes per batch of samples")
+    skip_zero_advantage: bool = _f(
+        True,
+        "with kl_coef = 0, run the backward only on samples whose advantage is not 0 (same "
+        "update: the others add nothing to the loss)",
+    )
     max_steps: int = _f(10, "RL steps")
     clip_grad: float = _f(1.0, "gradient-norm clip (0: off)")
     seed: int = _f(0, "seed of prompt order and sampling")
@@ -222,6 +227,91 @@ def rl(
     return last
 
 
+@dataclass
+class Update:
+    loss: torch.Tensor
+    stats: dict
+    entropy: torch.Tensor  # (N, T - 1) the policy's entropy at the sampled positions
+    old_logp: torch.Tensor  # (N, T - 1) the sampling policy's log-probabilities
+    ref_logp: torch.Tensor  # (N, T - 1) the base model's
+    grad_norm: torch.Tensor
+    active: torch.Tensor  # (N,) bool: advantage != 0
+    partial: bool  # the backward ran on the active samples only
+
+
+def grpo_update(
+    cfg, policy, ref, ro, adv, opt, params, where="", last_good="", after_opt_step=None
+) -> Update:
+    """cfg.ppo_epochs optimiser steps of `grpo_loss` on one rollout with advantages `adv` (N,).
+
+    With kl_coef = 0 a sample whose advantage is 0 adds nothing to the loss or its gradient:
+    every sample is scored once without grad (the sampling policy's log-probabilities and
+    entropy, for the logs), and only those with A != 0 run forward and backward with grad
+    (grpo_loss keeps the whole batch's token count): the same update with fewer FLOPs
+    (cfg.skip_zero_advantage; scripts/bench_rl_step.py measures it).
+    """
+    mask = ro.completion_mask[:, 1:]
+    with torch.no_grad():
+        ref_logp, _ = token_logp_and_entropy(ref, ro)
+    old_logp, stats = None, {}
+    active = adv != 0
+    partial = (
+        cfg.skip_zero_advantage
+        and cfg.kl_coef == 0
+        and bool(active.any())
+        and not bool(active.all())
+    )
+    if partial:
+        with torch.no_grad():
+            old_logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
+        rows = active.nonzero().squeeze(-1)
+        sub = ro.select(rows)
+    for _epoch in range(cfg.ppo_epochs):
+        if partial:
+            logp, _ = token_logp_and_entropy(policy, sub)
+            loss, stats = grpo_loss(
+                logp,
+                old_logp[rows],
+                adv[rows],
+                mask[rows],
+                cfg.clip_low,
+                cfg.clip_high,
+                0.0,
+                ref_logp[rows],
+                cfg.kl_estimator,
+                n_tokens=mask.sum(),
+            )
+        else:
+            logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
+            if old_logp is None:  # the sampling policy: the first pass's log-probabilities
+                old_logp = logp.detach()
+            loss, stats = grpo_loss(
+                logp,
+                old_logp,
+                adv,
+                mask,
+                cfg.clip_low,
+                cfg.clip_high,
+                cfg.kl_coef,
+                ref_logp,
+                cfg.kl_estimator,
+            )
+        if not torch.isfinite(loss):
+            raise NonFiniteError(
+                f"{where}: the GRPO loss is {loss.item()}; stopped before the optimiser "
+                f"step. Last good checkpoint: {last_good}"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            params, cfg.clip_grad if cfg.clip_grad > 0 else math.inf
+        )
+        opt.step()
+        if after_opt_step is not None:
+            after_opt_step()
+    return Update(loss, stats, entropy, old_logp, ref_logp, grad_norm, active, partial)
+
+
 def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_fn, device, run):
     """One GRPO step: sample, score, ppo_epochs updates; returns the metrics row."""
     recs = [records[i] for i in order.next_indices()]
@@ -247,38 +337,22 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
         )
     groups = rewards.view(len(recs), cfg.group_size)
     adv = group_advantages(groups, cfg.normalize_std).view(-1).to(device)
-    mask = ro.completion_mask[:, 1:]
     t1 = time.perf_counter()
-    with torch.no_grad():
-        ref_logp, _ = token_logp_and_entropy(ref, ro)
-    old_logp, stats = None, {}
-    for _epoch in range(cfg.ppo_epochs):
-        logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
-        if old_logp is None:  # the sampling policy: the first pass's log-probabilities
-            old_logp = logp.detach()
-        loss, stats = grpo_loss(
-            logp,
-            old_logp,
-            adv,
-            mask,
-            cfg.clip_low,
-            cfg.clip_high,
-            cfg.kl_coef,
-            ref_logp,
-            cfg.kl_estimator,
-        )
-        if not torch.isfinite(loss):
-            raise NonFiniteError(
-                f"step {step + 1}: the GRPO loss is {loss.item()}; stopped before the optimiser "
-                f"step. Last good checkpoint: {run.last_checkpoint or 'none yet'}"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            params, cfg.clip_grad if cfg.clip_grad > 0 else math.inf
-        )
-        opt.step()
-        run.check_weights(params, step + 1, cfg.lr)
+    u = grpo_update(
+        cfg,
+        policy,
+        ref,
+        ro,
+        adv,
+        opt,
+        params,
+        where=f"step {step + 1}",
+        last_good=run.last_checkpoint or "none yet",
+        after_opt_step=lambda: run.check_weights(params, step + 1, cfg.lr),
+    )
+    loss, stats, entropy, grad_norm = u.loss, u.stats, u.entropy, u.grad_norm
+    old_logp, ref_logp, partial, active = u.old_logp, u.ref_logp, u.partial, u.active
+    mask = ro.completion_mask[:, 1:]
     t_train = time.perf_counter() - t1
     m = mask.float()
     n_tok = int(m.sum())
@@ -289,7 +363,10 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
     return {
         "step": step + 1,
         "loss/grpo": float(loss.detach()),
-        f"loss/kl_{cfg.kl_estimator}": float(stats.get("kl", torch.tensor(0.0))),
+        # the penalty term's KL over the whole batch (partial: the no-grad pass = epoch 1's)
+        f"loss/kl_{cfg.kl_estimator}": kl_mean(cfg.kl_estimator)
+        if partial
+        else float(stats.get("kl", torch.tensor(0.0))),
         "rl/reward_mean": float(rewards.mean()),
         "rl/reward_std": float(groups.std(-1, unbiased=False).mean()),
         "rl/correct_frac": float(np.mean([s == 1.0 for s in scores])),
@@ -307,7 +384,8 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
         "perf/train_s": t_train,
         "perf/gen_share": t_gen / (t_gen + t_train),
         "perf/rollout_tokens_per_s": n_tok / t_gen,
+        "perf/backward_rows": int(active.sum()) if partial else len(ro.texts),
     }
 
 
-__all__ = ["RLConfig", "load_task_records", "rl", "rl_config_help"]
+__all__ = ["RLConfig", "Update", "grpo_update", "load_task_records", "rl", "rl_config_help"]

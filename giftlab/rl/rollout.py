@@ -23,6 +23,17 @@ class Rollout:
     prompt_index: torch.Tensor  # (N,) which prompt of the step each row answers
     texts: list[str]  # decoded completions
 
+    def select(self, rows) -> Rollout:
+        """The rollout of the given row indices (a 1-D index tensor or list), in that order."""
+        idx = torch.as_tensor(rows, dtype=torch.long, device=self.sequences.device)
+        return Rollout(
+            self.sequences[idx],
+            self.attention_mask[idx],
+            self.completion_mask[idx],
+            self.prompt_index[idx],
+            [self.texts[int(i)] for i in idx],
+        )
+
 
 def encode_prompts(tokenizer, records) -> list[list[int]]:
     return [

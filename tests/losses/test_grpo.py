@@ -50,3 +50,21 @@ def test_kl_estimators_and_kl_term():
     with_kl, stats = grpo_loss(logp, logp, torch.zeros(1), mask, kl_coef=0.1, ref_logp=ref)
     torch.testing.assert_close(with_kl - base, 0.1 * k3.mean())
     torch.testing.assert_close(stats["kl"], k3.mean())
+
+
+def test_rows_with_zero_advantage_can_be_left_out_given_the_batch_token_count():
+    """kl_coef = 0: the rows with A != 0 and n_tokens = the whole batch's count give the whole
+    batch's loss and gradient, at ratios away from 1 too (clipped and unclipped)."""
+    g = torch.Generator().manual_seed(0)
+    logp = (torch.randn(6, 5, generator=g, dtype=torch.float64) * 0.3).requires_grad_(True)
+    old = torch.randn(6, 5, generator=g, dtype=torch.float64) * 0.3
+    adv = torch.tensor([0.5, 0.0, -0.5, 0.0, 0.0, 1.0], dtype=torch.float64)
+    mask = torch.rand(6, 5, generator=g) > 0.3
+    full, _ = grpo_loss(logp, old, adv, mask)
+    (grad_full,) = torch.autograd.grad(full, logp)
+    rows = adv != 0
+    part, _ = grpo_loss(logp[rows], old[rows], adv[rows], mask[rows], n_tokens=mask.sum())
+    (grad_part,) = torch.autograd.grad(part, logp)
+    torch.testing.assert_close(part, full)
+    torch.testing.assert_close(grad_part, grad_full)
+    assert not torch.allclose(part, grpo_loss(logp[rows], old[rows], adv[rows], mask[rows])[0])

@@ -147,6 +147,39 @@ def test_rl_resume_reproduces_the_uninterrupted_run(tmp_path):
     )
 
 
+def a_in_completion(record, completion):
+    """Binary toy verifier: many groups are all 0 (zero advantage), some are mixed."""
+    return float("a" in completion)
+
+
+def test_skipping_zero_advantage_samples_gives_the_same_run(tmp_path):
+    """skip_zero_advantage (the default) against the plain full-batch backward: the same weights
+    after 4 steps and the same metrics; the partial backward did run (fewer rows)."""
+    tok = tiny_tokenizer()
+    runs = {}
+    for skip in (True, False):
+        model = tiny_llama(len(tok), seed=3)
+        rl(
+            _cfg(tmp_path / str(skip), max_steps=4, binary_reward=True, skip_zero_advantage=skip),
+            model=model,
+            tokenizer=tok,
+            ref_model=tiny_llama(len(tok), seed=3),
+            score_fn=a_in_completion,
+        )
+        rows = [json.loads(x) for x in (tmp_path / str(skip) / "rl" / "metrics.jsonl").open()]
+        runs[skip] = (model, rows)
+    (m_skip, r_skip), (m_full, r_full) = runs[True], runs[False]
+    assert any(0 < r["perf/backward_rows"] < 16 for r in r_skip)  # the partial path ran
+    assert all(r["perf/backward_rows"] == 16 for r in r_full)
+    assert any(r["loss/grpo"] != 0 for r in r_full)  # the runs did learn something
+    for a, b in zip(m_skip.parameters(), m_full.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    for a, b in zip(r_skip, r_full):
+        for k in a:
+            if not k.startswith("perf/"):
+                assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
+
+
 def test_eval_reports_pass_at_k_for_every_k(tmp_path, monkeypatch):
     tok = tiny_tokenizer()
     tok.padding_side = "left"
