@@ -131,11 +131,12 @@ def run_pipeline(cfg: PipelineConfig, log=print) -> Path:
     from giftlab.provenance import provenance
 
     with RunDir(cfg.out_dir, overwrite=cfg.overwrite, log=log) as run:
-        run.write_config({"config": cfg.to_dict(), "provenance": provenance()})
-        return _run(cfg, run.path, log)
+        started = provenance()  # the code that runs: results.json names it, not a later commit
+        run.write_config({"config": cfg.to_dict(), "provenance": started})
+        return _run(cfg, run.path, log, started)
 
 
-def _run(cfg: PipelineConfig, out: Path, log) -> Path:
+def _run(cfg: PipelineConfig, out: Path, log, started: dict) -> Path:
     from giftlab.data import read_records
     from giftlab.data.tasks import write_task_data
     from giftlab.models import load_model, load_tokenizer
@@ -178,7 +179,7 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
 
     def keep(row):  # results.json is rewritten after every evaluation: a crash loses no result
         results.append(row)
-        _write_results(out, cfg, results, t_start)
+        _write_results(out, cfg, results, t_start, started)
 
     log("evaluating the base model")
     base_eval = ev(base, 0)
@@ -234,7 +235,7 @@ def _run(cfg: PipelineConfig, out: Path, log) -> Path:
             after["rl_reward_mean"] = _reward_curve(run / "rl" / "metrics.jsonl")
             keep({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
             log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
-    _write_results(out, cfg, results, t_start)
+    _write_results(out, cfg, results, t_start, started)
     _report(out, cfg, results, (time.perf_counter() - t_start) / 60)
     return out / "report.md"
 
@@ -279,13 +280,14 @@ def _seeds_text(cfg, results: list[dict]) -> str:
     return f"{done} (the run was stopped: {cfg.seeds} were asked for)"
 
 
-def _write_results(out: Path, cfg, results: list[dict], t_start: float) -> None:
-    from giftlab.provenance import provenance
+def _write_results(out: Path, cfg, results: list[dict], t_start: float, started: dict) -> None:
+    from datetime import datetime, timezone
 
     summary = {
         "results": results,
         "config": cfg.to_dict(),
-        "provenance": provenance(),
+        "provenance": started,
+        "written_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "minutes": (time.perf_counter() - t_start) / 60,
     }
     tmp = out / "results.json.tmp"
