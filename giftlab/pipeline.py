@@ -407,20 +407,21 @@ def _paired_table(results: list[dict], cfg) -> list[str]:
     keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_policy_ref"]
     rows = paired_vs_sft(results, cfg.eval_samples, keys)
     out = [
-        "| init - sft | stage | " + " | ".join(keys) + " | per seed (pass@1) |",
-        "|---|---|" + "---|" * (len(keys) + 1),
+        "| init - sft | stage | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
     ]
+
+    def cell(d):
+        seeds = ", ".join(f"{v:+.3f}" for v in d["per_seed"].values())
+        return (
+            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (resolves {d['mdd']:.3f}; "
+            f"seeds {seeds})"
+        )
+
     for init, stage in dict.fromkeys((r["init"], r["stage"]) for r in rows):
         got = {r["metric"]: r for r in rows if r["init"] == init and r["stage"] == stage}
-        cells = [
-            f"{got[k]['mean']:+.3f} [{got[k]['low']:+.3f}, {got[k]['high']:+.3f}] "
-            f"(resolves {got[k]['mdd']:.3f})"
-            if k in got
-            else "-"
-            for k in keys
-        ]
-        seeds = ", ".join(f"{s}: {d:+.3f}" for s, d in got["pass@1"]["per_seed"].items())
-        out.append(f"| {init} | {stage} | " + " | ".join(cells) + f" | {seeds} |")
+        cells = [cell(got[k]) if k in got else "-" for k in keys]
+        out.append(f"| {init} | {stage} | " + " | ".join(cells) + " |")
     return out if len(out) > 2 else []
 
 
@@ -536,9 +537,10 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         *diffs,
         "",
         "Init minus SFT: the same problems, each averaged over seeds, 95% clustered CI over "
-        "problems (evaluation noise given these trained models; training-seed variation shows only "
-        "in the per-seed column); 'resolves': the smallest difference this design detects "
-        "(alpha 0.05, power 0.8) given the spread of the per-problem differences."
+        "problems (evaluation noise given these trained models: training-seed variation shows only "
+        "in each training seed's own difference, 'seeds'); 'resolves': the smallest difference "
+        "this design detects (alpha 0.05, power 0.8) given the spread of the per-problem "
+        "differences."
         if diffs
         else "",
         "",

@@ -34,11 +34,14 @@ def test_real_verdicts_need_every_training_seed_on_the_claimed_side():
     d = {"low": 0.01, "high": 0.05, "mdd": 0.02}
     assert _real_verdict(d | {"per_seed": {0: 0.02, 1: 0.04}}) == "holds"
     assert _real_verdict(d | {"per_seed": {0: 0.05, 1: -0.01}}) == (
-        "holds partly (training seeds disagree)"
+        "not decidable (training seeds disagree)"
     )
     assert _real_verdict(d) == "holds for one training seed"
     # a decrease is the claim (drift): the same interval reads the other way round
     assert _real_verdict(d | {"per_seed": {0: 0.02, 1: 0.04}}, sign=-1) == "not supported"
+    # an interval over problems far from 0, but the seeds point both ways
+    drift = {"low": 0.025, "high": 0.056, "mdd": 0.02, "per_seed": {0: 0.26, 1: -0.18}}
+    assert _real_verdict(drift, sign=-1) == "not decidable (training seeds disagree)"
     neg = {"low": -0.05, "high": -0.01, "mdd": 0.02, "per_seed": {0: -0.02, 1: -0.04}}
     assert _real_verdict(neg, sign=-1) == "holds"
     wide = {"low": -0.03, "high": 0.05, "mdd": 0.04, "per_seed": {0: 0.0, 1: 0.01}}

@@ -31,7 +31,7 @@ def test_pipeline_writes_report_table_and_figure(tmp_path):
     report = run_pipeline(cfg, log=lambda *a: None).read_text()
     assert "| sft | after RL | 2 |" in report and "| gift:5 | before RL | 2 |" in report
     assert "| init - sft | stage |" in report  # the paired comparison, problems as the unit
-    assert "(resolves " in report and "per seed (pass@1)" in report
+    assert "(resolves " in report and "; seeds " in report
     assert (tmp_path / "p" / "pipeline.png").stat().st_size > 10_000
     results = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
     assert len(results) == 1 + 2 * 2 * 2  # base + inits x seeds x stages
