@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_theory.py
 	$(BIN)/python scripts/bench_loss.py
 	$(BIN)/python scripts/bench_train.py
+	$(BIN)/python scripts/bench_sampling.py
+	$(BIN)/python scripts/bench_rl_step.py
 
 # The lean install: build the wheel, install it with the core dependencies only into a fresh
 # venv, and run what must work there without torch (CI runs this).
