@@ -48,6 +48,18 @@ def main() -> None:
     prompts = encode_prompts(tok, recs[: args.prompts])
     ro = sample_groups(base, tok, prompts, args.group, args.new_tokens, 1.0, 0, device)
     n = args.prompts * args.group
+    warm = copy.deepcopy(base).train()  # one untimed update: first-call allocations
+    wparams = [q for q in warm.parameters() if q.requires_grad]
+    grpo_update(
+        RLConfig(),
+        warm,
+        base,
+        ro,
+        torch.ones(n, device=device),
+        torch.optim.AdamW(wparams),
+        wparams,
+    )
+    del warm, wparams
     rows = []
     for frac in args.active:
         mixed = max(1, round(frac * args.prompts))  # groups with one correct sample
