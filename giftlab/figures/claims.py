@@ -323,6 +323,7 @@ def quoted_lines(folder: Path) -> list[str]:
             )
     out += _real_gate_lines(folder / "real_gate.csv")
     out += _sweep_lines(folder / "real_sft_sweep")
+    out += _sweep_lines(folder / "real_sft_sweep_fewshot", "real few-shot sweep")
     out += _pipeline_lines(folder / "pipeline" / "results.json")
     return out
 
@@ -350,7 +351,7 @@ def _real_gate_lines(path: Path) -> list[str]:
     return out
 
 
-def _sweep_lines(folder: Path) -> list[str]:
+def _sweep_lines(folder: Path, label: str = "real sweep") -> list[str]:
     """scripts/real_sft_sweep.py: each start minus SFT on held-out problems (clustered CIs)."""
     import json
 
@@ -359,20 +360,22 @@ def _sweep_lines(folder: Path) -> list[str]:
         return []
     cfg = json.loads((folder / "results.json").read_text())
     res, n = cfg["results"], cfg["config"]["samples"]
+    style = cfg["config"].get("prompt_style", "short")
     out = [
-        f"- real SFT-stage sweep: {cfg['config']['n_val']} held-out countdown problems x {n} samples "
+        f"- {label} (SFT stage, {style} prompts): {cfg['config']['n_val']} held-out countdown "
+        f"problems x {n} samples "
         f"at T = {cfg['config']['temperature']}, {cfg['minutes']:.0f} min; base pass@1 "
         f"{res['base']['pass_at_k']['1']:.3f}, pass@{n} {res['base']['pass_at_k'][str(n)]:.3f}"
     ]
     for name, r in res.items():
         if name != "base":
             out.append(
-                f"- real sweep, {name}: pass@1 {r['pass_at_k']['1']:.3f}, pass@{n} "
+                f"- {label}, {name}: pass@1 {r['pass_at_k']['1']:.3f}, pass@{n} "
                 f"{r['pass_at_k'][str(n)]:.3f} (checkpoint {r['checkpoint']})"
             )
     for r in read_csv(path):
         out.append(
-            f"- real sweep, {r['start']} - SFT, {r['metric']}: {float(r['diff_mean']):+.3f} "
+            f"- {label}, {r['start']} - SFT, {r['metric']}: {float(r['diff_mean']):+.3f} "
             f"[{float(r['low']):+.3f}, {float(r['high']):+.3f}] over {r['n_problems']} problems"
         )
     return out
