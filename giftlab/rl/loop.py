@@ -261,41 +261,30 @@ def grpo_update(
         and bool(active.any())
         and not bool(active.all())
     )
+    rows = slice(None)  # every sample, or (partial) the ones with A != 0
     if partial:
         with torch.no_grad():
             old_logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
         rows = active.nonzero().squeeze(-1)
-        sub = ro.select(rows)
+    batch = ro.select(rows) if partial else ro
     for _epoch in range(cfg.ppo_epochs):
-        if partial:
-            logp, _ = token_logp_and_entropy(policy, sub)
-            loss, stats = grpo_loss(
-                logp,
-                old_logp[rows],
-                adv[rows],
-                mask[rows],
-                cfg.clip_low,
-                cfg.clip_high,
-                0.0,
-                ref_logp[rows],
-                cfg.kl_estimator,
-                n_tokens=mask.sum(),
-            )
-        else:
-            logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
+        logp, ent = token_logp_and_entropy(policy, batch, with_entropy=not partial)
+        if not partial:
+            entropy = ent
             if old_logp is None:  # the sampling policy: the first pass's log-probabilities
                 old_logp = logp.detach()
-            loss, stats = grpo_loss(
-                logp,
-                old_logp,
-                adv,
-                mask,
-                cfg.clip_low,
-                cfg.clip_high,
-                cfg.kl_coef,
-                ref_logp,
-                cfg.kl_estimator,
-            )
+        loss, stats = grpo_loss(
+            logp,
+            old_logp[rows],
+            adv[rows],
+            mask[rows],
+            cfg.clip_low,
+            cfg.clip_high,
+            cfg.kl_coef,
+            ref_logp[rows],
+            cfg.kl_estimator,
+            n_tokens=mask.sum(),  # the whole batch's tokens: the skipped rows add 0
+        )
         if not torch.isfinite(loss):
             raise NonFiniteError(
                 f"{where}: the GRPO loss is {loss.item()}; stopped before the optimiser "
