@@ -314,7 +314,7 @@ def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[
     {init, stage, metric, mean, low, high, n, mdd, per_seed}. low/high: clustered 95% CI over
     problems; mdd: the smallest difference this design resolves (alpha 0.05, power 0.8, from the
     SD of the per-problem differences); per_seed: {seed: mean difference with that seed alone}."""
-    from giftlab.stats import clustered_mean_ci, minimum_detectable_paired_difference
+    from giftlab.stats import paired_problem_difference
 
     groups: dict = {}
     for r in results:
@@ -333,7 +333,7 @@ def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[
             a, b = _per_problem(rs, k, n_samples), _per_problem(ref, k, n_samples)
             if a is None or b is None or len(a) < 2:
                 continue
-            ci = clustered_mean_ci(a - b)
+            ci = paired_problem_difference(a, b)
             per_seed = {
                 r["seed"]: float(
                     np.mean(
@@ -352,9 +352,7 @@ def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[
                     "low": ci["low"],
                     "high": ci["high"],
                     "n": ci["n"],
-                    "mdd": minimum_detectable_paired_difference(
-                        float(np.std(a - b, ddof=1)), len(a)
-                    ),
+                    "mdd": ci["mdd"],
                     "per_seed": per_seed,
                 }
             )

@@ -88,6 +88,19 @@ def clustered_mean_ci(values, confidence: float = 0.95, seed: int = 0) -> dict:
     return {"mean": mean, "low": low, "high": high, "half_width": (high - low) / 2, "n": len(v)}
 
 
+def paired_problem_difference(a, b, confidence: float = 0.95) -> dict:
+    """Method A minus method B on the same problems, from one value per problem each:
+    clustered_mean_ci of d = a - b, plus mdd, the smallest mean difference the design resolves
+    (minimum_detectable_paired_difference with the SD of d over its P problems).
+
+    Returns {mean, low, high, half_width, n, mdd}.
+    """
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    out = clustered_mean_ci(d, confidence)
+    out["mdd"] = minimum_detectable_paired_difference(float(np.std(d, ddof=1)), len(d))
+    return out
+
+
 def paired_pass_at_k_difference(c_a, c_b, n: int, k: int, confidence: float = 0.95) -> dict:
     """pass@k of method A minus method B on the same problems (unbiased estimator per problem from
     c correct of n samples), with a clustered bootstrap CI over problems."""

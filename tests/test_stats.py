@@ -111,3 +111,20 @@ def test_paired_minimum_detectable_difference_by_hand_and_by_simulation():
     diffs = rng.normal(d, sd, (4000, n))
     z = diffs.mean(1) / (sd / math.sqrt(n))  # known-variance test, as the formula assumes
     assert abs(float((np.abs(z) > sps.norm.ppf(0.975)).mean()) - 0.8) < 0.03
+
+
+def test_paired_problem_difference_is_the_clustered_ci_of_the_difference_and_its_mdd():
+    from giftlab.stats import (
+        clustered_mean_ci,
+        minimum_detectable_paired_difference,
+        paired_problem_difference,
+    )
+
+    rng = np.random.default_rng(3)
+    a, b = rng.random(40), rng.random(40)
+    got = paired_problem_difference(a, b)
+    ci = clustered_mean_ci(a - b)
+    assert got["mean"] == pytest.approx(float(np.mean(a) - np.mean(b)))
+    assert (got["low"], got["high"]) == (ci["low"], ci["high"])
+    sd = float(np.sqrt(np.sum((a - b - np.mean(a - b)) ** 2) / 39))  # ddof = 1 by hand
+    assert got["mdd"] == pytest.approx(minimum_detectable_paired_difference(sd, 40))

@@ -130,18 +130,6 @@ def _real_verdict(d: dict, sign: int = 1) -> str:
     return v
 
 
-def _paired_problems(a, b) -> dict:
-    """Clustered CI and resolvable difference of per-problem differences a - b."""
-    import numpy as np
-
-    from giftlab.stats import clustered_mean_ci, minimum_detectable_paired_difference
-
-    d = np.asarray(a, float) - np.asarray(b, float)
-    ci = clustered_mean_ci(d)
-    mdd = minimum_detectable_paired_difference(float(np.std(d, ddof=1)), len(d))
-    return {"mean": ci["mean"], "low": ci["low"], "high": ci["high"], "mdd": mdd, "n": ci["n"]}
-
-
 class RealEvidence:
     """The real-model rows of the claims table, from the committed runs that exist:
     real_sft_sweep/ (short prompts, one training seed), real_sft_sweep_fewshot/ (prompts with two
@@ -172,6 +160,7 @@ class RealEvidence:
         import numpy as np
 
         from giftlab.diagnostics import pass_at_k
+        from giftlab.stats import paired_problem_difference
 
         res, n = sweep["results"], sweep["config"]["samples"]
 
@@ -182,7 +171,7 @@ class RealEvidence:
                 return r["per_problem_distinct_correct"]
             return r["drift_per_problem"][metric]
 
-        return _paired_problems(values(res[name]), values(res[against]))
+        return paired_problem_difference(values(res[name]), values(res[against]))
 
     def _best_beta(self, sweep: dict) -> str:
         """The GIFT start with the highest pass@1 (the one the RL stage compares)."""
