@@ -60,16 +60,64 @@ def one_of(*choices):
     return lambda x: x in choices
 
 
+def beta_value(x) -> bool:
+    """An inverse temperature: 0 <= beta <= 1e30 (finite in float32 with room), or inf."""
+    return not math.isnan(x) and (0 <= x <= 1e30 or x == math.inf)
+
+
+BETA_ALLOWED = "in [0, 1e30] or inf (inf = one-hot SFT)"
+
+# -- trackers: report_to names and the package each needs ------------------------------------------
+
+TRACKERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def tracker_ready(name) -> bool:
+    """A known tracker whose package imports (checked before any run folder is touched)."""
+    import importlib.util
+
+    if name not in TRACKERS:
+        return False
+    return TRACKERS[name] is None or importlib.util.find_spec(TRACKERS[name]) is not None
+
+
+def tracker_allowed(name) -> str:
+    if name in TRACKERS and TRACKERS[name]:
+        return (
+            f"a tracker whose package is installed; {name} needs `pip install {TRACKERS[name]}`"
+            + (" (or giftlab[tracking])" if name == "tensorboard" else "")
+        )
+    return f"one of {list(TRACKERS)}"
+
+
+def check_rules(obj, rules) -> None:
+    """Check each (key, predicate, allowed) of `rules` on `obj`: first the value's type against the
+    field's annotation (a number for a float, never a bool or a string), then the predicate.
+    Raises ConfigError naming the key, the allowed values and the value."""
+    hints = typing.get_type_hints(type(obj))
+    for key, ok, allowed in rules:
+        value = getattr(obj, key)
+        t = hints.get(key)
+        if t is float or t is int:
+            kinds = (int, float) if t is float else (int,)
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise ConfigError(
+                    f"{key} must be a number ({t.__name__}), got {value!r} "
+                    f"({type(value).__name__})",
+                    key,
+                )
+        if not ok(value):
+            allowed = allowed(value) if callable(allowed) else allowed
+            raise ConfigError(f"{key} must be {allowed}, got {value!r}", key)
+
+
 class FlatConfig:
     """Loading, overriding and checking shared by the flat config dataclasses."""
 
     RULES: typing.ClassVar[tuple] = ()
 
     def __post_init__(self):
-        for key, ok, allowed in self.RULES:
-            value = getattr(self, key)
-            if not ok(value):
-                raise ConfigError(f"{key} must be {allowed}, got {value!r}", key)
+        check_rules(self, self.RULES)
         self.check()
 
     def check(self) -> None:
@@ -126,7 +174,13 @@ class FlatConfig:
             raise InputError(f"{path}: a config must be a mapping of key: value")
         lines = {}
         if isinstance(node, yaml.MappingNode):
-            lines = {k.value: k.start_mark.line + 1 for k, _ in node.value}
+            for k, _ in node.value:
+                if k.value in lines:  # PyYAML keeps the last silently
+                    raise InputError(
+                        f"{path}:{k.start_mark.line + 1}: key {k.value!r} appears twice (first at "
+                        f"line {lines[k.value]}); keep one"
+                    )
+                lines[k.value] = k.start_mark.line + 1
         return cls.from_dict(data, source=str(path), lines=lines)
 
     def with_overrides(self, overrides: list[str]):
@@ -188,6 +242,8 @@ def _parse(cls, key, raw: str):
 
 
 def _coerce_scalar(t, key, value, where):
+    if t is bool and type(value) is int and value in (0, 1):  # YAML `save_final: 1`, as on the CLI
+        return bool(value)
     if t is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
         try:
             return float(value)
@@ -210,3 +266,52 @@ def _coerce(cls, key, value, where):
             raise ConfigError(f"{where}: {key} must be a list, got {value!r}", key)
         return [_coerce_scalar(item, key, v, where) for v in value]
     return _coerce_scalar(t, key, value, where)
+
+
+# -- the settings every training run has (train and rl) ---------------------------------------------
+
+
+@dataclasses.dataclass
+class RunSettings(FlatConfig):
+    """The run part of `giftlab train` and `giftlab rl`: folder, budget, checkpoints, logging.
+    A subclass re-declares a field only to change its default."""
+
+    out_dir: str = setting("runs/run", "run folder: config, metrics.jsonl, checkpoints, final/")
+    overwrite: bool = setting(
+        False,
+        "replace a giftlab run in out_dir (only what a run writes; a folder holding other files "
+        "is refused)",
+    )
+    seed: int = setting(0, "seed of the data order, initialisation and sampling")
+    lr: float = setting(1e-5, "AdamW learning rate")
+    weight_decay: float = setting(0.0, "AdamW weight decay")
+    clip_grad: float = setting(1.0, "gradient-norm clip (0: off)")
+    max_steps: int = setting(20, "optimiser steps (may grow on --resume)")
+    save_every: int = setting(10, "steps between checkpoints (0: only at the end)")
+    keep_checkpoints: int = setting(2, "checkpoints kept (older ones deleted)")
+    save_final: bool = setting(True, "write final/ (and best/) as loadable model folders")
+    report_to: str = setting(
+        "none", f"tracker beside metrics.jsonl (Accelerate's): one of {list(TRACKERS)}"
+    )
+    progress: bool = setting(True, "progress bar")
+
+    RULES = (
+        ("out_dir", bool, "a folder path"),
+        ("lr", finite_positive, "a finite number > 0"),
+        ("weight_decay", finite_non_negative, "a finite number >= 0"),
+        ("clip_grad", finite_non_negative, "a finite number >= 0 (0: off)"),
+        ("max_steps", at_least(1), ">= 1"),
+        ("save_every", at_least(0), ">= 1, or 0 for only at the end"),
+        ("keep_checkpoints", at_least(1), ">= 1"),
+        ("report_to", tracker_ready, tracker_allowed),
+    )
+    # keys a resumed run may change (recorded in config.json's history); any other is refused
+    RESUME_MUTABLE: typing.ClassVar[tuple] = (
+        "max_steps",
+        "save_every",
+        "keep_checkpoints",
+        "save_final",
+        "report_to",
+        "progress",
+        "overwrite",
+    )

@@ -52,3 +52,12 @@ def model_factory(tok):
     from giftlab.models import tiny_llama
 
     return lambda seed=0: tiny_llama(len(tok), seed=seed)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def toy_verifier():
+    """The tests' own task, registered as a user would: 'toy' is correct when the completion
+    starts with 'a' (tests that need another rule pass score_fn or monkeypatch the score)."""
+    from giftlab.data.verifiers import register_verifier
+
+    register_verifier("toy", lambda record, completion: float(completion.startswith("a")))

@@ -8,7 +8,6 @@ inputs, so that `score` can check a completion later). Correct means a score of 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from pathlib import Path
 
 # settings where a 135M model's pass@k is clearly above zero (a 135M model solves some of these)
@@ -133,50 +132,16 @@ def write_task_data(
     return paths
 
 
-@lru_cache(maxsize=64)
-def _dataset(task: str, size: int, seed: int, config_json: str):
-    return make_dataset(task, size, seed, json.loads(config_json))[0]
+# the verifiers live in giftlab.data.verifiers (one registry); these names stay for old imports
+from giftlab.data.verifiers import check_verifiable, score  # noqa: E402
 
-
-def math_score(record: dict, completion: str) -> float:
-    """User math data (records with task "math" and an `answer`): math-verify's equivalence of the
-    completion's final answer with the gold answer, 1.0 or 0.0."""
-    from math_verify import parse, verify
-
-    return float(verify(parse(str(record["answer"])), parse(completion)))
-
-
-def score(record: dict, completion: str) -> float:
-    """The task's verifier score of a completion (may raise on malformed input: callers count that).
-
-    reasoning-gym tasks: the problem is regenerated from the record's (task, seed, config, index);
-    datasets are cached. task "math" (user data with an `answer` field): `math_score`.
-    """
-    if record.get("task") == "math":
-        return math_score(record, completion)
-    size = max(record["index"] + 1, 512)
-    ds = _dataset(
-        record["task"], size, record["seed"], json.dumps(record["config"], sort_keys=True)
-    )
-    return float(ds.score_answer(completion, ds[record["index"]]))
-
-
-def known_task(task) -> bool:
-    """A task `score` can check: "math" (math-verify) or a reasoning-gym dataset name."""
-    if task == "math":
-        return True
-    from reasoning_gym.factory import DATASETS
-
-    return isinstance(task, str) and task in DATASETS
-
-
-def check_verifiable(records: list[dict]) -> None:
-    """Raise InputError naming the first record whose task no verifier knows."""
-    from giftlab.errors import InputError
-
-    for r in records:
-        if not known_task(r.get("task")):
-            raise InputError(
-                f"{r.get('where', 'a record')}: unknown task {r.get('task')!r}: no verifier scores it "
-                "(use a reasoning-gym task name from `giftlab data`, or task 'math' with an 'answer')"
-            )
+__all__ = [
+    "TASK_DEFAULTS",
+    "check_verifiable",
+    "demonstration",
+    "fewshot_messages",
+    "make_dataset",
+    "score",
+    "short_prompt",
+    "write_task_data",
+]

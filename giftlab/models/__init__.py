@@ -3,6 +3,7 @@ plus tiny random models and tokenizers for tests."""
 
 from giftlab.models.loading import (
     DEFAULT_MODEL,
+    check_model_name,
     load_model,
     load_tokenizer,
     prepare_tokenizer,
@@ -12,6 +13,7 @@ from giftlab.models.tiny import tiny_llama, tiny_tokenizer
 
 __all__ = [
     "DEFAULT_MODEL",
+    "check_model_name",
     "load_model",
     "load_tokenizer",
     "prepare_tokenizer",

@@ -86,18 +86,55 @@ def _convert_smollm2(target: Path) -> None:
 
 
 def is_hub_id(name) -> bool:
-    """'org/name' (a string) that is not an existing path: a Hugging Face hub id."""
+    """'org/name' (a string) that is no local path: a Hugging Face hub id. A name whose first part
+    exists here (`runs/final` with a `runs/` folder) is a local path, even when it is missing."""
     return (
         isinstance(name, str)
         and name.count("/") == 1
         and not name.startswith(("/", ".", "~"))
         and not Path(name).exists()
+        and not Path(name.split("/")[0]).exists()
     )
+
+
+def check_model_name(name_or_path: str, key: str = "model") -> None:
+    """Raise FileNotFoundError (naming `key` and the path) unless `name_or_path` is "smollm2", a
+    hub id, or a local folder that from_pretrained loads. Loads nothing: run before any work."""
+    if name_or_path == DEFAULT_MODEL:
+        if not (cache_dir() / "smollm2-135m-instruct" / "config.json").exists():
+            _smollm2_gguf_folder()  # the package must be there to convert it
+        return
+    if is_hub_id(name_or_path):
+        if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+            raise FileNotFoundError(
+                f"{key}={name_or_path}: no such local folder, and as a hub id it cannot be "
+                "downloaded with HF_HUB_OFFLINE set"
+            )
+        return
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{key}={name_or_path}: no such folder ({path.absolute()}); give a local checkpoint "
+            f"folder, {DEFAULT_MODEL!r} for the bundled SmolLM2, or a hub id 'org/name'"
+        )
+    if (path / ".giftlab-run").exists():
+        loadable = [n for n in ("final", "best") if (path / n / "config.json").exists()]
+        loadable += sorted(p.name for p in path.glob("ckpt-*") if (p / "config.json").exists())
+        raise FileNotFoundError(
+            f"{key}={name_or_path} is a giftlab run folder, not a model: give one of its model "
+            f"folders ({', '.join(f'{name_or_path}/{n}' for n in loadable) or 'none written yet'})"
+        )
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"{key}={name_or_path} is not a checkpoint folder: it has no config.json "
+            f"(use {DEFAULT_MODEL!r} for the bundled SmolLM2, or a hub id 'org/name' when online)"
+        )
 
 
 def resolve_model_path(name_or_path: str) -> Path | str:
     """`"smollm2"` -> its cache folder (converted on first use); a local folder -> its path; a hub
     id ("org/name") -> the id itself (from_pretrained downloads it when online)."""
+    check_model_name(name_or_path)
     if name_or_path == DEFAULT_MODEL:
         target = cache_dir() / "smollm2-135m-instruct"
         if not (target / "config.json").exists():
@@ -105,13 +142,7 @@ def resolve_model_path(name_or_path: str) -> Path | str:
         return target
     if is_hub_id(name_or_path):
         return name_or_path
-    path = Path(name_or_path).expanduser()
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(
-            f"model {name_or_path!r} is not a local checkpoint folder with a config.json "
-            f"(use {DEFAULT_MODEL!r} for the bundled SmolLM2, or a hub id 'org/name' when online)"
-        )
-    return path
+    return Path(name_or_path).expanduser()
 
 
 def _local_only(resolved) -> bool:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from giftlab.data.tasks import score
+from giftlab.data.verifiers import score
 from giftlab.diagnostics import distinct_correct, majority_at_k, pass_at_k
 from giftlab.losses import kl_estimate
 from giftlab.rl.rollout import (
@@ -65,8 +65,14 @@ def evaluate(
         gen_time += time.perf_counter() - t0
         mask = ro.completion_mask[:, 1:]
         gen_tokens += int(mask.sum())
-        _, scores, err = verifier_rewards(recs, ro, score)
-        errors += err
+        _, scores, failures = verifier_rewards(recs, ro, score)
+        if failures:  # an evaluation never counts a verifier failure as a wrong answer
+            from giftlab.data.verifiers import VerifierError
+
+            raise VerifierError(
+                f"{failures[0]} ({len(failures)} of {len(scores)} completions of this batch "
+                "failed); nothing was scored as wrong in their place"
+            )
         empty += sum(1 for t in ro.texts if not t)
         if s_stats:
             sub = ro.select([i for i in range(len(ro.texts)) if i % n_samples < s_stats])

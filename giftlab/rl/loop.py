@@ -16,20 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from giftlab.config import (
-    ConfigError,
-    FlatConfig,
-    at_least,
-    finite_non_negative,
-    finite_positive,
-    one_of,
-)
-from giftlab.config import setting as _f
 from giftlab.data import read_records
-from giftlab.data.tasks import check_verifiable, score
+from giftlab.data.verifiers import VerifierError, check_verifiable, score
 from giftlab.errors import InputError, NonFiniteError
 from giftlab.losses import group_advantages, grpo_loss, kl_estimate
 from giftlab.provenance import provenance
+from giftlab.rl.config import RLConfig, rl_config_help
 from giftlab.rl.rollout import (
     encode_prompts,
     sample_groups,
@@ -39,7 +31,6 @@ from giftlab.rl.rollout import (
 from giftlab.runtime import (
     DataOrder,
     RunDir,
-    check_resume_config,
     load_weights,
     progress_bar,
     rng_state,
@@ -47,115 +38,38 @@ from giftlab.runtime import (
     set_rng_state,
 )
 
-# A resumed run must keep these (the model and the batch geometry); the rest may change.
-RESUME_KEYS = ("model", "ref_model", "prompts_per_step", "group_size")
-
-
-@dataclass
-class RLConfig(FlatConfig):
-    model: str = _f(
-        "smollm2", "policy to start from: 'smollm2' or a checkpoint folder (e.g. runs/gift/final)"
-    )
-    ref_model: str = _f(
-        "smollm2", "the base model that KL is measured (and optionally penalised) against"
-    )
-    train_file: str = _f(
-        "data/countdown/train.jsonl", "prompts with verifier metadata (from giftlab data)"
-    )
-    prompts_per_step: int = _f(4, "prompts per step")
-    group_size: int = _f(8, "samples per prompt (the GRPO group)")
-    max_new_tokens: int = _f(24, "completion length limit")
-    temperature: float = _f(1.0, "sampling temperature (0: greedy)")
-    lr: float = _f(1e-6, "AdamW learning rate")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    clip_low: float = _f(0.2, "PPO ratio clip below 1")
-    clip_high: float = _f(0.2, "PPO ratio clip above 1")
-    kl_coef: float = _f(0.0, "KL-to-base penalty (0: measured and logged only, as in the paper)")
-    kl_estimator: str = _f("k3", "KL estimator of the penalty: k1 or k3")
-    normalize_std: bool = _f(False, "divide advantages by the group std")
-    binary_reward: bool = _f(True, "reward 1[score == 1] (false: the verifier's partial credit)")
-    ppo_epochs: int = _f(1, "optimisation passes per batch of samples")
-    skip_zero_advantage: bool = _f(
-        True,
-        "with kl_coef = 0, run the backward only on samples whose advantage is not 0 (same "
-        "update: the others add nothing to the loss)",
-    )
-    max_steps: int = _f(10, "RL steps")
-    clip_grad: float = _f(1.0, "gradient-norm clip (0: off)")
-    seed: int = _f(0, "seed of prompt order and sampling")
-    out_dir: str = _f("runs/rl", "run folder: config, metrics.jsonl, checkpoints, final/")
-    overwrite: bool = _f(False, "replace a finished or abandoned run in out_dir (else refused)")
-    save_every: int = _f(0, "steps between checkpoints (0: only at the end)")
-    keep_checkpoints: int = _f(1, "checkpoints kept")
-    save_final: bool = _f(True, "write final/ as a loadable model folder")
-    report_to: str = _f(
-        "none", "tracker beside metrics.jsonl (Accelerate's): none, tensorboard, wandb or mlflow"
-    )
-    progress: bool = _f(True, "progress bar")
-
-    RULES = (
-        ("group_size", at_least(2), ">= 2"),
-        ("prompts_per_step", at_least(1), ">= 1"),
-        ("max_new_tokens", at_least(1), ">= 1"),
-        ("temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
-        ("lr", finite_positive, "a finite number > 0"),
-        ("weight_decay", finite_non_negative, "a finite number >= 0"),
-        ("clip_low", lambda x: math.isfinite(x) and 0 <= x < 1, "in [0, 1)"),
-        ("clip_high", finite_non_negative, "a finite number >= 0"),
-        ("kl_coef", finite_non_negative, "a finite number >= 0"),
-        ("kl_estimator", one_of("k1", "k3"), "k1 or k3"),
-        ("ppo_epochs", at_least(1), ">= 1"),
-        ("max_steps", at_least(1), ">= 1"),
-        ("clip_grad", finite_non_negative, "a finite number >= 0 (0: off)"),
-        ("save_every", at_least(0), ">= 1, or 0 for only at the end"),
-        ("keep_checkpoints", at_least(1), ">= 1"),
-        (
-            "report_to",
-            one_of("none", "tensorboard", "wandb", "mlflow"),
-            "none, tensorboard, wandb or mlflow",
-        ),
-        ("model", bool, "a model folder or 'smollm2'"),
-        ("ref_model", bool, "a model folder or 'smollm2'"),
-        ("out_dir", bool, "a folder path"),
-    )
-
-    def check(self):
-        if not self.train_file:
-            raise ConfigError("train_file must name a .jsonl or .parquet file", "train_file")
-
-
-def rl_config_help() -> str:
-    return RLConfig.help_text()
-
-
-def load_task_records(path, limit=None) -> list[dict]:
+def load_task_records(path, limit=None, check: bool = True) -> list[dict]:
     """Prompt records with their verifier fields (reasoning-gym: task, index, seed, config; user
-    math: task "math" and answer), each with its chat `messages`. No response is needed."""
+    math: task "math" and answer; a registered verifier's fields), each with its chat `messages`.
+    No response is needed. check: every record's task has a verifier (giftlab.data.verifiers)."""
     recs = read_records(path, limit=limit, need_response=False)
-    for r in recs:
-        raw = r["raw"]
-        if raw.get("task") == "math":
-            if "answer" not in raw:
-                raise InputError(f"{r['where']}: a math record needs an 'answer'")
-        elif not {"task", "index", "seed", "config"} <= set(raw):
-            raise InputError(
-                f"{r['where']}: RL and eval need records from `giftlab data` (task, index, seed, "
-                'config) or user math records {"task": "math", "prompt": ..., "answer": ...}'
-            )
-    return [dict(r["raw"]) | {"messages": r["messages"], "where": r["where"]} for r in recs]
+    out = [dict(r["raw"]) | {"messages": r["messages"], "where": r["where"]} for r in recs]
+    if check:
+        check_verifiable(out)  # the verifier registry: known task, its fields, its extra
+    return out
 
 
 def rl(
     cfg: RLConfig, resume: bool = False, model=None, tokenizer=None, ref_model=None, score_fn=score
 ) -> dict:
     """GRPO per `cfg`; returns the last metrics. `model`/`tokenizer`/`score_fn` override (tests)."""
-    from giftlab.models import load_model, load_tokenizer
+    from giftlab.models import check_model_name, load_model, load_tokenizer
 
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    records = load_task_records(cfg.train_file)  # inputs first: fail before loading anything
-    if score_fn is score:
-        check_verifiable(records)
-    with RunDir(cfg.out_dir, resume=resume, overwrite=cfg.overwrite) as run:
+    # every check that needs no training runs before the run folder is touched
+    records = load_task_records(cfg.train_file, check=score_fn is score)
+    if model is None:
+        check_model_name(cfg.model, "model")
+    if ref_model is None:
+        check_model_name(cfg.ref_model, "ref_model")
+    with RunDir(
+        cfg.out_dir,
+        resume=resume,
+        overwrite=cfg.overwrite,
+        config=cfg.to_dict(),
+        mutable=cfg.RESUME_MUTABLE,
+        max_steps=cfg.max_steps,
+    ) as run:
         seed_all(cfg.seed)
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
         tokenizer.padding_side = "left"
@@ -178,7 +92,6 @@ def rl(
             print(f"--resume: no checkpoint in {run.path}, starting from scratch")
         if found is not None:
             path, weights, state = found
-            check_resume_config(state["config"], cfg.to_dict(), RESUME_KEYS, run.path)
             load_weights(policy, weights, lora=False)
             opt.load_state_dict(state["optimizer"])
             order.load(state["data"])
@@ -301,6 +214,18 @@ def grpo_update(
     return Update(loss, stats, entropy, old_logp, ref_logp, grad_norm, active, partial)
 
 
+def fill_failed_rewards(groups: torch.Tensor) -> torch.Tensor:
+    """(P, G) rewards with NaN where the verifier failed -> each NaN replaced by the mean of its
+    group's scored rewards (0 when none was scored): a tolerated failure has advantage 0 and takes
+    no part in the update, and the group's other advantages are unchanged."""
+    failed = groups.isnan()
+    if not bool(failed.any()):
+        return groups
+    scored = (~failed).sum(-1, keepdim=True)
+    fill = torch.where(failed, 0.0, groups).sum(-1, keepdim=True) / scored.clamp(min=1)
+    return torch.where(failed, fill.expand_as(groups), groups)
+
+
 def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_fn, device, run):
     """One GRPO step: sample, score, ppo_epochs updates; returns the metrics row."""
     recs = [records[i] for i in order.next_indices()]
@@ -316,15 +241,16 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
         device,
     )
     t_gen = time.perf_counter() - t0
-    rewards, scores, errors = verifier_rewards(recs, ro, score_fn, binary=cfg.binary_reward)
-    bad = next((i for i, s in enumerate(scores) if not math.isfinite(s)), None)
-    if bad is not None:
-        raise NonFiniteError(
-            f"step {step + 1}: the verifier returned {scores[bad]} for "
-            f"{recs[int(ro.prompt_index[bad])]['where']}; rewards must be finite. "
-            f"Last good checkpoint: {run.last_checkpoint or 'none yet'}"
+    rewards, scores, failures = verifier_rewards(recs, ro, score_fn, binary=cfg.binary_reward)
+    if len(failures) > cfg.max_verifier_failures * len(scores):
+        raise VerifierError(
+            f"step {step + 1}: the verifier failed on {len(failures)} of {len(scores)} "
+            f"completions (max_verifier_failures={cfg.max_verifier_failures:g}); first: "
+            f"{failures[0]}. Last good checkpoint: {run.last_checkpoint or 'none yet'}"
         )
-    groups = rewards.view(len(recs), cfg.group_size)
+    groups = fill_failed_rewards(rewards.view(len(recs), cfg.group_size))
+    rewards = groups.reshape(-1)
+    scored = [s for s in scores if not math.isnan(s)]
     adv = group_advantages(groups, cfg.normalize_std).view(-1).to(device)
     t1 = time.perf_counter()
     u = grpo_update(
@@ -358,10 +284,10 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
         else float(stats.get("kl", torch.tensor(0.0))),
         "rl/reward_mean": float(rewards.mean()),
         "rl/reward_std": float(groups.std(-1, unbiased=False).mean()),
-        "rl/correct_frac": float(np.mean([s == 1.0 for s in scores])),
-        "rl/score_mean": float(np.mean(scores)),
+        "rl/correct_frac": float(np.mean([s == 1.0 for s in scored])) if scored else 0.0,
+        "rl/score_mean": float(np.mean(scored)) if scored else 0.0,
         "rl/zero_variance_groups": int((groups.std(-1) == 0).sum()),
-        "rl/verifier_errors": errors,
+        "rl/verifier_errors": len(failures),
         "rl/empty_completions": sum(1 for t in ro.texts if not t),
         "rl/kl_to_base_k1": kl_mean("k1"),
         "rl/kl_to_base_k3": kl_mean("k3"),
@@ -377,4 +303,7 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
     }
 
 
-__all__ = ["RLConfig", "Update", "grpo_update", "load_task_records", "rl", "rl_config_help"]
+__all__ = [
+    "RLConfig",
+    "Update",
+    "fill_failed_rewards", "grpo_update", "load_task_records", "rl", "rl_config_help"]

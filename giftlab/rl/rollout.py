@@ -8,6 +8,8 @@ that KV cache `group` times and calls `model.generate` once for the whole batch.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -132,16 +134,27 @@ def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):
 
 
 def verifier_rewards(records, rollout: Rollout, score_fn, binary: bool = True):
-    """Score every completion; a verifier that raises scores 0 and is counted.
+    """Score every completion (reward 1[score == 1] when `binary`, else the score).
 
-    Returns (rewards (N,) float tensor, scores list, number of verifier errors).
+    A verifier that raises or returns a non-finite score is a failure, never a 0.0 reward: its
+    reward and score are NaN and its reason is listed, naming the record.
+    Returns (rewards (N,) float tensor, scores list, failures: list of messages).
     """
-    rewards, scores, errors = [], [], 0
+    from giftlab.data.verifiers import VerifierError
+
+    rewards, scores, failures = [], [], []
     for i, text in zip(rollout.prompt_index.tolist(), rollout.texts):
+        where = records[i].get("where", f"prompt {i}")
         try:
             s = float(score_fn(records[i], text))
-        except Exception:  # noqa: BLE001 - malformed completions must never crash a run
-            s, errors = 0.0, errors + 1
+            if not math.isfinite(s):
+                raise VerifierError(f"{where}: the verifier returned {s}; scores must be finite")
+        except VerifierError as err:
+            s = math.nan
+            failures.append(str(err))
+        except Exception as err:  # noqa: BLE001 - a user's verifier: reported, not hidden
+            s = math.nan
+            failures.append(f"{where}: the verifier raised {type(err).__name__}: {err}")
         scores.append(s)
-        rewards.append(float(s == 1.0) if binary else s)
-    return torch.tensor(rewards), scores, errors
+        rewards.append(s if not binary or math.isnan(s) else float(s == 1.0))
+    return torch.tensor(rewards), scores, failures

@@ -52,14 +52,37 @@ class RunDir:
     Args:
         path: the folder (created if missing).
         resume: continue the run in `path` from its newest valid checkpoint.
-        overwrite: replace the run in `path` (only a folder giftlab created).
+        overwrite: replace the run in `path` (only what a giftlab run writes; a folder holding
+            anything else is refused, naming a file).
         is_main: false on the non-zero ranks of a distributed run (they only read).
         log: where notices go (resume fallbacks, torn lines).
+        config: the run's settings; on resume they are compared with the run's config.json.
+        mutable: keys of `config` that may change on resume (recorded in config.json's history);
+            a change to any other key is refused, naming each key with its old and new value.
+        max_steps: the run's step budget (train, rl): resume refuses a finished run and a budget
+            below the newest checkpoint's step.
+        layout: a predicate on a top-level name that the caller's own runs write (the pipeline's
+            data/, results.json, cells), beside the layout every run shares.
     """
 
-    def __init__(self, path, *, resume=False, overwrite=False, is_main=True, log=print):
+    def __init__(
+        self,
+        path,
+        *,
+        resume=False,
+        overwrite=False,
+        is_main=True,
+        log=print,
+        config: dict | None = None,
+        mutable=(),
+        max_steps: int | None = None,
+        layout=None,
+    ):
         self.path = Path(path)
         self.resume, self.overwrite, self.is_main, self.log = resume, overwrite, is_main, log
+        self.config, self.mutable, self.max_steps = config, set(mutable), max_steps
+        self.layout = layout or (lambda name: False)
+        self.history: list[dict] = []
         self._lock_fd = None
         self._tracker = None
         self.last_checkpoint: Path | None = None
@@ -86,41 +109,108 @@ class RunDir:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
 
-    def _claim(self) -> None:
+    def ours(self, name: str) -> bool:
+        """True for a top-level name that a giftlab run writes (and overwrite may remove)."""
+        return bool(
+            name in _RUN_FILES
+            or _CKPT.match(name)
+            or _TMP.match(name)
+            or name.startswith(_RUN_PREFIXES)
+            or self.layout(name)
+        )
+
+    def preflight(self) -> None:
+        """Every check of the claim that writes nothing: a refused run leaves no trace, so the
+        corrected command just works. Raises RunDirError."""
         p = self.path
         if p.exists() and not p.is_dir():
             raise RunDirError(f"out_dir {p} is a file, not a folder: choose a folder path")
-        ours = (p / MARKER).exists() or (p / "config.json").exists()
+        parent = next((a for a in [p, *p.absolute().parents] if a.exists()), None)
+        if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+            raise RunDirError(f"out_dir {p}: {parent} is not writable; choose a writable folder")
+        if not p.is_dir():
+            return
+        held = self._contents()
+        foreign = sorted(n for n in held if not self.ours(n))
+        if foreign:
+            raise RunDirError(
+                f"out_dir {p} holds files giftlab did not write (e.g. {foreign[0]!r}); giftlab "
+                "never writes among or deletes them: choose another out_dir"
+            )
+        if self.resume:
+            self._check_resume()
+            return
+        if held and not self.overwrite and not self._nothing_to_lose(held):
+            names = ", ".join(sorted(held)[:4]) + (", ..." if len(held) > 4 else "")
+            raise RunDirError(
+                f"out_dir {p} already holds a run ({names}): pass --resume to continue it, "
+                "overwrite=true to replace it, or choose another out_dir"
+            )
+
+    def _nothing_to_lose(self, held) -> bool:
+        """A run refused or failed before its first step (config.json and an empty metrics file,
+        no checkpoint, model folder or result): a corrected rerun replaces it without asking."""
+        if set(held) - {"config.json", "metrics.jsonl", "tb", "mlruns", "data"}:
+            return False  # data/: the pipeline's generated problems, made again the same
+        rows = read_metrics(self.path / "metrics.jsonl", log=lambda *a: None)
+        return not any(r.get("step", 0) >= 1 for r in rows)
+
+    def _check_resume(self) -> None:
+        """--resume: the settings match the run's (but for the mutable keys) and steps remain."""
+        saved_path = self.path / "config.json"
+        if self.config is not None and saved_path.exists():
+            try:
+                saved = json.loads(saved_path.read_text()).get("config", {})
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                raise RunDirError(
+                    f"--resume: {saved_path} is damaged; cannot tell which settings the run used"
+                ) from None
+            changed = {
+                k: (saved[k], v)
+                for k, v in self.config.items()
+                if k in saved and saved[k] != v and k != "overwrite"
+            }
+            fixed = {k: ov for k, ov in changed.items() if k not in self.mutable}
+            if fixed:
+                what = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in fixed.items())
+                raise RunDirError(
+                    f"--resume: the run in {self.path} was started with other settings ({what}); "
+                    f"only {sorted(self.mutable)} may change on resume: resume with the run's "
+                    "values, or start a new out_dir"
+                )
+            if changed:
+                self.history = [{"changed": {k: [o, n] for k, (o, n) in changed.items()}}]
+        if self.max_steps is not None and self.checkpoints():
+            step = self.checkpoints()[-1][0]
+            if step >= self.max_steps:
+                state = "is finished" if step == self.max_steps else "is past it"
+                raise RunDirError(
+                    f"--resume: the run in {self.path} reached step {step} (its newest "
+                    f"checkpoint), so max_steps={self.max_steps} {state}: nothing to train. "
+                    f"To train on, resume with max_steps > {step}"
+                )
+
+    def _claim(self) -> None:
+        p = self.path
+        self.preflight()
         try:
             p.mkdir(parents=True, exist_ok=True)
             self._lock()
-            (p / MARKER).write_text("giftlab run folder\n")
         except OSError as err:
             raise RunDirError(
                 f"out_dir {p}: cannot write there ({err.strerror or err}); choose a writable folder"
             ) from None
+        self.preflight()  # again under the lock: another process may have written meanwhile
         held = self._contents()
         if held and not self.resume:
-            if not self.overwrite:
-                names = ", ".join(sorted(held)[:4]) + (", ..." if len(held) > 4 else "")
-                raise RunDirError(
-                    f"out_dir {p} already holds a run ({names}): pass --resume to continue it, "
-                    "overwrite=true to replace it, or choose another out_dir"
-                )
-            if not ours:
-                foreign = [
-                    n
-                    for n in held
-                    if not (_CKPT.match(n) or n in _RUN_FILES or n.startswith(_RUN_PREFIXES))
-                ]
-                if foreign:
-                    raise RunDirError(
-                        f"out_dir {p} holds files giftlab did not write (e.g. {sorted(foreign)[0]!r}): "
-                        "overwrite=true only replaces a giftlab run; choose another out_dir"
-                    )
             for name in held:
                 _remove(p / name)
-            self.log(f"overwrite=true: removed the previous run in {p}")
+            if self.overwrite and not self._nothing_to_lose(held):
+                self.log(f"overwrite=true: removed the previous run in {p}")
+        try:
+            (p / MARKER).write_text("giftlab run folder\n")
+        except OSError as err:
+            raise RunDirError(f"out_dir {p}: cannot write there ({err.strerror or err})") from None
         self._clean_temporaries()
 
     def _lock(self) -> None:
@@ -152,8 +242,20 @@ class RunDir:
     # -- config and metrics -----------------------------------------------------------------------
 
     def write_config(self, info: dict) -> None:
-        if self.is_main:
-            _write_atomic(self.path / "config.json", json.dumps(info, indent=2, default=str))
+        """config.json: what runs now. On resume it keeps the run's history, one entry per
+        resume with the step it resumed at and each setting changed (old, new)."""
+        if not self.is_main:
+            return
+        path = self.path / "config.json"
+        if self.resume and path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                old = {}
+            entry = {"resumed_at": info.get("resumed_at")}
+            entry |= self.history[0] if self.history else {"changed": {}}
+            info = info | {"history": [*old.get("history", []), entry]}
+        _write_atomic(path, json.dumps(info, indent=2, default=str))
 
     def start_metrics(self, resume_step: int | None) -> None:
         """Fresh run: an empty metrics.jsonl. Resume: keep the lines up to `resume_step`."""
@@ -337,7 +439,9 @@ def check_resume_config(saved: dict, current: dict, keys, where) -> None:
 
 # -- files ----------------------------------------------------------------------------------------
 
-_RUN_FILES = {"config.json", "metrics.jsonl", "latest", "best", "final", "tb"}
+_RUN_FILES = {
+    "config.json", "metrics.jsonl", "latest", "best", "final", "tb", "mlruns", LOCK, MARKER
+}
 _RUN_PREFIXES = ("metrics-abandoned",)
 
 

@@ -8,22 +8,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import typing
+
 from giftlab.config import (
     ConfigError,
-    FlatConfig,
+    RunSettings,
     at_least,
-    finite_non_negative,
     finite_positive,
-    in_unit_interval,
-    non_negative_or_inf,
     one_of,
 )
 from giftlab.config import setting as _f
-from giftlab.losses import OBJECTIVES
+from giftlab.losses.settings import OBJECTIVE_RULES, ObjectiveSettings
+
+
+# the fused loss heads (giftlab.losses.fused) and the attention kernels transformers takes
+KERNELS = ("auto", "torch", "triton")
+ATTENTION = ("sdpa", "eager", "flash_attention_2", "flex_attention")
+# keys a resumed run may change (recorded in config.json's history); any other is refused
+TRAIN_RESUME_MUTABLE = (
+    *RunSettings.RESUME_MUTABLE,
+    "log_every",
+    "diag_every",
+    "eval_every",
+    "top_k",
+    "chunk_size",
+)
 
 
 @dataclass
-class TrainConfig(FlatConfig):
+class TrainConfig(RunSettings, ObjectiveSettings):
     # -- model
     model: str = _f(
         "smollm2", "'smollm2' (the bundled SmolLM2-135M-Instruct) or a local checkpoint folder"
@@ -51,25 +64,15 @@ class TrainConfig(FlatConfig):
     overlong: str = _f("skip", "over-long examples: skip (counted), fail, or truncate the response")
     max_train_examples: int = _f(0, "use at most this many training records (0: all)")
     max_val_examples: int = _f(32, "use at most this many validation records (0: all)")
-    # -- objective
-    objective: str = _f("gift", f"one of {sorted(OBJECTIVES)}")
-    beta: float = _f(
-        20.0, "GIFT inverse temperature (also the gate reported for other objectives); inf = SFT"
-    )
-    eta: float = _f(20.0, "sequence reward scale of gift_seq")
-    smoothing: float = _f(0.0, "uniform mixing of the reference in GIFT's target, [0, 1]")
-    alpha: float = _f(0.01, "entropy bonus (sft_entropy) or KL weight (asft)")
-    label_eps: float = _f(0.1, "label smoothing epsilon (label_smoothing)")
-    clip_low: float = _f(0.2, "PSFT ratio clip below 1")
-    clip_high: float = _f(0.2, "PSFT ratio clip above 1")
+    # -- objective: objective, beta, eta, smoothing, alpha, label_eps, clip_low, clip_high
+    #    (giftlab.losses.settings.ObjectiveSettings)
     chunked: bool = _f(True, "chunked fused-linear loss (sft, gift, gift_seq); false: dense logits")
     chunk_size: int = _f(0, "tokens per chunk of the fused loss (0: from the free memory)")
     kernel: str = _f(
         "auto",
         "fused loss head: auto (the Triton kernel on CUDA, torch elsewhere), torch or triton",
     )
-    # -- optimisation
-    lr: float = _f(1e-5, "AdamW learning rate")
+    # -- optimisation (lr, clip_grad, seed, max_steps: giftlab.config.RunSettings)
     weight_decay: float = _f(0.01, "AdamW weight decay")
     adam_beta1: float = _f(0.9, "AdamW beta1")
     adam_beta2: float = _f(0.95, "AdamW beta2")
@@ -77,53 +80,28 @@ class TrainConfig(FlatConfig):
     warmup_steps: int = _f(0, "linear warmup steps")
     batch_size: int = _f(4, "examples per micro-batch per process")
     grad_accum: int = _f(1, "micro-batches per optimiser step")
-    max_steps: int = _f(20, "optimiser steps")
-    clip_grad: float = _f(1.0, "gradient-norm clip (0: off)")
-    seed: int = _f(0, "seed of the data order and initialisation")
-    # -- logging, evaluation, checkpoints
+    # -- logging, evaluation, checkpoints (save_every, keep_checkpoints, save_final, report_to,
+    #    progress: giftlab.config.RunSettings)
     out_dir: str = _f(
         "runs/train", "run folder: config, metrics.jsonl, checkpoints, best/ and final/"
     )
-    overwrite: bool = _f(False, "replace a finished or abandoned run in out_dir (else refused)")
     log_every: int = _f(1, "steps between metric lines")
     diag_every: int = _f(
         5, "steps between teacher-forced diagnostics on the training batch (0: never)"
     )
     eval_every: int = _f(10, "steps between validations (0: only at the end)")
-    save_every: int = _f(10, "steps between checkpoints (0: only at the end)")
-    keep_checkpoints: int = _f(2, "checkpoints kept (older ones deleted)")
     top_k: int = _f(10, "K of the top-K overlap with the reference")
-    save_final: bool = _f(True, "write final/ (and best/) as loadable model folders")
-    report_to: str = _f(
-        "none", "tracker beside metrics.jsonl (Accelerate's): none, tensorboard, wandb or mlflow"
-    )
-    progress: bool = _f(True, "progress bar")
 
     RULES = (
-        ("objective", one_of(*OBJECTIVES), f"one of {sorted(OBJECTIVES)}"),
+        *RunSettings.RULES,
+        *OBJECTIVE_RULES,
         ("overlong", one_of("skip", "fail", "truncate"), "skip, fail or truncate"),
         ("schedule", one_of("constant", "cosine"), "constant or cosine"),
-        (
-            "report_to",
-            one_of("none", "tensorboard", "wandb", "mlflow"),
-            "none, tensorboard, wandb or mlflow",
-        ),
-        ("beta", non_negative_or_inf, "in [0, inf]"),
-        ("eta", non_negative_or_inf, "in [0, inf]"),
-        ("smoothing", in_unit_interval, "in [0, 1]"),
-        ("label_eps", in_unit_interval, "in [0, 1]"),
-        ("alpha", finite_non_negative, "a finite number >= 0"),
-        ("clip_low", finite_non_negative, "a finite number >= 0"),
-        ("clip_high", finite_non_negative, "a finite number >= 0"),
-        ("lr", finite_positive, "a finite number > 0"),
-        ("weight_decay", finite_non_negative, "a finite number >= 0"),
         ("adam_beta1", lambda x: 0 <= x < 1, "in [0, 1)"),
         ("adam_beta2", lambda x: 0 <= x < 1, "in [0, 1)"),
         ("lora_alpha", finite_positive, "a finite number > 0"),
-        ("clip_grad", finite_non_negative, "a finite number >= 0 (0: off)"),
         ("batch_size", at_least(1), ">= 1"),
         ("grad_accum", at_least(1), ">= 1"),
-        ("max_steps", at_least(1), ">= 1"),
         ("max_length", at_least(2), ">= 2"),
         ("max_train_examples", at_least(0), ">= 0 (0: all)"),
         ("max_val_examples", at_least(0), ">= 0 (0: all)"),
@@ -133,13 +111,14 @@ class TrainConfig(FlatConfig):
         ("log_every", at_least(1), ">= 1"),
         ("diag_every", at_least(0), ">= 1, or 0 for never"),
         ("eval_every", at_least(0), ">= 1, or 0 for only at the end"),
-        ("save_every", at_least(0), ">= 1, or 0 for only at the end"),
-        ("keep_checkpoints", at_least(1), ">= 1"),
         ("top_k", at_least(1), ">= 1"),
         ("model", bool, "a model folder or 'smollm2'"),
+        ("kernel", one_of(*KERNELS), f"one of {list(KERNELS)}"),
+        ("attn_implementation", one_of(*ATTENTION), f"one of {list(ATTENTION)}"),
         ("train_file", bool, "a .jsonl or .parquet file"),
-        ("out_dir", bool, "a folder path"),
     )
+
+    RESUME_MUTABLE: typing.ClassVar[tuple] = TRAIN_RESUME_MUTABLE
 
     def check(self):
         if self.lora_rank > 0 and self.ref_model:

@@ -48,8 +48,8 @@ from giftlab.train.config import TrainConfig
 
 NonFiniteLossError = NonFiniteError  # the name earlier versions raised
 
-# A resumed run must keep these (the model and the batch geometry); the rest may change.
-RESUME_KEYS = ("model", "ref_model", "lora_rank", "batch_size", "grad_accum", "world_size")
+# A resumed run must keep its world size (its settings: TrainConfig.RESUME_MUTABLE, RunDir).
+RESUME_KEYS = ("world_size",)
 
 
 # -- distributed ----------------------------------------------------------------------------------
@@ -376,11 +376,20 @@ def train(
     is_main = rank == 0
     log = print if is_main else (lambda *a, **k: None)
     obj = OBJECTIVES[cfg.objective]
-    # inputs first: a bad record fails before any model loads or any folder is written
+    # every check that needs no training runs before the run folder is touched: a refused run
+    # leaves no trace, so the corrected command just works
+    _preflight(cfg, device, model, ref_model)
     train_records = _read(cfg, cfg.train_file, cfg.max_train_examples)
     val_records = _read(cfg, cfg.val_file, cfg.max_val_examples) if cfg.val_file else None
     with RunDir(
-        cfg.out_dir, resume=resume, overwrite=cfg.overwrite, is_main=is_main, log=log
+        cfg.out_dir,
+        resume=resume,
+        overwrite=cfg.overwrite,
+        is_main=is_main,
+        log=log,
+        config=cfg.to_dict(),
+        mutable=cfg.RESUME_MUTABLE,
+        max_steps=cfg.max_steps,
     ) as run:
         _barrier(world)
         seed_all(cfg.seed)
@@ -406,11 +415,8 @@ def train(
             log(f"--resume: no checkpoint in {run.path}, starting from scratch")
         if found is not None:
             path, weights, state = found
-            check_resume_config(
-                state["config"] | {"world_size": state["world_size"]},
-                cfg.to_dict() | {"world_size": world},
-                RESUME_KEYS,
-                run.path,
+            check_resume_config(  # settings were compared before the claim; this is the world
+                {"world_size": state["world_size"]}, {"world_size": world}, RESUME_KEYS, run.path
             )
             _load_model_state(m, weights)
             _load_optimizer_state(m, opt, state["optimizer"])
@@ -538,6 +544,30 @@ def train(
     last["data/train_examples"] = train_stats.kept
     last["data/skipped_overlong"] = train_stats.skipped_overlong
     return last
+
+
+def _preflight(cfg, device, model, ref_model) -> None:
+    """The checks that need no model and no folder: paths, device, kernel."""
+    from giftlab.models import check_model_name
+
+    if model is None:
+        check_model_name(cfg.model, "model")
+    if cfg.ref_model and ref_model is None:
+        check_model_name(cfg.ref_model, "ref_model")
+    for key in ("bf16", "bf16_weights"):
+        if getattr(cfg, key) and device.type != "cuda":
+            raise InputError(
+                f"{key}=true needs a CUDA device; this run would be on {device.type} in float32 "
+                f"while its config said bf16: set {key}=false"
+            )
+    if cfg.kernel == "triton" and device.type != "cuda":
+        import os
+
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            raise InputError(
+                f"kernel=triton needs a CUDA device (this run is on {device.type}); use "
+                "kernel=auto or kernel=torch"
+            )
 
 
 def _with_topk(cfg, m, f, stats):

@@ -99,10 +99,25 @@ def test_grpo_raises_reward_on_a_trivially_learnable_task(tmp_path):
         assert all(v == v for v in r.values())  # no NaN
 
 
-def test_raising_verifier_counts_as_zero_reward_and_zero_variance_is_safe(tmp_path):
+def test_a_raising_verifier_stops_the_run_naming_the_record_and_the_reason(tmp_path):
+    from giftlab.data.verifiers import VerifierError
+
+    tok = tiny_tokenizer()
+    with pytest.raises(VerifierError, match=r"failed on 16 of 16 .*jsonl:\d+: the verifier raised"):
+        rl(
+            _cfg(tmp_path, max_steps=2),
+            model=tiny_llama(len(tok)),
+            tokenizer=tok,
+            ref_model=tiny_llama(len(tok)),
+            score_fn=raising_verifier,
+        )
+    assert not (tmp_path / "rl" / "final").exists()
+
+
+def test_tolerated_failures_take_no_part_and_zero_variance_is_safe(tmp_path):
     tok = tiny_tokenizer()
     last = rl(
-        _cfg(tmp_path, max_steps=2, normalize_std=True),
+        _cfg(tmp_path, max_steps=2, normalize_std=True, max_verifier_failures=1.0),
         model=tiny_llama(len(tok)),
         tokenizer=tok,
         ref_model=tiny_llama(len(tok)),
@@ -296,3 +311,21 @@ def test_prompt_prefill_once_per_group_equals_plain_generate():
                 eos_token_id=tok.eos_token_id,
             )
         assert torch.equal(ro.sequences, plain), temperature
+
+
+def test_a_tolerated_verifier_failure_gets_advantage_zero_and_leaves_the_others_unchanged():
+    from giftlab.losses import group_advantages
+    from giftlab.rl.loop import fill_failed_rewards
+
+    nan = float("nan")
+    groups = torch.tensor([[1.0, nan, 0.0, 1.0], [nan, nan, nan, nan], [0.0, 1.0, 1.0, 1.0]])
+    filled = fill_failed_rewards(groups)
+    # by hand: row 0 scored mean 2/3; row 1 nothing scored -> 0; row 2 untouched
+    expected = torch.tensor([[1.0, 2 / 3, 0.0, 1.0], [0.0] * 4, [0.0, 1.0, 1.0, 1.0]])
+    torch.testing.assert_close(filled, expected)
+    adv = group_advantages(filled, False)
+    assert adv[0, 1] == 0 and bool((adv[1] == 0).all())
+    # the scored samples' advantages equal those of their group without the failed sample
+    torch.testing.assert_close(
+        adv[0, [0, 2, 3]], group_advantages(torch.tensor([[1.0, 0.0, 1.0]]), False)[0]
+    )

@@ -277,7 +277,11 @@ def test_rl_stops_on_a_verifier_that_returns_nan(tmp_path):
         progress=False,
         save_final=False,
     )
-    with pytest.raises(NonFiniteError, match=r"step 1: the verifier returned nan for .*p.jsonl:\d"):
+    from giftlab.data.verifiers import VerifierError
+
+    with pytest.raises(
+        VerifierError, match=r"step 1: the verifier failed on 4 of 4 .*p.jsonl:\d: .*returned nan"
+    ):
         rl(
             cfg,
             model=tiny_llama(len(tok)),

@@ -108,8 +108,11 @@ def test_user_math_records_are_scored_with_math_verify(tmp_path):
     assert score(rec, "The answer is $0.5$") == 1.0
     assert score(rec, "The answer is 0.4") == 0.0
     bad = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "response": "r"}])
-    with pytest.raises(ValueError, match="b.jsonl:1: RL and eval need records"):
+    with pytest.raises(ValueError, match=r"b.jsonl:1: has no 'task' \(the verifier's name\)"):
         load_task_records(bad)
+    no_answer = write_jsonl(tmp_path / "n.jsonl", [{"task": "math", "prompt": "q"}])
+    with pytest.raises(ValueError, match=r"n.jsonl:1: task 'math' needs the field\(s\) \['answer'\]"):
+        load_task_records(no_answer)
 
 
 def test_fewshot_examples_are_correct_countdown_answers():

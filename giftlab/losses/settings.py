@@ -1,0 +1,39 @@
+"""The objective part of every settings schema: `giftlab train`, the pipeline's fine-tuning and
+TRL's `GIFTConfig` declare these keys through this one dataclass and check them with its rules."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from giftlab.config import BETA_ALLOWED, beta_value, finite_non_negative, in_unit_interval
+from giftlab.config import setting as _f
+from giftlab.losses import OBJECTIVES
+
+
+@dataclass
+class ObjectiveSettings:
+    """An objective of `giftlab.losses.OBJECTIVES` and its hyper-parameters."""
+
+    objective: str = _f("gift", f"one of {sorted(OBJECTIVES)}")
+    beta: float = _f(
+        20.0, "GIFT inverse temperature (also the gate reported for other objectives); inf = SFT"
+    )
+    eta: float = _f(20.0, "sequence reward scale of gift_seq")
+    smoothing: float = _f(0.0, "uniform mixing of the reference in GIFT's target, [0, 1]")
+    alpha: float = _f(0.01, "entropy bonus (sft_entropy) or KL weight (asft)")
+    label_eps: float = _f(0.1, "label smoothing epsilon (label_smoothing)")
+    clip_low: float = _f(0.2, "PSFT ratio clip below 1, in [0, 1)")
+    clip_high: float = _f(0.2, "PSFT ratio clip above 1")
+
+
+OBJECTIVE_RULES = (
+    ("objective", lambda x: x in OBJECTIVES, f"one of {sorted(OBJECTIVES)}"),
+    ("beta", beta_value, BETA_ALLOWED),
+    ("eta", beta_value, BETA_ALLOWED),
+    ("smoothing", in_unit_interval, "in [0, 1]"),
+    ("label_eps", in_unit_interval, "in [0, 1]"),
+    ("alpha", finite_non_negative, "a finite number >= 0"),
+    ("clip_low", lambda x: math.isfinite(x) and 0 <= x < 1, "in [0, 1)"),
+    ("clip_high", finite_non_negative, "a finite number >= 0"),
+)

@@ -1,0 +1,85 @@
+"""`giftlab rl`'s flat config: the shared run settings (giftlab.config.RunSettings) plus GRPO's."""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import dataclass
+
+from giftlab.config import (
+    ConfigError,
+    RunSettings,
+    at_least,
+    finite_non_negative,
+    in_unit_interval,
+    one_of,
+)
+from giftlab.config import setting as _f
+
+
+@dataclass
+class RLConfig(RunSettings):
+    model: str = _f(
+        "smollm2", "policy to start from: 'smollm2' or a checkpoint folder (e.g. runs/gift/final)"
+    )
+    ref_model: str = _f(
+        "smollm2", "the base model that KL is measured (and optionally penalised) against"
+    )
+    train_file: str = _f(
+        "data/countdown/train.jsonl", "prompts with verifier metadata (from giftlab data)"
+    )
+    prompts_per_step: int = _f(4, "prompts per step")
+    group_size: int = _f(8, "samples per prompt (the GRPO group)")
+    max_new_tokens: int = _f(24, "completion length limit")
+    temperature: float = _f(1.0, "sampling temperature (0: greedy)")
+    lr: float = _f(1e-6, "AdamW learning rate")
+    clip_low: float = _f(0.2, "PPO ratio clip below 1")
+    clip_high: float = _f(0.2, "PPO ratio clip above 1")
+    kl_coef: float = _f(0.0, "KL-to-base penalty (0: measured and logged only, as in the paper)")
+    kl_estimator: str = _f("k3", "KL estimator of the penalty: k1 or k3")
+    normalize_std: bool = _f(False, "divide advantages by the group std")
+    binary_reward: bool = _f(True, "reward 1[score == 1] (false: the verifier's partial credit)")
+    max_verifier_failures: float = _f(
+        0.0,
+        "fraction of a step's completions the verifier may fail on (raise) before the run stops "
+        "with exit 2 naming a record and the reason; a tolerated failure gets its group's mean "
+        "reward (advantage 0: it takes no part in the update), never a 0.0 reward",
+    )
+    ppo_epochs: int = _f(1, "optimisation passes per batch of samples")
+    skip_zero_advantage: bool = _f(
+        True,
+        "with kl_coef = 0, run the backward only on samples whose advantage is not 0 (same "
+        "update: the others add nothing to the loss)",
+    )
+    max_steps: int = _f(10, "RL steps (may grow on --resume)")
+    out_dir: str = _f("runs/rl", "run folder: config, metrics.jsonl, checkpoints, final/")
+    save_every: int = _f(0, "steps between checkpoints (0: only at the end)")
+    keep_checkpoints: int = _f(1, "checkpoints kept")
+
+    RULES = (
+        *RunSettings.RULES,
+        ("group_size", at_least(2), ">= 2"),
+        ("prompts_per_step", at_least(1), ">= 1"),
+        ("max_new_tokens", at_least(1), ">= 1"),
+        ("temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
+        ("clip_low", lambda x: math.isfinite(x) and 0 <= x < 1, "in [0, 1)"),
+        ("clip_high", finite_non_negative, "a finite number >= 0"),
+        ("kl_coef", finite_non_negative, "a finite number >= 0"),
+        ("kl_estimator", one_of("k1", "k3"), "k1 or k3"),
+        ("max_verifier_failures", in_unit_interval, "in [0, 1]"),
+        ("ppo_epochs", at_least(1), ">= 1"),
+        ("model", bool, "a model folder or 'smollm2'"),
+        ("ref_model", bool, "a model folder or 'smollm2'"),
+    )
+    RESUME_MUTABLE: typing.ClassVar[tuple] = (
+        *RunSettings.RESUME_MUTABLE,
+        "max_verifier_failures",
+    )
+
+    def check(self):
+        if not self.train_file:
+            raise ConfigError("train_file must name a .jsonl or .parquet file", "train_file")
+
+
+def rl_config_help() -> str:
+    return RLConfig.help_text()
