@@ -38,6 +38,7 @@ from giftlab.runtime import (
     set_rng_state,
 )
 
+
 def load_task_records(path, limit=None, check: bool = True) -> list[dict]:
     """Prompt records with their verifier fields (reasoning-gym: task, index, seed, config; user
     math: task "math" and answer; a registered verifier's fields), each with its chat `messages`.
@@ -306,4 +307,9 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
 __all__ = [
     "RLConfig",
     "Update",
-    "fill_failed_rewards", "grpo_update", "load_task_records", "rl", "rl_config_help"]
+    "fill_failed_rewards",
+    "grpo_update",
+    "load_task_records",
+    "rl",
+    "rl_config_help",
+]

@@ -9,7 +9,6 @@ that KV cache `group` times and calls `model.generate` once for the whole batch.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import torch

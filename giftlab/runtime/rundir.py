@@ -440,7 +440,15 @@ def check_resume_config(saved: dict, current: dict, keys, where) -> None:
 # -- files ----------------------------------------------------------------------------------------
 
 _RUN_FILES = {
-    "config.json", "metrics.jsonl", "latest", "best", "final", "tb", "mlruns", LOCK, MARKER
+    "config.json",
+    "metrics.jsonl",
+    "latest",
+    "best",
+    "final",
+    "tb",
+    "mlruns",
+    LOCK,
+    MARKER,
 }
 _RUN_PREFIXES = ("metrics-abandoned",)
 

@@ -6,9 +6,8 @@ unknown keys and bad values are errors that name the key (and the YAML file and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import typing
+from dataclasses import dataclass
 
 from giftlab.config import (
     ConfigError,
@@ -19,7 +18,6 @@ from giftlab.config import (
 )
 from giftlab.config import setting as _f
 from giftlab.losses.settings import OBJECTIVE_RULES, ObjectiveSettings
-
 
 # the fused loss heads (giftlab.losses.fused) and the attention kernels transformers takes
 KERNELS = ("auto", "torch", "triton")

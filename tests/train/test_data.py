@@ -111,7 +111,9 @@ def test_user_math_records_are_scored_with_math_verify(tmp_path):
     with pytest.raises(ValueError, match=r"b.jsonl:1: has no 'task' \(the verifier's name\)"):
         load_task_records(bad)
     no_answer = write_jsonl(tmp_path / "n.jsonl", [{"task": "math", "prompt": "q"}])
-    with pytest.raises(ValueError, match=r"n.jsonl:1: task 'math' needs the field\(s\) \['answer'\]"):
+    with pytest.raises(
+        ValueError, match=r"n.jsonl:1: task 'math' needs the field\(s\) \['answer'\]"
+    ):
         load_task_records(no_answer)
 
 
