@@ -2,7 +2,11 @@
 
 The convention everywhere in giftlab: a completion is *correct* when its verifier score is
 exactly 1.0 (reasoning-gym gives partial credit, 0.01 to 0.05, to well-formed wrong answers), and
-the reward is 1.0 for correct, 0.0 otherwise. A verifier that raises scores 0.0.
+the reward is 1.0 for correct, 0.0 otherwise. A verifier that fails is an error, never a 0.0
+reward: a missing extra, a missing `task` column or an unknown task raise InputError at once, and
+a verifier that raises (or returns NaN) raises VerifierError naming the record and the reason, so
+GRPO never trains on all-zero rewards that only look like a hard task. The verifiers come from one
+registry (giftlab.data.verifiers: reasoning-gym tasks, "math", and your own register_verifier).
 
 Records are those of `giftlab data` (task, index, seed, config: the problem is regenerated and
 checked by reasoning-gym) or user math (task "math" with an `answer`, checked by math-verify).
@@ -16,9 +20,9 @@ checked by reasoning-gym) or user math (task "math" with an `answer`, checked by
 from __future__ import annotations
 
 import json
-import math
 
-from giftlab.data.tasks import score
+from giftlab.data.verifiers import check_verifiable, score
+from giftlab.errors import InputError
 
 __all__ = ["completion_text", "compute_score", "correct_reward", "partial_credit_reward", "verify"]
 
@@ -33,23 +37,31 @@ def completion_text(completion) -> str:
 
 
 def verify(record: dict, completion: str, binary: bool = True) -> float:
-    """1.0 / 0.0 by the correct-only convention (binary), else the verifier's score; a verifier
-    that raises, or returns NaN, gives 0.0."""
+    """1.0 / 0.0 by the correct-only convention (binary), else the verifier's score. Raises
+    InputError (no task, unknown task, missing extra or field) or VerifierError (the verifier
+    raised or returned a non-finite score), naming the record."""
     record = dict(record)
     if isinstance(record.get("config"), str):  # datasets libraries often keep it as JSON text
-        record["config"] = json.loads(record["config"])
-    try:
-        s = float(score(record, completion))
-    except Exception:  # noqa: BLE001 - a malformed completion must never stop training
-        return 0.0
-    if not math.isfinite(s):
-        return 0.0
+        try:
+            record["config"] = json.loads(record["config"])
+        except json.JSONDecodeError:
+            raise InputError(
+                f"{record.get('where', 'a record')}: its config column is not JSON"
+            ) from None
+    check_verifiable([record])
+    s = score(record, completion)
     return float(s == 1.0) if binary else s
 
 
 def _records(n, columns: dict) -> list[dict]:
-    keys = [k for k in ("task", "index", "seed", "config", "answer") if columns.get(k) is not None]
-    return [{k: columns[k][i] for k in keys} for i in range(n)]
+    """The dataset's columns as one record per completion; each names its row in errors."""
+    if columns.get("task") is None:
+        raise InputError(
+            "the dataset has no 'task' column: giftlab's rewards need the verifier's name per row "
+            "(records of `giftlab data`, task 'math' with an 'answer', or a registered task)"
+        )
+    keys = [k for k, v in columns.items() if v is not None and isinstance(v, (list, tuple))]
+    return [{k: columns[k][i] for k in keys} | {"where": f"dataset row {i}"} for i in range(n)]
 
 
 def correct_reward(prompts=None, completions=None, **columns) -> list[float]:
@@ -67,4 +79,5 @@ def partial_credit_reward(prompts=None, completions=None, **columns) -> list[flo
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs) -> float:
     """veRL's `compute_score`: data_source is the task name ("math" for user math)."""
     record = {"task": data_source, "answer": ground_truth} | dict(extra_info or {})
+    record.setdefault("where", f"{data_source} record {record.get('index', '?')}")
     return verify(record, solution_str)

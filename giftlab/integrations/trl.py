@@ -32,26 +32,21 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig, SFTTrainer
 
+from giftlab.config import at_least, check_rules, one_of
 from giftlab.losses import OBJECTIVES
+from giftlab.losses.settings import OBJECTIVE_RULES, ObjectiveSettings
 from giftlab.train import Forward, Models, objective_sum, token_stats
+from giftlab.train.config import KERNELS
 
 __all__ = ["GIFTConfig", "GIFTTrainer", "add_response_hidden"]
 
 
 @dataclass
-class GIFTConfig(SFTConfig):
-    """SFTConfig plus the objective and its hyper-parameters (names as in `giftlab train`)."""
+class GIFTConfig(ObjectiveSettings, SFTConfig):
+    """SFTConfig plus the objective settings of `giftlab train` (declared once, in
+    giftlab.losses.settings.ObjectiveSettings: objective, beta, eta, smoothing, alpha, label_eps,
+    clip_low, clip_high) and the fused head's. Bad values raise ConfigError naming the key."""
 
-    objective: str = field(default="gift", metadata={"help": f"one of {sorted(OBJECTIVES)}"})
-    beta: float = field(default=20.0, metadata={"help": "GIFT inverse temperature; inf = SFT"})
-    eta: float = field(default=20.0, metadata={"help": "sequence reward scale of gift_seq"})
-    smoothing: float = field(
-        default=0.0, metadata={"help": "uniform mixing of the reference, [0, 1]"}
-    )
-    alpha: float = field(default=0.01, metadata={"help": "sft_entropy bonus / asft KL weight"})
-    label_eps: float = field(default=0.1, metadata={"help": "label_smoothing epsilon"})
-    clip_low: float = field(default=0.2, metadata={"help": "psft ratio clip below 1"})
-    clip_high: float = field(default=0.2, metadata={"help": "psft ratio clip above 1"})
     chunked: bool = field(
         default=True, metadata={"help": "fused chunked loss (sft, gift, gift_seq)"}
     )
@@ -66,32 +61,15 @@ class GIFTConfig(SFTConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        import math
-
-        checks = [
+        check_rules(
+            self,
             (
-                self.objective in OBJECTIVES,
-                f"objective must be one of {sorted(OBJECTIVES)}, got {self.objective!r}",
+                *OBJECTIVE_RULES,
+                ("chunk_size", at_least(0), ">= 0 (0: automatic)"),
+                ("kernel", one_of(*KERNELS), f"one of {list(KERNELS)}"),
+                ("top_k", at_least(1), ">= 1"),
             ),
-            (
-                self.beta >= 0 and not math.isnan(self.beta),
-                f"beta must be in [0, inf], got {self.beta}",
-            ),
-            (
-                self.eta >= 0 and not math.isnan(self.eta),
-                f"eta must be in [0, inf], got {self.eta}",
-            ),
-            (0 <= self.smoothing <= 1, f"smoothing must be in [0, 1], got {self.smoothing}"),
-            (self.chunk_size >= 0, f"chunk_size must be >= 0, got {self.chunk_size}"),
-            (
-                self.kernel in ("auto", "torch", "triton"),
-                f"kernel must be auto, torch or triton, got {self.kernel!r}",
-            ),
-            (self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        )
 
 
 def add_response_hidden(model) -> None:

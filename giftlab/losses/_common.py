@@ -31,7 +31,38 @@ def check_labels(labels: torch.Tensor, vocab_size: int, ignore_index: int) -> to
     return valid
 
 
+def check_shapes(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """labels (...) must match logits (..., V) without its last axis."""
+    if labels is None:
+        raise ValueError("labels is required: the gold token ids, shape logits.shape[:-1]")
+    if tuple(labels.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"labels has shape {tuple(labels.shape)}, but logits of shape {tuple(logits.shape)} "
+            f"need labels of shape {tuple(logits.shape[:-1])} (one id per row of logits)"
+        )
+
+
+def check_non_negative(value, name: str) -> float:
+    """A finite number >= 0 (alpha, clip_high, ...); ValueError naming it otherwise."""
+    v = float(value)
+    if not (v >= 0 and v != float("inf")):  # also rejects NaN
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return v
+
+
+def check_clip(clip_low, clip_high) -> None:
+    """PPO's clip range: clip_low in [0, 1) (the ratio's floor 1 - clip_low stays > 0),
+    clip_high a finite number >= 0."""
+    if not 0 <= float(clip_low) < 1:
+        raise ValueError(f"clip_low must be in [0, 1), got {clip_low}")
+    check_non_negative(clip_high, "clip_high")
+
+
 def check_logits(logits: torch.Tensor, name: str) -> None:
+    if logits is None:
+        raise ValueError(
+            f"{name} is required by this objective (the reference model's logits), got None"
+        )
     if not logits.dtype.is_floating_point:
         raise ValueError(f"{name} must be floating point, got {logits.dtype}")
     if not bool(torch.isfinite(logits).all()):

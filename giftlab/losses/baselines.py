@@ -11,10 +11,13 @@ from __future__ import annotations
 import torch
 
 from giftlab.losses._common import (
+    check_clip,
     check_labels,
     check_logits,
+    check_non_negative,
     check_reduction,
     check_same_vocab,
+    check_shapes,
     reduce,
     safe_labels,
     upcast,
@@ -34,6 +37,7 @@ __all__ = [
 def _policy_logp(logits, labels, ignore_index, reduction):
     check_reduction(reduction)
     check_logits(logits, "logits")
+    check_shapes(logits, labels)
     valid = check_labels(labels, logits.shape[-1], ignore_index)
     lab = safe_labels(labels, valid)
     logp = torch.log_softmax(upcast(logits), dim=-1)  # (..., V)
@@ -49,7 +53,9 @@ def sft_loss(logits, ref_logits=None, labels=None, *, ignore_index=-100, reducti
 def sft_entropy_loss(
     logits, ref_logits=None, labels=None, *, alpha=0.01, ignore_index=-100, reduction="mean"
 ):
-    """SFT + entropy bonus: -log p - alpha H(pi_theta(. | s)),  H = -sum_a pi log pi."""
+    """SFT + entropy bonus: -log p - alpha H(pi_theta(. | s)),  H = -sum_a pi log pi.
+    alpha: a finite number >= 0."""
+    alpha = check_non_negative(alpha, "alpha")
     logp, gold, valid = _policy_logp(logits, labels, ignore_index, reduction)
     entropy = -(logp.exp() * logp).sum(-1)
     return reduce(-gold - alpha * entropy, valid, reduction)
@@ -74,7 +80,8 @@ def dft_loss(logits, ref_logits=None, labels=None, *, ignore_index=-100, reducti
 
 def asft_loss(logits, ref_logits, labels, *, alpha=0.1, ignore_index=-100, reduction="mean"):
     """ASFT: -sg(p) log p + alpha KL(pi0 || pi_theta),  KL = sum_a pi0 (log pi0 - log pi_theta)
-    over the full vocabulary (pi0 = softmax(ref_logits), no gradient)."""
+    over the full vocabulary (pi0 = softmax(ref_logits), no gradient).  alpha: finite, >= 0."""
+    alpha = check_non_negative(alpha, "alpha")
     check_logits(ref_logits, "ref_logits")
     check_same_vocab(logits, ref_logits)
     logp, gold, valid = _policy_logp(logits, labels, ignore_index, reduction)
@@ -89,6 +96,7 @@ def ppo_clip_token_loss(logp, old_logp, advantages, clip_low=0.2, clip_high=0.2)
     Returns (per-token loss, clipped mask: tokens where the clipped term was the minimum and
     differs from the unclipped one, i.e. the gradient is zero).
     """
+    check_clip(clip_low, clip_high)
     ratio = torch.exp(logp - old_logp)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages

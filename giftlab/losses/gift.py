@@ -26,6 +26,7 @@ from giftlab.losses._common import (
     check_logits,
     check_reduction,
     check_same_vocab,
+    check_shapes,
     check_smoothing,
     log_expm1,
     reduce,
@@ -119,6 +120,7 @@ def _checked(logits, ref_logits, labels, smoothing, ignore_index, reduction):
     check_logits(logits, "logits")
     check_logits(ref_logits, "ref_logits")
     check_same_vocab(logits, ref_logits)
+    check_shapes(logits, labels)
     valid = check_labels(labels, logits.shape[-1], ignore_index)
     return smoothing, valid, safe_labels(labels, valid)
 

@@ -20,7 +20,15 @@ def group_advantages(
     rewards: torch.Tensor, normalize_std: bool = False, eps: float = 1e-6
 ) -> torch.Tensor:
     """(B, G) rewards -> (B, G) advantages r - mean over the group; a group with zero variance
-    gives zeros (never NaN), also when normalising by the std."""
+    gives zeros (never NaN), also when normalising by the std. NaN or infinite rewards are a
+    ValueError naming the group and sample (a failed verifier is not a reward)."""
+    bad = ~torch.isfinite(rewards)
+    if bool(bad.any()):
+        g, i = (int(x) for x in bad.nonzero()[0])
+        raise ValueError(
+            f"rewards must be finite: group {g}, sample {i} is {float(rewards[g, i])} "
+            f"({int(bad.sum())} non-finite in all)"
+        )
     centred = rewards - rewards.mean(-1, keepdim=True)
     if not normalize_std:
         return centred
@@ -63,6 +71,8 @@ def grpo_loss(
     Returns:
         (scalar loss, {"clip_frac", "kl", "ratio_mean"}).
     """
+    if not bool(torch.isfinite(advantages).all()):
+        raise ValueError("advantages must be finite (NaN rewards? see group_advantages)")
     m = mask.to(logp.dtype)
     n = m.sum().clamp(min=1)
     denominator = n if n_tokens is None else torch.as_tensor(n_tokens, dtype=m.dtype).clamp(min=1)
