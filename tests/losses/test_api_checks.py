@@ -56,7 +56,9 @@ def test_the_valid_neighbours_of_the_bad_arguments_give_finite_non_negative_loss
     for loss in (
         sft_entropy_loss(Z, None, Y, alpha=0.0),
         asft_loss(Z, Z, Y, alpha=0.0),
-        psft_loss(Z, None, Y, old_logp=OLD, clip_low=0.0),
         gift_loss(Z, Z, Y),
     ):
         assert torch.isfinite(loss) and loss >= 0
+    # PSFT is -min(r, clip(r)): -1 at r = 1 on every token (a negative loss by design)
+    psft = psft_loss(Z, None, Y, old_logp=torch.log_softmax(Z, -1).gather(-1, Y[..., None])[..., 0])
+    torch.testing.assert_close(psft, torch.tensor(-1.0))
