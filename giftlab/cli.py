@@ -77,9 +77,21 @@ def add_solve_parser(sub) -> None:
 
 
 def run_solve(args) -> int:
+    from giftlab.errors import InputError
     from giftlab.theory.report import format_solve_report, solve
 
-    report = solve(
+    try:
+        report = _solve_report(solve, args)
+    except InputError:
+        raise
+    except ValueError as err:  # the solver's own checks of the command's arguments
+        raise InputError(str(err)) from None
+    print(json_text(report) if args.json else format_solve_report(report))
+    return 0
+
+
+def _solve_report(solve, args):
+    return solve(
         args.vocab_size,
         args.horizon,
         args.end_token,
@@ -91,8 +103,23 @@ def run_solve(args) -> int:
         args.smoothing,
         args.correct_fraction,
     )
-    print(json.dumps(report, indent=2) if args.json else format_solve_report(report))
-    return 0
+
+
+def json_text(obj) -> str:
+    """Strict JSON: inf, -inf and NaN become the strings "inf", "-inf", "nan" (Python's json would
+    write the non-JSON tokens Infinity and NaN)."""
+    import math
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return str(x)
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), indent=2, allow_nan=False)
 
 
 def add_data_parser(sub) -> None:
@@ -137,16 +164,17 @@ def add_data_parser(sub) -> None:
 
 def run_data(args) -> int:
     from giftlab.data.tasks import write_task_data
+    from giftlab.errors import InputError
 
     if args.n_train < 1 or args.n_val < 0:
-        raise ValueError(
+        raise InputError(
             f"--n-train must be >= 1 and --n-val >= 0, got {args.n_train}, {args.n_val}"
         )
     settings = {}
     for item in args.set:
         key, _, raw = item.partition("=")
         if not raw:
-            raise ValueError(f"--set {item!r} must look like key=value")
+            raise InputError(f"--set {item!r} must look like key=value")
         try:
             settings[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -188,6 +216,7 @@ def _flat_config_parser(sub, name, help, description, config_cls, resume=True):
 
 
 def _load_config(config_cls, args):
+    """Defaults, then --config FILE.yaml, then KEY=VALUE (on either side of the options)."""
     cfg = config_cls.from_yaml(args.config) if args.config else config_cls()
     return cfg.with_overrides(args.overrides)
 
@@ -239,26 +268,21 @@ def add_rl_parser(sub) -> None:
 
 
 def add_eval_parser(sub) -> None:
-    e = sub.add_parser(
+    from giftlab.rl.evaluate import EvalConfig
+
+    p = _flat_config_parser(
+        sub,
         "eval",
-        help=HELP["eval"],
-        description="Sample n completions per problem; print pass@k (unbiased, k = 1..n), mean@k, "
+        HELP["eval"],
+        "Sample `samples` completions per problem; print pass@k (unbiased, k = 1..samples), mean@k, "
         "maj@k, distinct correct answers, sampled-token entropy and KL to the base; --json for "
-        "machines (it includes each problem's number of correct samples).",
+        "machines (it includes each problem's number of correct samples). The out file's folder is "
+        "made, or checked writable, before any work.",
+        EvalConfig,
+        resume=False,
     )
-    e.add_argument("--model", default="smollm2", help="model folder or 'smollm2'")
-    e.add_argument("--base", default="smollm2", help="base model for KL (default smollm2)")
-    e.add_argument(
-        "--data", default="data/countdown/val.jsonl", help="held-out records from giftlab data"
-    )
-    e.add_argument("--n", type=int, default=16, help="samples per problem, >= 1 (default 16)")
-    e.add_argument("--limit", type=int, default=32, help="problems, >= 0 (default 32; 0: all)")
-    e.add_argument("--max-new-tokens", type=int, default=24, help="completion length, >= 1")
-    e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature, >= 0")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--json", action="store_true")
-    e.add_argument("--out", default=None, help="also write the JSON here")
-    e.set_defaults(func=run_eval)
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(func=run_eval)
 
 
 def run_rl(args) -> int:
@@ -272,68 +296,18 @@ def run_rl(args) -> int:
     return 0
 
 
-def _check_eval_args(args) -> None:
-    import math
-
-    from giftlab.errors import InputError
-
-    checks = [
-        (args.n >= 1, f"--n must be >= 1, got {args.n}"),
-        (args.limit >= 0, f"--limit must be >= 0 (0: all), got {args.limit}"),
-        (args.max_new_tokens >= 1, f"--max-new-tokens must be >= 1, got {args.max_new_tokens}"),
-        (
-            math.isfinite(args.temperature) and args.temperature >= 0,
-            f"--temperature must be a finite number >= 0 (0: greedy), got {args.temperature}",
-        ),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise InputError(message)
-
-
 def run_eval(args) -> int:
-    from pathlib import Path
+    from giftlab.rl.evaluate import EvalConfig, evaluate_checkpoint
 
-    from giftlab.data.tasks import check_verifiable
-    from giftlab.errors import InputError
-    from giftlab.models import load_model, load_tokenizer
-    from giftlab.rl.evaluate import evaluate
-    from giftlab.rl.loop import load_task_records
-
-    _check_eval_args(args)
-    recs = load_task_records(args.data, limit=args.limit or None)
-    check_verifiable(recs)
-    if args.out and Path(args.out).is_dir():
-        raise InputError(f"--out {args.out} is a folder; give a file path for the JSON")
-    tok = load_tokenizer(args.model)
-    tok.padding_side = "left"
-    model, base = load_model(args.model), load_model(args.base)
-    v_model = model.get_output_embeddings().weight.shape[0]
-    v_base = base.get_output_embeddings().weight.shape[0]
-    if v_model != v_base:
-        raise InputError(
-            f"--base {args.base} has a vocabulary of {v_base} tokens, --model {args.model} one of "
-            f"{v_model}: KL to the base needs one shared vocabulary"
-        )
-    m = evaluate(
-        model,
-        base,
-        tok,
-        recs,
-        n_samples=args.n,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-    )
-    if args.out:
-        Path(args.out).write_text(json.dumps(m, indent=2))
+    cfg = _load_config(EvalConfig, args)
+    m = evaluate_checkpoint(cfg)
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
     from giftlab.theory.report import format_table
 
-    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.n]
-    print(f"{m['n_problems']} problems x {m['n_samples']} samples ({args.model})")
+    ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= cfg.samples]
+    print(f"{m['n_problems']} problems x {m['n_samples']} samples ({cfg.model})")
     rows = [{"k": k, "pass": m["pass_at_k"][k]} for k in ks]
     print(format_table(rows, [("k", "k", ""), ("pass", "pass@k", ".3f")]))
     for key in (
@@ -347,6 +321,8 @@ def run_eval(args) -> int:
         "generation_tokens_per_s",
     ):
         print(f"{key:26s} {m[key]:.4g}")
+    if cfg.out:
+        print(f"wrote {cfg.out}")
     return 0
 
 
@@ -361,9 +337,10 @@ def add_pipeline_parser(sub) -> None:
         "and its time: paper_figures/README.md) and writes OUT/report.md, OUT/pipeline.png and OUT/results.json (with each "
         "problem's correct count). Every init is checked before any work starts. results.json "
         "is rewritten after every evaluation; --report DIR rebuilds report.md and pipeline.png "
-        "from DIR/results.json alone (after a stopped run, or a change to the report).",
+        "from DIR/results.json alone (after a stopped run, or a change to the report). --resume "
+        "continues a stopped pipeline (finished init x seed cells kept, a half-done one resumed "
+        "from its checkpoints) and runs only the seeds or inits added, e.g. seeds=0,1,2,3 --resume.",
         PipelineConfig,
-        resume=False,
     )
     p.add_argument(
         "--report",
@@ -380,7 +357,7 @@ def run_pipeline_cmd(args) -> int:
     if args.report:
         print(f"wrote {rebuild_report(args.report)}")
         return 0
-    print(f"wrote {run_pipeline(_load_config(PipelineConfig, args))}")
+    print(f"wrote {run_pipeline(_load_config(PipelineConfig, args), resume=args.resume)}")
     return 0
 
 
@@ -391,7 +368,12 @@ def add_figures_parser(sub) -> None:
         description="Run every figure module (giftlab/figures/fig*.py, also scripts/fig*.py); each "
         "writes NAME.csv (with provenance) and NAME.png.",
     )
-    p.add_argument("--out", default="paper_figures", help="output folder (default paper_figures)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default paper_figures; with --quick runs/figures-quick: quick "
+        "figures never replace full-size ones)",
+    )
     p.add_argument(
         "--quick", action="store_true", help="small versions of every figure (seconds; for tests)"
     )
@@ -414,7 +396,8 @@ def run_figures(args) -> int:
 
     from giftlab.figures import regenerate
 
-    regenerate(Path(args.out), quick=args.quick)
+    out = args.out or ("runs/figures-quick" if args.quick else "paper_figures")
+    regenerate(Path(out), quick=args.quick)
     return 0
 
 
@@ -466,7 +449,8 @@ def _missing_extras(extras) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """The `giftlab` command. A failure caused by input (a config value, a data record, a path, a
-    run folder, a non-finite loss) prints one line naming it and exits with 2."""
+    run folder, a non-finite loss: giftlab.errors) prints one line naming it and exits with 2; any
+    other exception is a bug and shows its traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(
         prog="giftlab",
@@ -488,15 +472,42 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         build(sub)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_overrides_last(argv))
+    from giftlab.errors import InputError
+
     try:
         return args.func(args)
-    except (ValueError, OSError) as err:  # InputError is a ValueError; OSError: paths, full disk
+    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+        # giftlab's own kinds (and a user's path that cannot be read or written); anything else
+        # is a bug and shows its traceback
+        print(f"giftlab {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        import errno
+
+        if err.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENOTDIR):
+            raise
         print(f"giftlab {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"giftlab {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _overrides_last(argv: list[str]) -> list[str]:
+    """KEY=VALUE may stand on either side of --resume or --config FILE: argparse takes its
+    positionals in one run, so move them after the options (an option's own value stays)."""
+    takes_value = {"--config", "--report", "--out", "--task", "--n-train", "--n-val", "--seed"}
+    front, overrides, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a in takes_value and i + 1 < len(argv):
+            front += [a, argv[i + 1]]
+            i += 2
+            continue
+        (overrides if ("=" in a and not a.startswith("-")) else front).append(a)
+        i += 1
+    return front + overrides
 
 
 def _one_line(err: BaseException) -> str:

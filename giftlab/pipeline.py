@@ -100,10 +100,36 @@ class PipelineConfig(FlatConfig):
             raise ConfigError(
                 f"sft_batch ({self.sft_batch}) exceeds n_train ({self.n_train})", "sft_batch"
             )
+        specs = [init_display(spec) for spec in self.inits]
+        if len(set(specs)) < len(specs):
+            dup = next(x for x in specs if specs.count(x) > 1)
+            raise ConfigError(f"inits: {dup} is listed twice in {self.inits}", "inits")
+        if len(set(self.seeds)) < len(self.seeds):
+            dup = next(x for x in self.seeds if self.seeds.count(x) > 1)
+            raise ConfigError(f"seeds: {dup} is listed twice in {self.seeds}", "seeds")
         if self.rl_prompts > self.n_train:
             raise ConfigError(
                 f"rl_prompts ({self.rl_prompts}) exceeds n_train ({self.n_train})", "rl_prompts"
             )
+
+
+# keys a resumed pipeline may change: more seeds or inits are appended; the rest must match
+PIPELINE_RESUME_MUTABLE = ("seeds", "inits", "overwrite")
+
+
+def init_display(spec: str) -> str:
+    """One form per start: 'gift:5.0' and 'gift:5' are both 'gift:5'."""
+    name, extra = _init_args(spec)
+    return f"{name}:{extra['beta']:g}" if extra else name
+
+
+def _cell_folder(name: str) -> bool:
+    """A top-level name of a pipeline's own layout (overwrite may remove it)."""
+    import re
+
+    return name in ("data", "results.json", "report.md", "pipeline.png") or bool(
+        re.match(r"^[a-z_]+(-[0-9.e+inf]+)?-seed-?\d+$", name)
+    )
 
 
 def _init_args(spec: str) -> tuple[str, dict]:
@@ -126,17 +152,44 @@ def _init_args(spec: str) -> tuple[str, dict]:
     return name, {"beta": value}
 
 
-def run_pipeline(cfg: PipelineConfig, log=print) -> Path:
-    """Run the comparison into cfg.out_dir (a fresh folder, or overwrite=true); returns report.md."""
+def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
+    """Run the comparison into cfg.out_dir (a fresh folder, overwrite=true, or resume=True: keep
+    every finished init x seed cell, resume a half-done one from its checkpoints, and run the
+    seeds or inits added to the config); returns report.md."""
+    from giftlab.models import check_model_name
     from giftlab.provenance import provenance
 
-    with RunDir(cfg.out_dir, overwrite=cfg.overwrite, log=log) as run:
+    check_model_name(cfg.model, "model")  # before the folder is touched
+    with RunDir(
+        cfg.out_dir,
+        resume=resume,
+        overwrite=cfg.overwrite,
+        log=log,
+        config=cfg.to_dict(),
+        mutable=PIPELINE_RESUME_MUTABLE,
+        layout=_cell_folder,
+    ) as run:
         started = provenance()  # the code that runs: results.json names it, not a later commit
         run.write_config({"config": cfg.to_dict(), "provenance": started})
-        return _run(cfg, run.path, log, started)
+        return _run(cfg, run.path, log, started, resume)
 
 
-def _run(cfg: PipelineConfig, out: Path, log, started: dict) -> Path:
+def _check_lengths(cfg, path, tokenizer) -> None:
+    """Every training example fits max_length (checked before any fine-tuning)."""
+    from giftlab.data import read_records
+    from giftlab.data.tokenize import encode_records
+    from giftlab.errors import InputError
+
+    records = read_records(path)
+    _, stats = encode_records(records, tokenizer, cfg.max_length, "skip")
+    if stats.skipped_overlong:
+        raise InputError(
+            f"max_length={cfg.max_length}: {stats.skipped_overlong} of {len(records)} training "
+            f"examples of {path} are longer; raise max_length"
+        )
+
+
+def _run(cfg: PipelineConfig, out: Path, log, started: dict, resume: bool = False) -> Path:
     from giftlab.data import read_records
     from giftlab.data.tasks import write_task_data
     from giftlab.models import load_model, load_tokenizer
@@ -148,9 +201,18 @@ def _run(cfg: PipelineConfig, out: Path, log, started: dict) -> Path:
     paths = write_task_data(
         cfg.task, out / "data", cfg.n_train, cfg.n_val, seed=0, prompt_style=cfg.prompt_style
     )
+    _check_lengths(cfg, paths["train"], load_tokenizer(cfg.model))
     val = load_task_records(paths["val"])
     val_demos = read_records(paths["val"])
     base = load_model(cfg.model)
+    results, earlier_minutes = [], 0.0
+    if resume and (out / "results.json").exists():  # a stopped or finished run: keep its rows
+        data = json.loads((out / "results.json").read_text())
+        results, earlier_minutes = list(data["results"]), float(data.get("minutes", 0.0))
+        log(f"--resume: kept {len(results)} evaluations from {out / 'results.json'}")
+
+    def done(init, seed, stage):
+        return any((r["init"], r["seed"], r["stage"]) == (init, seed, stage) for r in results)
 
     def ev(model_path_or_model, seed):
         model = (
@@ -175,20 +237,22 @@ def _run(cfg: PipelineConfig, out: Path, log, started: dict) -> Path:
             m["drift_per_problem"] = drift_per_problem(model, base, t, val_demos)
         return m
 
-    results = []
-
     def keep(row):  # results.json is rewritten after every evaluation: a crash loses no result
         results.append(row)
-        _write_results(out, cfg, results, t_start, started)
+        _write_results(out, cfg, results, t_start, started, earlier_minutes)
 
-    log("evaluating the base model")
-    base_eval = ev(base, 0)
-    keep({"init": "base", "seed": 0, "stage": "before RL", **_flat(base_eval)})
+    if not done("base", 0, "before RL"):
+        log("evaluating the base model")
+        base_eval = ev(base, 0)
+        keep({"init": "base", "seed": 0, "stage": "before RL", **_flat(base_eval)})
     for seed in cfg.seeds:
         for spec in cfg.inits:
             objective, extra = _init_args(spec)
+            spec = init_display(spec)
+            if done(spec, seed, "after RL"):
+                log(f"[{spec} seed {seed}] kept (finished before)")
+                continue
             run = out / f"{spec.replace(':', '-')}-seed{seed}"
-            log(f"[{spec} seed {seed}] fine-tuning ({cfg.sft_steps} steps)")
             tcfg = TrainConfig(
                 model=cfg.model,
                 train_file=str(paths["train"]),
@@ -201,22 +265,24 @@ def _run(cfg: PipelineConfig, out: Path, log, started: dict) -> Path:
                 seed=seed,
                 eval_every=cfg.select_every if cfg.select == "best" else 0,
                 max_val_examples=cfg.select_examples,
-                save_every=0,
+                save_every=cfg.select_every,  # a stopped pipeline resumes from here
+                keep_checkpoints=1,
                 diag_every=5,
                 max_length=cfg.max_length,
                 progress=False,
                 **extra,
             )
-            train(tcfg)
+            if not (run / "sft" / "final").exists():
+                log(f"[{spec} seed {seed}] fine-tuning ({cfg.sft_steps} steps)")
+                train(tcfg, resume=(run / "sft" / "config.json").exists())
             start = run / "sft" / cfg.select
             if not start.exists():  # no held-out check beat the untuned model: use final
                 start = run / "sft" / "final"
-            before = ev(start, seed)
-            before["start_checkpoint"] = start.name
-            keep({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
-            log(
-                f"[{spec} seed {seed}] GRPO ({cfg.rl_steps} steps); pass@1 before {before['pass_at_k'][1]:.3f}"
-            )
+            if not done(spec, seed, "before RL"):
+                before = ev(start, seed)
+                before["start_checkpoint"] = start.name
+                keep({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
+            log(f"[{spec} seed {seed}] GRPO ({cfg.rl_steps} steps)")
             rcfg = RLConfig(
                 model=str(start),
                 ref_model=cfg.model,
@@ -228,15 +294,17 @@ def _run(cfg: PipelineConfig, out: Path, log, started: dict) -> Path:
                 lr=cfg.rl_lr,
                 max_steps=cfg.rl_steps,
                 seed=seed,
+                save_every=max(1, cfg.rl_steps // 4),
                 progress=False,
             )
-            rl(rcfg)
+            if not (run / "rl" / "final").exists():
+                rl(rcfg, resume=(run / "rl" / "config.json").exists())
             after = ev(run / "rl" / "final", seed)
             after["rl_reward_mean"] = _reward_curve(run / "rl" / "metrics.jsonl")
             keep({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
             log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
-    _write_results(out, cfg, results, t_start, started)
-    _report(out, cfg, results, (time.perf_counter() - t_start) / 60)
+    _write_results(out, cfg, results, t_start, started, earlier_minutes)
+    _report(out, cfg, results, earlier_minutes + (time.perf_counter() - t_start) / 60)
     return out / "report.md"
 
 
@@ -254,7 +322,12 @@ def rebuild_report(out_dir) -> Path:
     path = Path(out_dir) / "results.json"
     if not path.exists():
         raise InputError(f"{path} does not exist: give the out_dir of a pipeline run")
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        raise InputError(f"{path}: not a pipeline results.json (no config mapping)")
     # keys added later whose default is what earlier versions did
     config = {"prompt_style": "short", "overwrite": False, "max_length": 128} | data["config"]
     missing = sorted(set(PipelineConfig().to_dict()) - set(config))
@@ -263,9 +336,22 @@ def rebuild_report(out_dir) -> Path:
             f"{path} comes from an older giftlab: its config lacks {missing}; its report.md "
             "stays as that version wrote it"
         )
-    cfg = PipelineConfig(**config)
-    _report(Path(out_dir), cfg, data["results"], data["minutes"])
+    cfg = PipelineConfig.from_dict(config, source=f"{path} (config)")
+    try:
+        _report(Path(out_dir), cfg, data["results"], float(data["minutes"]))
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise InputError(
+            f"{path}: malformed results ({type(err).__name__}: {err}); it is not what "
+            "giftlab pipeline writes"
+        ) from None
     return Path(out_dir) / "report.md"
+
+
+def model_display(model: str) -> str:
+    """The model's name in captions: the bundled SmolLM2's full name, else what the user gave."""
+    from giftlab.models.loading import DEFAULT_MODEL, REPORT_NAME
+
+    return REPORT_NAME if model == DEFAULT_MODEL else model
 
 
 def seeds_done(results: list[dict]) -> list[int]:
@@ -280,7 +366,9 @@ def _seeds_text(cfg, results: list[dict]) -> str:
     return f"{done} (the run was stopped: {cfg.seeds} were asked for)"
 
 
-def _write_results(out: Path, cfg, results: list[dict], t_start: float, started: dict) -> None:
+def _write_results(
+    out: Path, cfg, results: list[dict], t_start: float, started: dict, earlier: float = 0.0
+) -> None:
     from datetime import datetime, timezone
 
     summary = {
@@ -288,7 +376,7 @@ def _write_results(out: Path, cfg, results: list[dict], t_start: float, started:
         "config": cfg.to_dict(),
         "provenance": started,
         "written_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "minutes": (time.perf_counter() - t_start) / 60,
+        "minutes": earlier + (time.perf_counter() - t_start) / 60,
     }
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
@@ -509,7 +597,7 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
     if paired:
         _difference_panel(axes[2], paired, diff_keys)
     seeds = seeds_done(results)
-    caption(fig, f"{cfg.task}: SmolLM2-135M-Instruct (Q4_1, dequantised), {len(seeds)} seeds")
+    caption(fig, f"{cfg.task}: {model_display(cfg.model)}, {len(seeds)} seeds")
     fig.savefig(out / "pipeline.png", dpi=120)
     text = [
         f"# giftlab pipeline report ({minutes:.1f} min)",

@@ -39,9 +39,26 @@ def make_dataset(task: str, size: int, seed: int, config: dict | None = None):
     import reasoning_gym
 
     if task not in TASK_DEFAULTS:
-        raise ValueError(f"task must be one of {sorted(TASK_DEFAULTS)}, got {task!r}")
+        from giftlab.errors import InputError
+
+        raise InputError(f"task must be one of {sorted(TASK_DEFAULTS)}, got {task!r}")
     cfg = dict(TASK_DEFAULTS[task]) | dict(config or {})
-    return reasoning_gym.create_dataset(task, size=size, seed=seed, **cfg), cfg
+    try:
+        return reasoning_gym.create_dataset(task, size=size, seed=seed, **cfg), cfg
+    except (TypeError, AssertionError, ValueError) as err:  # reasoning-gym checks with asserts
+        import dataclasses
+
+        from reasoning_gym.factory import DATASETS
+
+        from giftlab.errors import InputError
+
+        known = [f.name for f in dataclasses.fields(DATASETS[task][1])]
+        unknown = sorted(set(config or {}) - set(known))
+        if unknown:
+            raise InputError(
+                f"--set {unknown[0]}: not a setting of {task}; its settings: {known}"
+            ) from None
+        raise InputError(f"--set: {task} refused the settings {cfg}: {err}") from None
 
 
 def short_prompt(task: str, entry: dict) -> str:

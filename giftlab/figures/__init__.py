@@ -18,11 +18,41 @@ def figure_scripts() -> list[Path]:
     return sorted(FIGURES_DIR.glob("fig[0-9]*.py"))
 
 
+SIZE_MARKER = ".giftlab-figures"  # "full" or "quick": the size of the figures in the folder
+
+
+def prepare_figure_folder(out: Path, quick: bool) -> None:
+    """Make `out` (or fail naming it) before any figure runs, and refuse quick figures over
+    full-size ones (a folder marked "full", or one holding figures without a mark)."""
+    import os
+
+    from giftlab.errors import InputError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out {out}: cannot make the folder ({err.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"--out {out} is not writable; choose a writable folder")
+    marker = out / SIZE_MARKER
+    size = marker.read_text().strip() if marker.exists() else None
+    holds_figures = any(out.glob("fig*.png"))
+    if quick and (size == "full" or (size is None and holds_figures)):
+        raise InputError(
+            f"--quick would replace the full-size figures in {out}: give another --out "
+            "(the default for --quick is runs/figures-quick)"
+        )
+    marker.write_text(("quick" if quick else "full") + "\n")
+
+
 def regenerate(out: Path, quick: bool = False, log=print) -> list[dict]:
     """Run every figure module in its own process; returns [{script, seconds, png}] and raises
     if one fails."""
     out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_figure_folder(out, quick)
     done = []
     for script in figure_scripts():
         t0 = time.perf_counter()

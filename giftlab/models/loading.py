@@ -129,6 +129,15 @@ def check_model_name(name_or_path: str, key: str = "model") -> None:
             f"{key}={name_or_path} is not a checkpoint folder: it has no config.json "
             f"(use {DEFAULT_MODEL!r} for the bundled SmolLM2, or a hub id 'org/name' when online)"
         )
+    weights = [
+        *path.glob("*.safetensors"),
+        *path.glob("*.bin"),
+        *path.glob("*.safetensors.index.json"),
+    ]
+    if not weights:
+        raise FileNotFoundError(
+            f"{key}={name_or_path} has a config.json but no weights (*.safetensors or *.bin)"
+        )
 
 
 def resolve_model_path(name_or_path: str) -> Path | str:

@@ -21,7 +21,9 @@ CAPTIONS = {
 
 
 def run_demo(out: Path, quick: bool = False) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
+    from giftlab.figures import prepare_figure_folder
+
+    prepare_figure_folder(Path(out), quick)  # made and writable before any work
     print(f"regenerating figures into {out} ...")
     done = regenerate(out, quick=quick)
     solve_text = format_solve_report(solve())

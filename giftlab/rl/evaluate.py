@@ -4,10 +4,14 @@ distinct correct answers, sampled-token entropy and KL to the base on the sample
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from giftlab.config import FlatConfig, at_least, finite_non_negative
+from giftlab.config import setting as _f
 from giftlab.data.verifiers import score
 from giftlab.diagnostics import distinct_correct, majority_at_k, pass_at_k
 from giftlab.losses import kl_estimate
@@ -30,12 +34,13 @@ def evaluate(
     temperature=1.0,
     seed=0,
     prompts_per_batch=16,
-    device="cpu",
+    device=None,
     progress=None,
     stats_samples=None,
 ) -> dict:
     """Metrics over `records` (each needs task/index/seed/config for the verifier).
 
+    device: where the prompts go; None: the model's own device.
     stats_samples: how many samples of each problem (the first ones) the teacher-forced passes
     for entropy and KL to the base run on; None: all n_samples; 0: none (entropy and KL are then
     NaN). These passes cost about as much as sampling itself, and pass@k, maj@k and distinct
@@ -43,6 +48,8 @@ def evaluate(
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if device is None:
+        device = next(model.parameters()).device
     s_stats = n_samples if stats_samples is None else min(int(stats_samples), n_samples)
     if s_stats < 0:
         raise ValueError(f"stats_samples must be >= 0 or None, got {stats_samples}")
@@ -124,3 +131,83 @@ def evaluate(
                 np.mean([majority_at_k(p["answers"], p["correct"], k) for p in per_problem])
             )
     return out
+
+
+@dataclass
+class EvalConfig(FlatConfig):
+    """`giftlab eval`: one checkpoint on held-out problems."""
+
+    model: str = _f("smollm2", "model to evaluate: 'smollm2', a checkpoint folder or a hub id")
+    ref_model: str = _f("smollm2", "the base model that KL is measured against")
+    data: str = _f("data/countdown/val.jsonl", "held-out records (from giftlab data)")
+    samples: int = _f(16, "samples per problem, >= 1")
+    limit: int = _f(32, "problems, >= 0 (0: all)")
+    max_new_tokens: int = _f(24, "completion length, >= 1")
+    temperature: float = _f(1.0, "sampling temperature, >= 0 (0: greedy)")
+    seed: int = _f(0, "sampling seed")
+    out: str = _f("", "also write the JSON to this file (its folder is made before any work)")
+
+    RULES = (
+        ("samples", at_least(1), ">= 1"),
+        ("limit", at_least(0), ">= 0 (0: all)"),
+        ("max_new_tokens", at_least(1), ">= 1"),
+        ("temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
+        ("model", bool, "a model folder, 'smollm2' or a hub id"),
+        ("ref_model", bool, "a model folder, 'smollm2' or a hub id"),
+    )
+
+
+def check_output_file(path, key: str = "out") -> Path:
+    """Make the folder of an output file, or fail naming `key`, before any work is done."""
+    import os
+
+    from giftlab.errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{key}={path} is a folder; give a file path for the JSON")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"{key}={path}: cannot make {path.parent} ({err.strerror})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"{key}={path}: {path.parent} is not writable")
+    return path
+
+
+def evaluate_checkpoint(cfg: EvalConfig) -> dict:
+    """Load cfg.model and cfg.ref_model, evaluate on cfg.data; every check (records, verifiers,
+    model paths, the output file's folder) runs before any model loads."""
+    import json
+
+    from giftlab.errors import InputError
+    from giftlab.models import check_model_name, load_model, load_tokenizer
+    from giftlab.rl.loop import load_task_records
+
+    recs = load_task_records(cfg.data, limit=cfg.limit or None)
+    check_model_name(cfg.model, "model")
+    check_model_name(cfg.ref_model, "ref_model")
+    out = check_output_file(cfg.out) if cfg.out else None
+    tok = load_tokenizer(cfg.model)
+    tok.padding_side = "left"
+    model, base = load_model(cfg.model), load_model(cfg.ref_model)
+    v_model = model.get_output_embeddings().weight.shape[0]
+    v_base = base.get_output_embeddings().weight.shape[0]
+    if v_model != v_base:
+        raise InputError(
+            f"ref_model={cfg.ref_model} has a vocabulary of {v_base} tokens, model={cfg.model} one "
+            f"of {v_model}: KL to the base needs one shared vocabulary"
+        )
+    m = evaluate(
+        model,
+        base,
+        tok,
+        recs,
+        n_samples=cfg.samples,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        seed=cfg.seed,
+    )
+    if out is not None:
+        out.write_text(json.dumps(m, indent=2))
+    return m

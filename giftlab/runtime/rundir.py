@@ -126,6 +126,8 @@ class RunDir:
         if p.exists() and not p.is_dir():
             raise RunDirError(f"out_dir {p} is a file, not a folder: choose a folder path")
         parent = next((a for a in [p, *p.absolute().parents] if a.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise RunDirError(f"out_dir {p}: cannot write there ({parent} is a file, not a folder)")
         if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
             raise RunDirError(f"out_dir {p}: {parent} is not writable; choose a writable folder")
         if not p.is_dir():
