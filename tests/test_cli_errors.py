@@ -49,6 +49,27 @@ def env(tmp_path_factory):
     (d / "bad_value.yaml").write_text("max_steps: 3\nlr: -1\n")
     (d / "unknown_key.yaml").write_text("max_steps: 3\nbta: 2\n")
     (d / "a_file").write_text("not a folder")
+    _jsonl(
+        d / "two_assistant.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                ]
+            }
+        ],
+    )
+    (d / "dup_key.yaml").write_text("max_steps: 3\nlr: 0.1\nmax_steps: 4\n")
+    _jsonl(d / "train2.jsonl", rows)
+    (d / "pipe_bad").mkdir()
+    from giftlab.pipeline import PipelineConfig
+
+    typed_wrong = PipelineConfig().to_dict() | {"n_val": "many"}
+    (d / "pipe_bad" / "results.json").write_text(
+        json.dumps({"config": typed_wrong, "results": [], "minutes": 1})
+    )
     common = _train_args(d)
     assert main(["train", *common, f"out_dir={d / 'done'}", "save_every=1"]) == 0
     assert main(["train", *common, f"out_dir={d / 'corrupt'}", "save_every=0"]) == 0
@@ -316,6 +337,91 @@ CASES = [
         r"nothing/results.json does not exist: give the out_dir of a pipeline run",
     ),
     ("pipeline seeds", _pipeline("seeds=a"), r"seeds: expected int, got 'a'"),
+    # issue 16: settings checked before anything is claimed or loaded
+    ("kernel", _train("kernel=foo"), r"kernel must be one of \['auto', 'torch', 'triton'\]"),
+    (
+        "report_to without its package",
+        _train("report_to=wandb"),
+        r"report_to must be a tracker whose package is installed; wandb needs `pip install wandb`",
+    ),
+    ("bf16 on a CPU", _train("bf16=true"), r"bf16=true needs a CUDA device"),
+    ("rl report_to", _rl("report_to=wandb"), r"wandb needs `pip install wandb`"),
+    ("rl max_verifier_failures", _rl("max_verifier_failures=2"), r"must be in \[0, 1\]"),
+    (
+        "yaml duplicate key",
+        lambda d: ["train", "--config", str(d / "dup_key.yaml")],
+        r"dup_key.yaml:3: key 'max_steps' appears twice \(first at line 1\)",
+    ),
+    (
+        "two assistant turns",
+        lambda d: _train(f"train_file={d / 'two_assistant.jsonl'}")(d),
+        r"two_assistant.jsonl:1: messages\[1\] and messages\[2\] are two assistant turns",
+    ),
+    (
+        "run folder as a model",
+        lambda d: _eval(f"model={d / 'done'}")(d),
+        r"model=.*done is a giftlab run folder, not a model: give one of its model folders",
+    ),
+    (
+        "eval out into a file's folder",
+        lambda d: _eval(f"out={d / 'a_file' / 'x.json'}")(d),
+        r"out=.*a_file/x.json: cannot make",
+    ),
+    (
+        "resume a finished run",
+        lambda d: _train(f"out_dir={d / 'done'}")(d) + ["--resume"],
+        r"reached step 2 .*max_steps=2 is finished: nothing to train. .*max_steps > 2",
+    ),
+    (
+        "resume below the checkpoint",
+        lambda d: _train(f"out_dir={d / 'done'}", "max_steps=1")(d) + ["--resume"],
+        r"reached step 2 .*max_steps=1 is past it",
+    ),
+    (
+        "resume with another lr",
+        lambda d: _train(f"out_dir={d / 'done'}", "lr=0.5", "max_steps=3")(d) + ["--resume"],
+        r"other settings \(lr 1e-05 -> 0.5\)",
+    ),
+    (
+        "resume with another objective and beta",
+        lambda d: _train(f"out_dir={d / 'done'}", "objective=sft", "beta=5", "max_steps=3")(d)
+        + ["--resume"],
+        r"objective 'gift' -> 'sft'; beta 20.0 -> 5.0",
+    ),
+    (
+        "resume with another train_file",
+        lambda d: _train(f"out_dir={d / 'done'}", f"train_file={d / 'train2.jsonl'}")(d)
+        + ["--resume"],
+        r"other settings \(train_file .*train.jsonl' -> .*train2.jsonl'\)",
+    ),
+    ("pipeline inits twice", _pipeline("inits=sft,sft"), r"inits: sft is listed twice"),
+    ("pipeline inits twice (5 = 5.0)", _pipeline("inits=gift:5,gift:5.0"), r"gift:5 is listed"),
+    ("pipeline seeds twice", _pipeline("seeds=0,0"), r"seeds: 0 is listed twice"),
+    (
+        "pipeline model missing",
+        lambda d: ["pipeline", f"out_dir={d / 'pipe_nomodel'}", "model=/nonexistent/m"],
+        r"model=/nonexistent/m: no such folder",
+    ),
+    (
+        "pipeline --report with a wrongly typed field",
+        lambda d: ["pipeline", "--report", str(d / "pipe_bad")],
+        r"pipe_bad/results.json \(config\): n_val must be int, got 'many'",
+    ),
+    (
+        "data --set not a number",
+        lambda d: ["data", "--n-train", "2", "--out", str(d / "x"), "--set", "max_numbers=abc"],
+        r"--set: countdown refused the settings",
+    ),
+    (
+        "data --set unknown key",
+        lambda d: ["data", "--n-train", "2", "--out", str(d / "x"), "--set", "nosuchkey=3"],
+        r"--set nosuchkey: not a setting of countdown; its settings: \[",
+    ),
+    (
+        "data --set out of range",
+        lambda d: ["data", "--n-train", "2", "--out", str(d / "x"), "--set", "max_numbers=1"],
+        r"max_numbers must be >= min_numbers",
+    ),
     # data and solve
     (
         "data --n-train 0",
@@ -382,3 +488,13 @@ def test_blown_up_weights_leave_no_checkpoint(env, tmp_path, capsys):
     for ckpt in out.glob("ckpt-*"):
         weights, _ = read_checkpoint(ckpt)
         assert all(torch.isfinite(w).all() for w in weights.values()), ckpt
+
+
+def test_a_missing_relative_model_path_is_named_not_taken_for_a_hub_id(env, capsys, monkeypatch):
+    """`runs/final` looks like a hub id 'org/name'; with a local `runs/` it is a path."""
+    monkeypatch.chdir(env)
+    (env / "runs").mkdir(exist_ok=True)
+    assert main(["train", *_train_args(env), "model=runs/final", "out_dir=never_claimed"]) == 2
+    err = capsys.readouterr().err
+    assert "model=runs/final: no such folder" in err and "hub" not in err.split("give")[0]
+    assert not (env / "never_claimed").exists()  # nothing claimed

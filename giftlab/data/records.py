@@ -67,6 +67,11 @@ def _messages(where: str, key: str, msgs) -> list[dict]:
         content = m.get("content")
         if not isinstance(content, str) or not content.strip():
             raise InputError(f"{where}: {key}[{i}] ({m['role']}) has no text content")
+        if i and m["role"] == "assistant" and msgs[i - 1].get("role") == "assistant":
+            raise InputError(
+                f"{where}: {key}[{i - 1}] and {key}[{i}] are two assistant turns in a row; merge "
+                "them into one (only the last assistant turn is the response trained on)"
+            )
     return [{"role": m["role"], "content": m["content"]} for m in msgs]
 
 
