@@ -384,14 +384,17 @@ CASES = [
     ),
     (
         "resume with another objective and beta",
-        lambda d: _train(f"out_dir={d / 'done'}", "objective=sft", "beta=5", "max_steps=3")(d)
-        + ["--resume"],
+        lambda d: (
+            _train(f"out_dir={d / 'done'}", "objective=sft", "beta=5", "max_steps=3")(d)
+            + ["--resume"]
+        ),
         r"objective 'gift' -> 'sft'; beta 20.0 -> 5.0",
     ),
     (
         "resume with another train_file",
-        lambda d: _train(f"out_dir={d / 'done'}", f"train_file={d / 'train2.jsonl'}")(d)
-        + ["--resume"],
+        lambda d: (
+            _train(f"out_dir={d / 'done'}", f"train_file={d / 'train2.jsonl'}")(d) + ["--resume"]
+        ),
         r"other settings \(train_file .*train.jsonl' -> .*train2.jsonl'\)",
     ),
     ("pipeline inits twice", _pipeline("inits=sft,sft"), r"inits: sft is listed twice"),

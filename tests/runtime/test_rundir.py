@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from giftlab.cli import main
-from giftlab.errors import NonFiniteError, RunDirError
+from giftlab.errors import InputError, NonFiniteError, RunDirError
 from giftlab.runtime import RunDir, read_checkpoint, read_metrics
 from giftlab.train import TrainConfig, train
 from tests.helpers import write_jsonl
@@ -396,3 +396,74 @@ def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path):
     b = load_file(tmp_path / "cut" / "final" / "model.safetensors")
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=0)
+
+
+def test_a_refused_claim_writes_nothing_and_following_its_advice_deletes_nothing(
+    tmp_path, data_files, model_factory, tok
+):
+    """The user's own folder as out_dir: refused without a trace, never told to overwrite, and
+    overwrite=true deletes nothing of theirs (before: the refusal marked the folder as a run and
+    the advised overwrite=true removed thesis.tex and figs/)."""
+    mine = tmp_path / "run"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    (mine / "figs").mkdir()
+    (mine / "figs" / "a.png").write_bytes(b"png")
+    before = sorted(p.name for p in mine.iterdir())
+    for overwrite in (False, True):
+        with pytest.raises(RunDirError, match=r"giftlab did not write \(e.g. .figs.\)") as err:
+            train(
+                _cfg(tmp_path, data_files[0], overwrite=overwrite),
+                model=model_factory(),
+                tokenizer=tok,
+            )
+        assert "overwrite=true" not in str(err.value)  # no advice that would destroy files
+        assert sorted(p.name for p in mine.iterdir()) == before  # not even a marker or lock
+    assert (mine / "thesis.tex").read_text() == "precious"
+
+
+def test_overwrite_removes_only_a_runs_own_layout(tmp_path, data_files, model_factory, tok):
+    train(_cfg(tmp_path, data_files[0]), model=model_factory(), tokenizer=tok)
+    (tmp_path / "run" / "notes.txt").write_text("mine")  # the user adds a file to the run
+    with pytest.raises(RunDirError, match="giftlab did not write .*notes.txt"):
+        train(_cfg(tmp_path, data_files[0], overwrite=True), model=model_factory(), tokenizer=tok)
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "run" / "metrics.jsonl").exists()  # and the run is untouched
+
+
+def test_a_corrected_rerun_after_a_failed_start_is_not_refused(
+    tmp_path, data_files, model_factory, tok
+):
+    """A run that failed after its claim but before its first step (here: every example over
+    max_length) leaves nothing to lose; the corrected command just works."""
+    with pytest.raises(InputError, match="every example was skipped"):
+        train(_cfg(tmp_path, data_files[0], max_length=2), model=model_factory(), tokenizer=tok)
+    train(_cfg(tmp_path, data_files[0], max_steps=2), model=model_factory(), tokenizer=tok)
+    assert [r["step"] for r in _metrics(tmp_path / "run")] == [1, 2]
+
+
+def test_resume_applies_mutable_keys_records_them_and_refuses_the_rest(
+    tmp_path, data_files, model_factory, tok
+):
+    train(_cfg(tmp_path, data_files[0], max_steps=2), model=model_factory(), tokenizer=tok)
+    config_before = (tmp_path / "run" / "config.json").read_text()
+    with pytest.raises(RunDirError, match=r"other settings \(lr 0.01 -> 0.5\)"):
+        train(
+            _cfg(tmp_path, data_files[0], max_steps=4, lr=0.5),
+            resume=True,
+            model=model_factory(),
+            tokenizer=tok,
+        )
+    assert (tmp_path / "run" / "config.json").read_text() == config_before  # record unchanged
+    train(
+        _cfg(tmp_path, data_files[0], max_steps=4, log_every=2),
+        resume=True,
+        model=model_factory(),
+        tokenizer=tok,
+    )
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert info["config"]["max_steps"] == 4 and info["config"]["lr"] == 0.01
+    (entry,) = info["history"]
+    assert entry["resumed_at"] == 2
+    assert entry["changed"] == {"max_steps": [2, 4], "log_every": [1, 2]}
+    assert [r["step"] for r in _metrics(tmp_path / "run")] == [1, 2, 4]

@@ -1,0 +1,134 @@
+"""What a user does off the happy path: valid inputs that used to be refused, outputs made before
+the work, quick figures that never replace full ones, a pipeline resumed and extended, GRPO on
+records its verifier cannot score."""
+
+import json
+
+import pytest
+
+from giftlab.cli import main
+from giftlab.models import tiny_llama, tiny_tokenizer
+from tests.test_cli_errors import _eval, _jsonl, _rl, _train_args
+from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture
+
+
+def test_yaml_booleans_as_numbers_and_overrides_on_both_sides_are_accepted(env, tmp_path):
+    """Refused before: `save_final: 1` in YAML (the command line took save_final=1), and
+    KEY=VALUE after --resume or --config."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("save_final: 1\nmax_steps: 1\n")
+    out = tmp_path / "run"
+    args = [a for a in _train_args(env) if not a.startswith(("save_final", "max_steps"))]
+    assert main(["train", "--config", str(cfg), *args, f"out_dir={out}"]) == 0
+    assert (out / "final" / "config.json").exists()
+    assert main(["train", *args[:3], "--resume", *args[3:], f"out_dir={out}", "max_steps=2"]) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["config"]["max_steps"] == 2 and info["history"][0]["changed"] == {
+        "max_steps": [1, 2]
+    }
+
+
+def test_eval_out_into_a_missing_folder_is_made_before_the_work(env, tmp_path, capsys):
+    out = tmp_path / "new" / "deeper" / "eval.json"
+    assert main([*_eval(f"out={out}")(env)]) == 0
+    assert json.loads(out.read_text())["n_problems"] == 1
+
+
+def test_quick_figures_never_replace_full_size_ones(tmp_path, capsys):
+    full = tmp_path / "paper"
+    full.mkdir()
+    (full / "fig1_gate.png").write_bytes(b"the committed full-size figure")
+    assert main(["figures", "--quick", "--out", str(full)]) == 2
+    assert "would replace the full-size figures" in capsys.readouterr().err
+    assert (full / "fig1_gate.png").read_bytes() == b"the committed full-size figure"
+    assert main(["demo", "--quick", "--out", str(full)]) == 2
+
+
+def test_the_committed_figures_are_marked_full_size():
+    from pathlib import Path
+
+    from giftlab.figures import SIZE_MARKER
+
+    root = Path(__file__).resolve().parents[1] / "paper_figures"
+    assert (root / SIZE_MARKER).read_text().strip() == "full"
+
+
+def test_grpo_on_records_its_verifier_cannot_score_exits_2_and_says_so(env, tmp_path, capsys):
+    """Before: exit 0 and reward 0, only metrics.jsonl knew."""
+    from giftlab.data.verifiers import register_verifier
+
+    def cannot_score(record, completion):
+        raise RuntimeError("the grader's service is down")
+
+    register_verifier("unscorable", cannot_score)
+    data = _jsonl(
+        tmp_path / "u.jsonl", [{"task": "unscorable", "prompt": f"q{i}"} for i in range(4)]
+    )
+    argv = _rl(f"train_file={data}", f"out_dir={tmp_path / 'rl'}")(env)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "the verifier failed on 4 of 4 completions" in err
+    assert (
+        "u.jsonl:1: the 'unscorable' verifier raised RuntimeError: the grader's service is down"
+        in err
+    )
+    assert not (tmp_path / "rl" / "final").exists()
+
+
+@pytest.mark.slow
+def test_a_pipeline_resumes_keeps_its_cells_and_appends_seeds(tmp_path):
+    from giftlab.pipeline import PipelineConfig, run_pipeline
+
+    tok = tiny_tokenizer()
+    tiny_llama(len(tok)).save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    common = dict(
+        out_dir=str(tmp_path / "p"),
+        n_train=8,
+        n_val=2,
+        inits=["sft"],
+        sft_steps=2,
+        sft_batch=2,
+        select="final",
+        rl_steps=2,
+        rl_prompts=2,
+        group_size=2,
+        eval_samples=2,
+        max_new_tokens=4,
+        model=str(tmp_path / "tiny"),
+    )
+    quiet = lambda *a: None  # noqa: E731
+    run_pipeline(PipelineConfig(seeds=[0], **common), log=quiet)
+    first = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
+    stamp = (tmp_path / "p" / "sft-seed0" / "rl" / "final" / "config.json").stat().st_mtime_ns
+    # a changed setting is refused; more seeds are appended, seed 0 is not run again
+    with pytest.raises(ValueError, match=r"other settings \(rl_steps 2 -> 3\)"):
+        run_pipeline(PipelineConfig(seeds=[0, 1], **(common | {"rl_steps": 3})), resume=True)
+    logs = []
+    run_pipeline(PipelineConfig(seeds=[0, 1], **common), log=logs.append, resume=True)
+    rows = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
+    assert rows[: len(first)] == first  # kept as they were
+    assert sorted((r["init"], r["seed"], r["stage"]) for r in rows[len(first) :]) == [
+        ("sft", 1, "after RL"),
+        ("sft", 1, "before RL"),
+    ]
+    assert any("[sft seed 0] kept" in str(x) for x in logs)
+    assert (
+        tmp_path / "p" / "sft-seed0" / "rl" / "final" / "config.json"
+    ).stat().st_mtime_ns == stamp
+    assert "seeds [0, 1]" in (tmp_path / "p" / "report.md").read_text()
+    # a stopped cell: seed 2's RL removed after its fine-tuning finished -> resumed from there
+    run_pipeline(PipelineConfig(seeds=[0, 1, 2], **common), log=quiet, resume=True)
+    import shutil
+
+    shutil.rmtree(tmp_path / "p" / "sft-seed2" / "rl")
+    data = json.loads((tmp_path / "p" / "results.json").read_text())
+    data["results"] = [
+        r for r in data["results"] if not (r["seed"] == 2 and r["stage"] == "after RL")
+    ]
+    (tmp_path / "p" / "results.json").write_text(json.dumps(data))
+    run_pipeline(PipelineConfig(seeds=[0, 1, 2], **common), log=quiet, resume=True)
+    rows = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
+    assert sorted((r["seed"], r["stage"]) for r in rows if r["init"] == "sft") == [
+        (s, st) for s in (0, 1, 2) for st in ("after RL", "before RL")
+    ]
