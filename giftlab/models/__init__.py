@@ -4,6 +4,7 @@ plus tiny random models and tokenizers for tests."""
 from giftlab.models.loading import (
     DEFAULT_MODEL,
     check_model_name,
+    check_same_vocabulary,
     load_model,
     load_tokenizer,
     prepare_tokenizer,
@@ -14,6 +15,7 @@ from giftlab.models.tiny import tiny_llama, tiny_tokenizer
 __all__ = [
     "DEFAULT_MODEL",
     "check_model_name",
+    "check_same_vocabulary",
     "load_model",
     "load_tokenizer",
     "prepare_tokenizer",

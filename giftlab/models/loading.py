@@ -176,3 +176,22 @@ def load_model(name_or_path: str, dtype=None, **kwargs):
     return AutoModelForCausalLM.from_pretrained(
         resolved, local_files_only=_local_only(resolved), dtype=dtype or torch.float32, **kwargs
     )
+
+
+def check_same_vocabulary(model, ref_model, names=("model", "ref_model"), tokenizer=None) -> None:
+    """InputError unless the two models' output vocabularies are one (KL and GIFT's target compare
+    them token by token) and the tokenizer's ids fit them. `names`: how the user named the two."""
+    from giftlab.errors import InputError
+
+    v_pol = model.get_output_embeddings().weight.shape[0]
+    v_ref = ref_model.get_output_embeddings().weight.shape[0]
+    if v_pol != v_ref:
+        raise InputError(
+            f"{names[0]} has a vocabulary of {v_pol} tokens, {names[1]} one of {v_ref}: they "
+            "must share one vocabulary (one tokenizer)"
+        )
+    if tokenizer is not None and len(tokenizer) > v_pol:
+        raise InputError(
+            f"{names[0]}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary "
+            f"is {v_pol}"
+        )

@@ -180,8 +180,12 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     model paths, the output file's folder) runs before any model loads."""
     import json
 
-    from giftlab.errors import InputError
-    from giftlab.models import check_model_name, load_model, load_tokenizer
+    from giftlab.models import (
+        check_model_name,
+        check_same_vocabulary,
+        load_model,
+        load_tokenizer,
+    )
     from giftlab.rl.loop import load_task_records
 
     recs = load_task_records(cfg.data, limit=cfg.limit or None)
@@ -191,13 +195,7 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     tok = load_tokenizer(cfg.model)
     tok.padding_side = "left"
     model, base = load_model(cfg.model), load_model(cfg.ref_model)
-    v_model = model.get_output_embeddings().weight.shape[0]
-    v_base = base.get_output_embeddings().weight.shape[0]
-    if v_model != v_base:
-        raise InputError(
-            f"ref_model={cfg.ref_model} has a vocabulary of {v_base} tokens, model={cfg.model} one "
-            f"of {v_model}: KL to the base needs one shared vocabulary"
-        )
+    check_same_vocabulary(model, base, (f"model={cfg.model}", f"ref_model={cfg.ref_model}"))
     m = evaluate(
         model,
         base,

@@ -18,7 +18,7 @@ import torch
 
 from giftlab.data import read_records
 from giftlab.data.verifiers import VerifierError, check_verifiable, score
-from giftlab.errors import InputError, NonFiniteError
+from giftlab.errors import NonFiniteError
 from giftlab.losses import group_advantages, grpo_loss, kl_estimate
 from giftlab.provenance import provenance
 from giftlab.rl.config import RLConfig, rl_config_help
@@ -54,7 +54,12 @@ def rl(
     cfg: RLConfig, resume: bool = False, model=None, tokenizer=None, ref_model=None, score_fn=score
 ) -> dict:
     """GRPO per `cfg`; returns the last metrics. `model`/`tokenizer`/`score_fn` override (tests)."""
-    from giftlab.models import check_model_name, load_model, load_tokenizer
+    from giftlab.models import (
+        check_model_name,
+        check_same_vocabulary,
+        load_model,
+        load_tokenizer,
+    )
 
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     # every check that needs no training runs before the run folder is touched
@@ -77,13 +82,7 @@ def rl(
         policy = (model if model is not None else load_model(cfg.model)).to(device)
         ref = (ref_model if ref_model is not None else load_model(cfg.ref_model)).to(device)
         ref.eval().requires_grad_(False)
-        v_pol = policy.get_output_embeddings().weight.shape[0]
-        v_ref = ref.get_output_embeddings().weight.shape[0]
-        if v_pol != v_ref:
-            raise InputError(
-                f"model {cfg.model!r} (vocabulary {v_pol}) and ref_model {cfg.ref_model!r} "
-                f"(vocabulary {v_ref}) must share one vocabulary"
-            )
+        check_same_vocabulary(policy, ref, (f"model={cfg.model}", f"ref_model={cfg.ref_model}"))
         order = DataOrder(len(records), cfg.prompts_per_step, 1, 0, cfg.seed)
         params = [p for p in policy.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)

@@ -316,7 +316,7 @@ def _encode(cfg, records, tokenizer, path, log):
 
 
 def _build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
-    from giftlab.models import load_model
+    from giftlab.models import check_same_vocabulary, load_model
 
     on_gpu = device.type == "cuda"
     dtype = torch.bfloat16 if (cfg.bf16_weights and on_gpu) else None
@@ -344,7 +344,12 @@ def _build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
         ref_model.requires_grad_(False).eval()
         if ref_dtype is not None:  # the reference only runs forward: bf16 halves its memory
             ref_model.to(ref_dtype)
-    _check_vocab(policy, ref_model, tokenizer, cfg)
+    check_same_vocabulary(
+        policy,
+        ref_model,
+        (f"model={cfg.model}", f"ref_model={cfg.ref_model or cfg.model}"),
+        tokenizer,
+    )
     if cfg.grad_checkpointing:
         policy.gradient_checkpointing_enable()
     policy.to(device).train()
@@ -586,20 +591,6 @@ def _frozen_copy(model):
     import copy
 
     return copy.deepcopy(model)
-
-
-def _check_vocab(policy, ref_model, tokenizer, cfg):
-    v_pol = policy.get_output_embeddings().weight.shape[0]
-    v_ref = ref_model.get_output_embeddings().weight.shape[0]
-    if v_pol != v_ref:
-        raise InputError(
-            f"policy vocabulary ({v_pol}) differs from reference vocabulary ({v_ref}): model "
-            f"{cfg.model!r} and ref_model {cfg.ref_model or cfg.model!r} must share one tokenizer"
-        )
-    if len(tokenizer) > v_pol:
-        raise InputError(
-            f"model {cfg.model}: tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {v_pol}"
-        )
 
 
 def _grad_norm(params):
