@@ -292,7 +292,8 @@ def run_rl(args) -> int:
     shown = ", ".join(
         f"{k} {v:.4g}" for k, v in last.items() if k.startswith(("step", "rl/reward", "rl/kl"))
     )
-    print(f"finished: {shown}")
+    failed = last.get("rl/verifier_errors_total", 0)
+    print(f"finished: {shown}, verifier failures {failed} (tolerated, advantage 0)")
     return 0
 
 

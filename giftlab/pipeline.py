@@ -123,7 +123,7 @@ def init_display(spec: str) -> str:
     return f"{name}:{extra['beta']:g}" if extra else name
 
 
-def _cell_folder(name: str) -> bool:
+def pipeline_layout(name: str) -> bool:
     """A top-level name of a pipeline's own layout (overwrite may remove it)."""
     import re
 
@@ -167,7 +167,7 @@ def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
         log=log,
         config=cfg.to_dict(),
         mutable=PIPELINE_RESUME_MUTABLE,
-        layout=_cell_folder,
+        layout=pipeline_layout,
     ) as run:
         started = provenance()  # the code that runs: results.json names it, not a later commit
         run.write_config({"config": cfg.to_dict(), "provenance": started})

@@ -132,3 +132,52 @@ def test_a_pipeline_resumes_keeps_its_cells_and_appends_seeds(tmp_path):
     assert sorted((r["seed"], r["stage"]) for r in rows if r["init"] == "sft") == [
         (s, st) for s in (0, 1, 2) for st in ("after RL", "before RL")
     ]
+
+
+def test_a_pipeline_max_length_too_short_stops_before_training_and_the_rerun_is_not_refused(
+    env, tmp_path, capsys
+):
+    from giftlab.pipeline import pipeline_layout
+    from giftlab.runtime import RunDir
+
+    out = tmp_path / "pipe"
+    argv = ["pipeline", f"out_dir={out}", f"model={env / 'model'}", "n_train=4", "n_val=2"]
+    assert main([*argv, "max_length=8"]) == 2
+    err = capsys.readouterr().err
+    assert "max_length=8: 4 of 4 training examples" in err and "raise max_length" in err
+    assert not (out / "results.json").exists()  # nothing evaluated, nothing trained
+    assert not any(out.glob("*-seed*"))
+    RunDir(
+        out, layout=pipeline_layout
+    ).preflight()  # the corrected command is not refused ("already holds a run")
+
+
+def test_the_pipeline_caption_names_the_model_that_ran():
+    from giftlab.pipeline import model_display
+
+    assert model_display("smollm2").startswith("SmolLM2-135M-Instruct")
+    assert model_display("/data/my-qwen") == "/data/my-qwen"
+
+
+def test_figures_out_under_a_file_is_refused_before_any_figure_runs(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["figures", "--quick", "--out", str(tmp_path / "f" / "figs")]) == 2
+    assert "cannot make the folder" in capsys.readouterr().err
+
+
+def test_the_rl_summary_line_counts_tolerated_verifier_failures(env, tmp_path, capsys):
+    from giftlab.data.verifiers import register_verifier
+
+    calls = {"n": 0}
+
+    def flaky(record, completion):  # fails on every other completion
+        calls["n"] += 1
+        if calls["n"] % 2:
+            raise ValueError("flaky grader")
+        return 1.0
+
+    register_verifier("flaky", flaky)
+    data = _jsonl(tmp_path / "f.jsonl", [{"task": "flaky", "prompt": f"q{i}"} for i in range(4)])
+    argv = _rl(f"train_file={data}", f"out_dir={tmp_path / 'rl'}", "max_verifier_failures=0.5")
+    assert main(argv(env)) == 0
+    assert "verifier failures 2 (tolerated, advantage 0)" in capsys.readouterr().out

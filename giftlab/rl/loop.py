@@ -102,7 +102,7 @@ def rl(
         run.write_config({"config": cfg.to_dict(), "provenance": provenance(), "resumed_at": start})
         run.track(cfg.report_to, cfg.to_dict())
         bar = progress_bar(cfg.max_steps, start, "rl grpo", cfg.progress)
-        last = {}
+        last, failures = {}, 0
         for step in range(start, cfg.max_steps):
             row = _step(
                 cfg,
@@ -133,7 +133,8 @@ def rl(
             bar.set_postfix(
                 reward=f"{row['rl/reward_mean']:.3f}", kl=f"{row['rl/kl_to_base_k1']:.4f}"
             )
-            last = row
+            failures += row["rl/verifier_errors"]
+            last = row | {"rl/verifier_errors_total": failures}  # this session's steps
         bar.close()
         if cfg.save_final:
             run.save_model("final", policy, tokenizer)

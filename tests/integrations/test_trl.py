@@ -160,3 +160,20 @@ def test_evaluation_returns_outputs(model_dir, tmp_path):
 def test_bad_objective_is_named():
     with pytest.raises(ValueError, match="objective must be one of"):
         GIFTConfig(output_dir="x", objective="rlhf", report_to=[], use_cpu=True)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"beta": "5"}, r"beta must be a number \(float\), got '5'"),
+        ({"alpha": float("nan")}, r"alpha must be a finite number >= 0, got nan"),
+        ({"clip_low": -1.0}, r"clip_low must be in \[0, 1\), got -1.0"),
+        ({"beta": 1e39}, r"beta must be in \[0, 1e30\] or inf"),
+        ({"kernel": "foo"}, r"kernel must be one of"),
+    ],
+)
+def test_gift_config_checks_the_shared_objective_rules(kw, message):
+    from giftlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        GIFTConfig(output_dir="x", report_to=[], use_cpu=True, **kw)
