@@ -1,0 +1,153 @@
+"""giftlab.theory.validate and `giftlab validate`: the exact target passes, plain GIFT is flagged
+on its worst instance (re-measured here by brute force), invalid variants are one-line errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from giftlab.cli import main
+from giftlab.theory import TabularLM, sequence_gibbs
+from giftlab.theory.gift import gift_target, sequence_consistent_gift_target
+from giftlab.theory.validate import (
+    Grid,
+    Instance,
+    VariantError,
+    check_instance,
+    gold_log_odds,
+    validate_variant,
+)
+
+SMALL = Grid(vocab=(2, 3), horizon=(3,), concentration=(0.5,), eta=(0.5, 8.0), seeds=(0, 1))
+
+
+def exact(base, tokens, eta):
+    return sequence_consistent_gift_target(base, tokens, eta)
+
+
+def plain(base, tokens, eta):
+    return gift_target(base, tokens, eta)
+
+
+def brute_force_kl(inst: Instance, fn) -> float:
+    """KL(induced || exact) by enumerating every sequence: the induced probability of a sequence
+    is the product of the variant's rows while it follows the gold path and of the base after."""
+    lm, gold = inst.build()
+    seqs = lm.sequences()
+    reward = np.all(seqs == gold, axis=1).astype(float)
+    exact_p = sequence_gibbs(lm, reward, inst.eta)
+    base_rows, prefix = [], 0
+    for d, y in enumerate(gold):
+        base_rows.append(lm.probs[d][prefix])
+        prefix = prefix * lm.vocab_size + int(y)
+    q = fn(np.array(base_rows), np.array(gold), inst.eta)
+    induced = np.empty(len(seqs))
+    for n, s in enumerate(seqs):
+        p, on_path, prefix = 1.0, True, 0
+        for d, a in enumerate(s):
+            p *= q[d][a] if on_path else lm.probs[d][prefix][a]
+            on_path = on_path and a == gold[d]
+            prefix = prefix * lm.vocab_size + int(a)
+        induced[n] = p
+    keep = induced > 0
+    return float(np.sum(induced[keep] * np.log(induced[keep] / exact_p[keep])))
+
+
+def test_the_sequence_consistent_target_matches_the_exact_policy_everywhere():
+    v = validate_variant(exact, SMALL, tolerance=1e-12, search=10)
+    assert v.passed
+    assert max(r["kl"] for r in v.rows) < 1e-13  # round-off of V^T float64 terms
+    assert max(r["gain_error"] for r in v.rows) < 1e-9
+    assert max(r["stationary_gap"] for r in v.rows) < 1e-12  # pi* is stationary for its loss
+    assert max(r["limit_zero_gap"] for r in v.rows) < 1e-7  # eta = 1e-8: q - pi0 = O(eta)
+    assert max(r["limit_inf_gap"] for r in v.rows) < 1e-12
+
+
+def test_plain_gift_is_flagged_and_its_worst_instance_replays_to_the_brute_force_kl():
+    v = validate_variant(plain, SMALL, tolerance=1e-8, search=10)
+    assert not v.passed
+    worst = Instance.parse(
+        ",".join(f"{k}={v.worst[k]!r}" for k in ("vocab", "horizon", "concentration"))
+        + f",eta={v.worst['eta']!r},seed={v.worst['seed']!r},gold={v.worst['gold']!r}"
+    )
+    np.testing.assert_allclose(v.worst["kl"], brute_force_kl(worst, plain), rtol=1e-9)
+    assert v.worst["kl"] > 0.1 and v.worst["stationary_gap"] > 0.1
+    # the cell summary's interval brackets its mean over the seeds
+    for s in v.summary:
+        assert s["kl_low"] <= s["kl_mean"] <= s["kl_high"] and s["seeds"] == 2
+
+
+@given(
+    st.integers(2, 4),
+    st.integers(2, 4),
+    st.floats(0.2, 2.0),
+    st.floats(0.01, 30.0),
+    st.integers(0, 1000),
+    st.floats(0.0, 1.0),
+)
+def test_instance_kl_equals_brute_force_enumeration(v, t, c, eta, seed, gold):
+    inst = Instance(v, t, c, eta, seed, gold)
+    assert Instance.parse(inst.replay()) == inst
+    for fn in (plain, exact):
+        row = check_instance(fn, inst)
+        np.testing.assert_allclose(row["kl"], max(brute_force_kl(inst, fn), 0.0), atol=1e-12)
+
+
+def test_gold_log_odds_keeps_precision_near_one():
+    p = np.array([[1 - 1e-13, 1e-13]])
+    np.testing.assert_allclose(gold_log_odds(p, np.array([0])), np.log((1 - 1e-13) / 1e-13))
+    lm = TabularLM.random(3, 2, seed=0)
+    q = lm.probs[0]
+    naive = np.log(q[0, 1] / (1 - q[0, 1]))
+    np.testing.assert_allclose(gold_log_odds(q, np.array([1])), naive)
+
+
+@pytest.mark.parametrize(
+    "fn, message",
+    [
+        (lambda b, t, e: b[:-1], r"shape \(2, 2\), expected \(3, 2\)"),
+        (lambda b, t, e: -b, r"negative, NaN or infinite"),
+        (lambda b, t, e: b * np.nan, r"negative, NaN or infinite"),
+        (lambda b, t, e: b * 2, r"row \d sums to 2, not 1"),
+        (lambda b, t, e: 1 / 0, r"raised ZeroDivisionError on instance vocab=2"),
+        (lambda b, t, e: "text", r"returned str, not an array"),
+    ],
+)
+def test_invalid_variants_are_one_line_errors(fn, message):
+    with pytest.raises(VariantError, match=message):
+        validate_variant(fn, SMALL, search=0)
+
+
+def test_the_command_exits_0_1_2_and_writes_its_files(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_targets.py").write_text(
+        "from giftlab.theory.gift import gift_target, sequence_consistent_gift_target\n"
+        "def exact(base, tokens, eta):\n"
+        "    return sequence_consistent_gift_target(base, tokens, eta)\n"
+        "def plain(base, tokens, eta):\n"
+        "    return gift_target(base, tokens, eta)\n"
+        "def bad(base, tokens, eta):\n"
+        "    return base[:, :1]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    common = ["--seeds", "1", "--search", "5"]
+    assert main(["validate", "my_targets:exact", *common, "--out", "ok"]) == 0
+    for name in ("report.md", "validate.csv", "validate.png"):
+        assert (tmp_path / "ok" / name).stat().st_size > 0
+    assert "PASS" in (tmp_path / "ok" / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["validate", "my_targets:plain", *common, "--out", "no"]) == 1
+    out = capsys.readouterr().out
+    assert "does NOT match" in out and "worst KL" in out
+    replay = out.split(" at ")[1].split(";")[0]
+    assert main(["validate", "my_targets:plain", "--replay", replay]) == 1
+    for spec, message in (
+        ("my_targets:bad", "shape"),
+        ("my_targets:nothere", "has no 'nothere'"),
+        ("no_such_module:f", "cannot import no_such_module"),
+        ("just_a_name", "MODULE:FUNCTION"),
+    ):
+        capsys.readouterr()
+        assert main(["validate", spec, *common, "--out", "x"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
