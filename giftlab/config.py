@@ -135,6 +135,16 @@ class FlatConfig:
         def where(key):
             return f"{source}:{lines[key]}" if key in lines else source
 
+        extra = cls.extra_settings()
+        if extra:  # a registered objective's settings: kept in the `hyper` mapping
+            values = dict(values)
+            hyper = dict(values.pop("hyper", None) or {})
+            for key in [k for k in values if k in extra and k not in cls.field_names()]:
+                hyper[key] = values.pop(key)
+            values["hyper"] = {
+                k: _coerce_scalar(float, k, v, where(k)) if k in extra else v
+                for k, v in hyper.items()
+            }
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
             raise ConfigError(
@@ -183,12 +193,22 @@ class FlatConfig:
                 lines[k.value] = k.start_mark.line + 1
         return cls.from_dict(data, source=str(path), lines=lines)
 
+    @classmethod
+    def extra_settings(cls) -> dict:
+        """Settings keys beyond the dataclass fields (a registered objective's hyper-parameters:
+        {key: giftlab.losses.Hyper}); kept in the config's `hyper` mapping."""
+        return getattr(cls, "EXTRA_SETTINGS", {})
+
     def with_overrides(self, overrides: list[str]):
         values = dataclasses.asdict(self)
+        extra = self.extra_settings()
         for item in overrides:
             key, sep, raw = item.partition("=")
             if not sep:
                 raise ConfigError(f"override {item!r} must look like key=value")
+            if key in extra and key not in values:
+                values.setdefault("hyper", {})[key] = _scalar(float, key, raw)
+                continue
             if key not in values:
                 raise ConfigError(
                     f"override {item!r}: unknown key {key!r}; known keys: {self.field_names()}",
@@ -202,11 +222,17 @@ class FlatConfig:
 
     @classmethod
     def help_text(cls) -> str:
-        """Every key with its default and help, for `--help`."""
-        return "\n".join(
+        """Every key with its default and help, for `--help` (registered objectives' keys too)."""
+        own = [
             f"  {f.name} (default {_default(f)!r}): {f.metadata['help']}"
             for f in dataclasses.fields(cls)
-        )
+            if "help" in f.metadata
+        ]
+        extra = [
+            f"  {k} (default {h.default!r}): {h.help} (a registered objective's setting)"
+            for k, h in cls.extra_settings().items()
+        ]
+        return "\n".join(own + extra)
 
 
 def _default(f):
@@ -258,6 +284,10 @@ def _coerce_scalar(t, key, value, where):
 
 def _coerce(cls, key, value, where):
     t = _field_type(cls, key)
+    if t is dict or typing.get_origin(t) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a mapping, got {value!r}", key)
+        return value
     if typing.get_origin(t) is list:
         (item,) = typing.get_args(t)
         if isinstance(value, str):

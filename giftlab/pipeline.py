@@ -38,7 +38,9 @@ class PipelineConfig(FlatConfig):
     n_train: int = _f(256, "training problems")
     n_val: int = _f(16, "held-out problems")
     inits: list[str] = _f(
-        ["sft", "gift:5"], "initialisations: objective[:beta], e.g. sft,gift:5,dft"
+        ["sft", "gift:5"],
+        "initialisations: objective[:value] (the value sets its main parameter: beta of gift, "
+        "eta of gift_seq, alpha of sft_entropy), e.g. sft,gift:5,dft",
     )
     seeds: list[int] = _f([0, 1], "training seeds, e.g. 0,1,2")
     sft_steps: int = _f(20, "fine-tuning steps")
@@ -117,12 +119,6 @@ class PipelineConfig(FlatConfig):
 PIPELINE_RESUME_MUTABLE = ("seeds", "inits", "overwrite")
 
 
-def init_display(spec: str) -> str:
-    """One form per start: 'gift:5.0' and 'gift:5' are both 'gift:5'."""
-    name, extra = _init_args(spec)
-    return f"{name}:{extra['beta']:g}" if extra else name
-
-
 def pipeline_layout(name: str) -> bool:
     """A top-level name of a pipeline's own layout (overwrite may remove it)."""
     import re
@@ -133,23 +129,44 @@ def pipeline_layout(name: str) -> bool:
 
 
 def _init_args(spec: str) -> tuple[str, dict]:
-    """'gift:5' -> ('gift', {'beta': 5.0}); errors name the init and the allowed objectives."""
-    name, sep, beta = spec.partition(":")
+    """'gift:5' -> ('gift', {'beta': 5.0}): the value after the colon sets the objective's main
+    parameter (beta for gift, eta for gift_seq, alpha for sft_entropy, a registered objective's
+    first); errors name the init and the allowed objectives and values."""
+    from giftlab.losses import HYPER_SETTINGS
+    from giftlab.losses.settings import OBJECTIVE_RULES
+
+    name, sep, raw = spec.partition(":")
     if name not in OBJECTIVES:
         raise ConfigError(
             f"inits: unknown objective {name!r} in {spec!r}; allowed: {sorted(OBJECTIVES)}", "inits"
         )
     if not sep:
         return name, {}
+    key = OBJECTIVES[name].main_hyper
+    if key is None:
+        raise ConfigError(f"inits: {spec!r}: {name} takes no parameter; give {name!r}", "inits")
     try:
-        value = float(beta)
+        value = float(raw)
     except ValueError:
         raise ConfigError(
-            f"inits: {spec!r}: beta must be a number, got {beta!r}", "inits"
+            f"inits: {spec!r}: {key} must be a number, got {raw!r}", "inits"
         ) from None
-    if not value >= 0:
-        raise ConfigError(f"inits: {spec!r}: beta must be in [0, inf], got {value}", "inits")
-    return name, {"beta": value}
+    if key in HYPER_SETTINGS:  # a registered objective's own setting
+        if not HYPER_SETTINGS[key].rule(value):
+            allowed = HYPER_SETTINGS[key].allowed
+            raise ConfigError(f"inits: {spec!r}: {key} must be {allowed}, got {value}", "inits")
+        return name, {"hyper": {key: value}}
+    ok, allowed = next((r[1], r[2]) for r in OBJECTIVE_RULES if r[0] == key)
+    if not ok(value):
+        raise ConfigError(f"inits: {spec!r}: {key} must be {allowed}, got {value}", "inits")
+    return name, {key: value}
+
+
+def init_display(spec: str) -> str:
+    """One form per start: 'gift:5.0' and 'gift:5' are both 'gift:5'."""
+    name, extra = _init_args(spec)
+    values = list((extra.get("hyper") or extra).values())
+    return f"{name}:{values[0]:g}" if values else name
 
 
 def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:

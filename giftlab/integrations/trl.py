@@ -34,7 +34,11 @@ from trl import SFTConfig, SFTTrainer
 
 from giftlab.config import at_least, check_rules, one_of
 from giftlab.losses import OBJECTIVES
-from giftlab.losses.settings import OBJECTIVE_RULES, ObjectiveSettings
+from giftlab.losses.settings import (
+    OBJECTIVE_RULES,
+    ObjectiveSettings,
+    check_objective_settings,
+)
 from giftlab.train import Forward, Models, objective_sum, token_stats
 from giftlab.train.config import KERNELS
 
@@ -70,6 +74,7 @@ class GIFTConfig(ObjectiveSettings, SFTConfig):
                 ("top_k", at_least(1), ">= 1"),
             ),
         )
+        check_objective_settings(self)
 
 
 def add_response_hidden(model) -> None:

@@ -42,14 +42,32 @@ from giftlab.losses.grpo import group_advantages, grpo_loss, kl_estimate
 
 
 @dataclass(frozen=True)
+class Hyper:
+    """A hyper-parameter that a registered objective adds to every settings schema (`giftlab train
+    KEY=VALUE`, the pipeline's `inits=NAME:VALUE`, `GIFTConfig(hyper={KEY: VALUE})`).
+
+    default: its value when not given.  rule: a predicate on the value.  allowed: the rule in words
+    (error messages).  help: the `--help` line."""
+
+    default: float
+    rule: Callable = field(default=lambda x: x == x)  # noqa: PLR0124 - rejects NaN
+    allowed: str = "a number"
+    help: str = ""
+
+
+@dataclass(frozen=True)
 class Objective:
     """One training objective as the trainer sees it.
 
     loss: the dense form over logits.  needs_ref: takes the reference's logits.
-    hyper: loss keyword -> config key (e.g. {"eps": "label_eps"}).
+    hyper: loss keyword -> settings key (e.g. {"eps": "label_eps"}); the first is the objective's
+        main parameter, the one the pipeline's `inits=NAME:VALUE` sets.
     fused: the chunked fused-linear form from hidden states (sft, gift, gift_seq), or None.
     per_sequence: the loss needs whole sequences (labels (B, T) and segment_ids).
     needs_old_logp: the loss takes the sampling policy's gold log-probabilities (psft).
+    target: optional numpy form of the loss's target, (base (L, V), tokens (L,), value) -> (L, V)
+        (the `giftlab validate` contract); the loss is then CE(target, policy), checked at
+        registration on random inputs.
     """
 
     loss: Callable
@@ -58,37 +76,132 @@ class Objective:
     fused: Callable | None = None
     per_sequence: bool = False
     needs_old_logp: bool = False
+    target: Callable | None = None
+
+    @property
+    def main_hyper(self) -> str | None:
+        """The settings key of the main parameter (None: the objective takes none)."""
+        return next(iter(self.hyper.values()), None)
 
     def hyper_values(self, config) -> dict:
-        """{loss keyword: value} read from a config object."""
-        return {arg: getattr(config, key) for arg, key in self.hyper.items()}
+        """{loss keyword: value} read from a settings object: its own field, else its `hyper`
+        mapping (a registered objective's settings), else the registered default."""
+        extra = getattr(config, "hyper", None) or {}
+        out = {}
+        for arg, key in self.hyper.items():
+            if hasattr(config, key) and key != "hyper":
+                out[arg] = getattr(config, key)
+            else:
+                out[arg] = extra.get(key, HYPER_SETTINGS[key].default)
+        return out
 
 
-OBJECTIVES = {
-    "sft": Objective(sft_loss, False, fused=fused_linear_sft_loss),
-    "gift": Objective(
-        gift_loss, True, {"beta": "beta", "smoothing": "smoothing"}, fused_linear_gift_loss
-    ),
-    "gift_seq": Objective(
-        sequence_consistent_gift_loss,
-        True,
-        {"eta": "eta", "smoothing": "smoothing"},
-        fused_linear_sequence_consistent_gift_loss,
-        per_sequence=True,
-    ),
-    "sft_entropy": Objective(sft_entropy_loss, False, {"alpha": "alpha"}),
-    "label_smoothing": Objective(label_smoothing_loss, False, {"eps": "label_eps"}),
-    "dft": Objective(dft_loss, False),
-    "asft": Objective(asft_loss, True, {"alpha": "alpha"}),
-    "psft": Objective(
-        psft_loss, False, {"clip_low": "clip_low", "clip_high": "clip_high"}, needs_old_logp=True
-    ),
-    "kd_base": Objective(kd_to_base_loss, True),
-}
+OBJECTIVES: dict[str, Objective] = {}
+HYPER_SETTINGS: dict[str, Hyper] = {}  # settings keys added by registered objectives
+
+
+def register_objective(
+    name: str,
+    loss: Callable,
+    *,
+    needs_ref: bool = False,
+    hyper: dict | None = None,
+    fused: Callable | None = None,
+    per_sequence: bool = False,
+    needs_old_logp: bool = False,
+    target: Callable | None = None,
+) -> Objective:
+    """Make `name` an objective of `giftlab train objective=NAME`, `giftlab pipeline
+    inits=NAME[:VALUE]` and `GIFTTrainer(objective=NAME)`; the built-ins go through this call.
+
+    loss: `loss(logits, ref_logits, labels, **hyper, ignore_index=-100, reduction="mean")`, logits
+        (..., V), labels (...); ref_logits None unless needs_ref.
+    hyper: {loss keyword: settings key} (a key the settings already have: beta, eta, smoothing,
+        alpha, label_eps, clip_low, clip_high) or {loss keyword: Hyper(...)} (a new setting named
+        after the keyword, e.g. `giftlab train objective=mix weight=0.3`).
+    target: the numpy target of a CE-to-target loss (see Objective); when given, the torch loss is
+        checked against CE(target, softmax(logits)) on random float64 inputs before registering.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"register_objective: name must be an identifier, got {name!r}")
+    if not callable(loss):
+        raise ValueError(f"register_objective({name!r}): loss must be callable")
+    mapping = {}
+    for arg, spec in (hyper or {}).items():
+        if isinstance(spec, Hyper):
+            HYPER_SETTINGS[arg] = spec
+            mapping[arg] = arg
+        elif isinstance(spec, str):
+            mapping[arg] = spec
+        else:
+            raise ValueError(
+                f"register_objective({name!r}): hyper[{arg!r}] must be a settings key or a "
+                f"Hyper, got {spec!r}"
+            )
+    obj = Objective(loss, needs_ref, mapping, fused, per_sequence, needs_old_logp, target)
+    if target is not None:
+        check_target_against_loss(name, obj)
+    OBJECTIVES[name] = obj
+    return obj
+
+
+def check_target_against_loss(name: str, obj: Objective, seed: int = 0) -> None:
+    """The torch loss equals CE(target, softmax(logits)) (float64, random logits, the main
+    parameter at those of 0.1, 0.5, 3 and 20 its rule allows); ValueError otherwise."""
+    import numpy as np
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(6, 7, generator=gen, dtype=torch.float64)
+    z_ref = torch.randn(6, 7, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 7, (6,), generator=gen)
+    main = obj.main_hyper
+    rule = HYPER_SETTINGS[main].rule if main in HYPER_SETTINGS else (lambda x: True)
+    for value in [v for v in (0.1, 0.5, 3.0, 20.0) if rule(v)] or [0.5]:
+        kw = {arg: value for arg in list(obj.hyper)[:1]}
+        got = obj.loss(z, z_ref if obj.needs_ref else None, y, **kw)
+        base = torch.softmax(z_ref, -1).numpy()
+        q = torch.as_tensor(np.asarray(obj.target(base, y.numpy(), value), dtype=np.float64))
+        want = -(q * torch.log_softmax(z, -1)).sum(-1).mean()
+        if not torch.allclose(got.double(), want, rtol=1e-9, atol=1e-12):
+            raise ValueError(
+                f"register_objective({name!r}): the loss ({float(got):.9g}) is not the "
+                f"cross-entropy to its target ({float(want):.9g}) at {kw}"
+            )
+
+
+register_objective("sft", sft_loss, fused=fused_linear_sft_loss)
+register_objective(
+    "gift",
+    gift_loss,
+    needs_ref=True,
+    hyper={"beta": "beta", "smoothing": "smoothing"},
+    fused=fused_linear_gift_loss,
+)
+register_objective(
+    "gift_seq",
+    sequence_consistent_gift_loss,
+    needs_ref=True,
+    hyper={"eta": "eta", "smoothing": "smoothing"},
+    fused=fused_linear_sequence_consistent_gift_loss,
+    per_sequence=True,
+)
+register_objective("sft_entropy", sft_entropy_loss, hyper={"alpha": "alpha"})
+register_objective("label_smoothing", label_smoothing_loss, hyper={"eps": "label_eps"})
+register_objective("dft", dft_loss)
+register_objective("asft", asft_loss, needs_ref=True, hyper={"alpha": "alpha"})
+register_objective(
+    "psft", psft_loss, hyper={"clip_low": "clip_low", "clip_high": "clip_high"}, needs_old_logp=True
+)
+register_objective("kd_base", kd_to_base_loss, needs_ref=True)
 
 __all__ = [
+    "HYPER_SETTINGS",
+    "Hyper",
     "OBJECTIVES",
     "Objective",
+    "check_target_against_loss",
+    "register_objective",
     "STAT_NAMES",
     "asft_loss",
     "default_chunk_size",

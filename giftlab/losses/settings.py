@@ -4,18 +4,25 @@ TRL's `GIFTConfig` declare these keys through this one dataclass and check them 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 
-from giftlab.config import BETA_ALLOWED, beta_value, finite_non_negative, in_unit_interval
+from giftlab.config import (
+    BETA_ALLOWED,
+    ConfigError,
+    beta_value,
+    finite_non_negative,
+    in_unit_interval,
+)
 from giftlab.config import setting as _f
-from giftlab.losses import OBJECTIVES
+from giftlab.losses import HYPER_SETTINGS, OBJECTIVES
 
 
 @dataclass
 class ObjectiveSettings:
     """An objective of `giftlab.losses.OBJECTIVES` and its hyper-parameters."""
 
-    objective: str = _f("gift", f"one of {sorted(OBJECTIVES)}")
+    objective: str = _f("gift", "an objective of giftlab.losses.OBJECTIVES (register_objective)")
     beta: float = _f(
         20.0, "GIFT inverse temperature (also the gate reported for other objectives); inf = SFT"
     )
@@ -25,10 +32,28 @@ class ObjectiveSettings:
     label_eps: float = _f(0.1, "label smoothing epsilon (label_smoothing)")
     clip_low: float = _f(0.2, "PSFT ratio clip below 1, in [0, 1)")
     clip_high: float = _f(0.2, "PSFT ratio clip above 1")
+    hyper: dict = field(
+        default_factory=dict,
+        metadata={"help": "settings of registered objectives, {key: value} (or give KEY=VALUE)"},
+    )
+
+    EXTRA_SETTINGS: typing.ClassVar[dict] = HYPER_SETTINGS  # the live registry
+
+
+def check_objective_settings(obj) -> None:
+    """The registered objectives' settings in `obj.hyper`: known keys, each within its rule."""
+    for key, value in (obj.hyper or {}).items():
+        spec = HYPER_SETTINGS.get(key)
+        if spec is None:
+            raise ConfigError(
+                f"hyper: unknown setting {key!r}; registered: {sorted(HYPER_SETTINGS)}", key
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not spec.rule(value):
+            raise ConfigError(f"{key} must be {spec.allowed}, got {value!r}", key)
 
 
 OBJECTIVE_RULES = (
-    ("objective", lambda x: x in OBJECTIVES, f"one of {sorted(OBJECTIVES)}"),
+    ("objective", lambda x: x in OBJECTIVES, lambda x: f"one of {sorted(OBJECTIVES)}"),
     ("beta", beta_value, BETA_ALLOWED),
     ("eta", beta_value, BETA_ALLOWED),
     ("smoothing", in_unit_interval, "in [0, 1]"),

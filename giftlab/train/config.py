@@ -17,7 +17,11 @@ from giftlab.config import (
     one_of,
 )
 from giftlab.config import setting as _f
-from giftlab.losses.settings import OBJECTIVE_RULES, ObjectiveSettings
+from giftlab.losses.settings import (
+    OBJECTIVE_RULES,
+    ObjectiveSettings,
+    check_objective_settings,
+)
 
 # the fused loss heads (giftlab.losses.fused) and the attention kernels transformers takes
 KERNELS = ("auto", "torch", "triton")
@@ -119,6 +123,7 @@ class TrainConfig(RunSettings, ObjectiveSettings):
     RESUME_MUTABLE: typing.ClassVar[tuple] = TRAIN_RESUME_MUTABLE
 
     def check(self):
+        check_objective_settings(self)
         if self.lora_rank > 0 and self.ref_model:
             raise ConfigError(
                 "ref_model must be empty with lora_rank > 0 (the reference is the policy with its "
