@@ -27,6 +27,40 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 EPS = np.finfo(np.float64).eps
 
 
+def _register_the_tests_variant():
+    """A user's variant, registered once as a user would (before test modules are collected, so
+    every test parametrised over OBJECTIVES covers it): the one-hot mixed into the reference with
+    weight w, q = (1 - w) pi0 + w onehot(y), trained by cross-entropy."""
+    import torch
+
+    from giftlab.losses import Hyper, register_objective
+
+    def mix_target(base, tokens, weight):
+        return (1 - weight) * base + weight * np.eye(base.shape[1])[tokens]
+
+    def mix_loss(logits, ref_logits, labels, *, weight=0.5, ignore_index=-100, reduction="mean"):
+        valid = labels != ignore_index
+        y = torch.where(valid, labels, 0)
+        p0 = torch.softmax(ref_logits.detach().double(), -1)
+        onehot = torch.nn.functional.one_hot(y, logits.shape[-1]).double()
+        q = (1 - weight) * p0 + weight * onehot
+        per_token = -(q * torch.log_softmax(logits.double(), -1)).sum(-1) * valid
+        if reduction == "sum":
+            return per_token.sum()
+        return per_token.sum() / valid.sum().clamp(min=1)
+
+    register_objective(
+        "mix",
+        mix_loss,
+        needs_ref=True,
+        hyper={"weight": Hyper(0.5, lambda w: 0 <= w <= 1, "in [0, 1]", "one-hot weight")},
+        target=mix_target,
+    )
+
+
+_register_the_tests_variant()
+
+
 # -- tiny models and data, shared by the trainer, run-folder and RL tests ------------------------
 
 

@@ -98,6 +98,7 @@ class Objective:
 
 OBJECTIVES: dict[str, Objective] = {}
 HYPER_SETTINGS: dict[str, Hyper] = {}  # settings keys added by registered objectives
+HYPER_OWNERS: dict[str, str] = {}  # setting key -> the objective that registered it
 
 
 def register_objective(
@@ -126,10 +127,16 @@ def register_objective(
         raise ValueError(f"register_objective: name must be an identifier, got {name!r}")
     if not callable(loss):
         raise ValueError(f"register_objective({name!r}): loss must be callable")
-    mapping = {}
+    mapping, new_settings = {}, {}
     for arg, spec in (hyper or {}).items():
         if isinstance(spec, Hyper):
-            HYPER_SETTINGS[arg] = spec
+            owner = HYPER_OWNERS.get(arg, name)
+            if owner != name:
+                raise ValueError(
+                    f"register_objective({name!r}): the setting {arg!r} belongs to objective "
+                    f"{owner!r}; name the keyword differently"
+                )
+            new_settings[arg] = spec
             mapping[arg] = arg
         elif isinstance(spec, str):
             mapping[arg] = spec
@@ -140,12 +147,16 @@ def register_objective(
             )
     obj = Objective(loss, needs_ref, mapping, fused, per_sequence, needs_old_logp, target)
     if target is not None:
-        check_target_against_loss(name, obj)
+        check_target_against_loss(name, obj, new_settings)
+    HYPER_SETTINGS.update(new_settings)  # only once every check passed
+    HYPER_OWNERS.update(dict.fromkeys(new_settings, name))
     OBJECTIVES[name] = obj
     return obj
 
 
-def check_target_against_loss(name: str, obj: Objective, seed: int = 0) -> None:
+def check_target_against_loss(
+    name: str, obj: Objective, settings: dict | None = None, seed: int = 0
+) -> None:
     """The torch loss equals CE(target, softmax(logits)) (float64, random logits, the main
     parameter at those of 0.1, 0.5, 3 and 20 its rule allows); ValueError otherwise."""
     import numpy as np
@@ -156,7 +167,8 @@ def check_target_against_loss(name: str, obj: Objective, seed: int = 0) -> None:
     z_ref = torch.randn(6, 7, generator=gen, dtype=torch.float64)
     y = torch.randint(0, 7, (6,), generator=gen)
     main = obj.main_hyper
-    rule = HYPER_SETTINGS[main].rule if main in HYPER_SETTINGS else (lambda x: True)
+    known = HYPER_SETTINGS | (settings or {})
+    rule = known[main].rule if main in known else (lambda x: True)
     for value in [v for v in (0.1, 0.5, 3.0, 20.0) if rule(v)] or [0.5]:
         kw = {arg: value for arg in list(obj.hyper)[:1]}
         got = obj.loss(z, z_ref if obj.needs_ref else None, y, **kw)

@@ -13,6 +13,7 @@ from giftlab.models import tiny_llama
 from giftlab.train import CausalLMBody, Models, TrainConfig, forward, objective_sum, token_stats
 
 HYPER = dict(beta=3.0, eta=4.0, smoothing=0.1, alpha=0.3, label_eps=0.2, top_k=5)
+MIX = {"weight": 0.3}  # the setting of the variant registered in tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,10 @@ def _naive_per_token(objective, z, z_ref, y, rows):
         return -torch.exp(gold - gold.detach())
     if objective == "kd_base":
         return ce_to(p0)
+    target = OBJECTIVES[objective].target  # a registered variant: CE to its numpy target
+    if target is not None:
+        q = target(p0.detach().numpy(), y.numpy(), MIX["weight"])
+        return ce_to(torch.as_tensor(q))
     raise AssertionError(objective)
 
 
@@ -109,10 +114,16 @@ PATHS = (
 )
 
 
+def test_every_registered_objective_is_covered():
+    assert "mix" in OBJECTIVES and {p[0] for p in PATHS} == set(OBJECTIVES)
+
+
 @pytest.mark.parametrize("objective, path", PATHS)
 def test_trainer_loss_and_gradients_equal_the_naive_formula(setup, objective, path):
     policy, ref, batch = setup
-    cfg = TrainConfig(objective=objective, chunked=path == "chunked", chunk_size=7, **HYPER)
+    cfg = TrainConfig(
+        objective=objective, chunked=path == "chunked", chunk_size=7, hyper=MIX, **HYPER
+    )
     obj = OBJECTIVES[objective]
     m = Models(
         policy, CausalLMBody(policy), ref, CausalLMBody(ref), lora=False, fsdp=path == "fsdp-logits"
