@@ -49,6 +49,12 @@ def _register_the_tests_variant():
             return per_token.sum()
         return per_token.sum() / valid.sum().clamp(min=1)
 
+    # the same variant given by its numpy target only: giftlab builds the loss
+    register_objective(
+        "mix_np",
+        target=mix_target,
+        hyper={"np_weight": Hyper(0.5, lambda w: 0 <= w <= 1, "in [0, 1]", "one-hot weight")},
+    )
     register_objective(
         "mix",
         mix_loss,

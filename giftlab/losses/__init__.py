@@ -101,9 +101,38 @@ HYPER_SETTINGS: dict[str, Hyper] = {}  # settings keys added by registered objec
 HYPER_OWNERS: dict[str, str] = {}  # setting key -> the objective that registered it
 
 
+def target_cross_entropy(target: Callable, arg: str | None) -> Callable:
+    """The loss of a numpy target: L = -sum_a q_a log softmax(z)_a, q = target(softmax(z_ref),
+    labels, value) with no gradient (it is a constant of the policy), mean over the tokens that
+    count. The target runs in float64 numpy on the host: for variants and small runs; a large run
+    writes the loss in torch and registers both (they are then checked one against the other)."""
+    import numpy as np
+    import torch
+
+    def loss(logits, ref_logits, labels, *, ignore_index=-100, reduction="mean", **hyper):
+        valid = labels != ignore_index
+        y = torch.where(valid, labels, 0)
+        base = torch.softmax(ref_logits.detach().double(), -1).reshape(-1, logits.shape[-1])
+        default = HYPER_SETTINGS[arg].default if arg in HYPER_SETTINGS else None
+        value = hyper.get(arg, default) if arg is not None else None
+        q = np.asarray(target(base.cpu().numpy(), y.reshape(-1).cpu().numpy(), value))
+        q = torch.as_tensor(q, dtype=torch.float64, device=logits.device).reshape(logits.shape)
+        logp = torch.log_softmax(
+            logits.double() if logits.dtype == torch.float64 else logits.float(), -1
+        )
+        per_token = -(q.to(logp.dtype) * logp).sum(-1) * valid
+        if reduction == "none":
+            return per_token
+        if reduction == "sum":
+            return per_token.sum()
+        return per_token.sum() / valid.sum().clamp(min=1)
+
+    return loss
+
+
 def register_objective(
     name: str,
-    loss: Callable,
+    loss: Callable | None = None,
     *,
     needs_ref: bool = False,
     hyper: dict | None = None,
@@ -122,11 +151,16 @@ def register_objective(
         after the keyword, e.g. `giftlab train objective=mix weight=0.3`).
     target: the numpy target of a CE-to-target loss (see Objective); when given, the torch loss is
         checked against CE(target, softmax(logits)) on random float64 inputs before registering.
+        With `loss=None` the loss is built from the target (`target_cross_entropy`, needs_ref):
+        a variant written once serves `giftlab validate` and both trainers.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"register_objective: name must be an identifier, got {name!r}")
-    if not callable(loss):
-        raise ValueError(f"register_objective({name!r}): loss must be callable")
+    generated = loss is None and target is not None
+    if generated:
+        needs_ref = True
+    elif not callable(loss):
+        raise ValueError(f"register_objective({name!r}): give a loss function, or a target")
     mapping, new_settings = {}, {}
     for arg, spec in (hyper or {}).items():
         if isinstance(spec, Hyper):
@@ -145,8 +179,10 @@ def register_objective(
                 f"register_objective({name!r}): hyper[{arg!r}] must be a settings key or a "
                 f"Hyper, got {spec!r}"
             )
+    if generated:
+        loss = target_cross_entropy(target, next(iter(mapping), None))
     obj = Objective(loss, needs_ref, mapping, fused, per_sequence, needs_old_logp, target)
-    if target is not None:
+    if target is not None and not generated:
         check_target_against_loss(name, obj, new_settings)
     HYPER_SETTINGS.update(new_settings)  # only once every check passed
     HYPER_OWNERS.update(dict.fromkeys(new_settings, name))
@@ -214,6 +250,7 @@ __all__ = [
     "Objective",
     "check_target_against_loss",
     "register_objective",
+    "target_cross_entropy",
     "STAT_NAMES",
     "asft_loss",
     "default_chunk_size",

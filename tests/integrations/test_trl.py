@@ -55,7 +55,7 @@ def _trainer(model_dir, tmp_path, eval_dataset=None, **kw):
         alpha=0.3,
         label_eps=0.2,
         chunk_size=5,
-        hyper={"weight": 0.3},  # the variant registered in tests/conftest.py
+        hyper={"weight": 0.3, "np_weight": 0.3},  # the variants of tests/conftest.py
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
     return GIFTTrainer(

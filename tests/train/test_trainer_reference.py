@@ -13,7 +13,7 @@ from giftlab.models import tiny_llama
 from giftlab.train import CausalLMBody, Models, TrainConfig, forward, objective_sum, token_stats
 
 HYPER = dict(beta=3.0, eta=4.0, smoothing=0.1, alpha=0.3, label_eps=0.2, top_k=5)
-MIX = {"weight": 0.3}  # the setting of the variant registered in tests/conftest.py
+MIX = {"weight": 0.3, "np_weight": 0.3}  # the settings of the variants of tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def _naive_per_token(objective, z, z_ref, y, rows):
         return ce_to(p0)
     target = OBJECTIVES[objective].target  # a registered variant: CE to its numpy target
     if target is not None:
-        q = target(p0.detach().numpy(), y.numpy(), MIX["weight"])
+        q = target(p0.detach().numpy(), y.numpy(), MIX[OBJECTIVES[objective].main_hyper])
         return ce_to(torch.as_tensor(q))
     raise AssertionError(objective)
 
@@ -115,7 +115,7 @@ PATHS = (
 
 
 def test_every_registered_objective_is_covered():
-    assert "mix" in OBJECTIVES and {p[0] for p in PATHS} == set(OBJECTIVES)
+    assert {"mix", "mix_np"} <= set(OBJECTIVES) and {p[0] for p in PATHS} == set(OBJECTIVES)
 
 
 @pytest.mark.parametrize("objective, path", PATHS)
