@@ -88,3 +88,33 @@ def test_paired_vs_sft_by_hand():
     assert got["pass@1"]["mdd"] == pytest.approx((1.959964 + 0.841621) * sd / 2, rel=1e-5)
     assert got["drift/kl_policy_ref"]["per_seed"] == pytest.approx({0: -0.25, 1: -0.25})
     assert got["pass@1"]["n"] == 4
+
+
+@pytest.mark.slow
+def test_a_registered_variant_runs_through_the_pipeline(tmp_path):
+    """'mix_np' is registered in tests/conftest.py from its numpy target alone."""
+    tok = tiny_tokenizer()
+    tiny_llama(len(tok)).save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    cfg = PipelineConfig(
+        out_dir=str(tmp_path / "p"),
+        n_train=8,
+        n_val=2,
+        inits=["sft", "mix_np:0.3"],
+        seeds=[0],
+        sft_steps=2,
+        sft_batch=2,
+        select="final",
+        rl_steps=1,
+        rl_prompts=2,
+        group_size=2,
+        eval_samples=2,
+        max_new_tokens=4,
+        model=str(tmp_path / "tiny"),
+    )
+    run_pipeline(cfg, log=lambda *a: None)
+    rows = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
+    assert {(r["init"], r["stage"]) for r in rows} >= {("mix_np:0.3", "after RL")}
+    sft_cfg = json.loads((tmp_path / "p" / "mix_np-0.3-seed0" / "sft" / "config.json").read_text())
+    assert sft_cfg["config"]["objective"] == "mix_np"
+    assert sft_cfg["config"]["hyper"] == {"np_weight": 0.3}
