@@ -40,3 +40,15 @@ def test_there_are_three_notebooks():
         "02_validate_a_variant.ipynb",
         "03_small_model_run.ipynb",
     ]
+
+
+def test_notebook_01_opens_with_parameters_and_has_live_controls():
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert code[0].startswith("# parameters")
+    for name in ("beta", "eta", "concentration", "vocab", "horizon"):
+        assert f"\n{name} = " in "\n" + code[0]
+    explorer = next(c for c in code if "interact(" in c)
+    for control in ("beta=w.", "eta=w.", "concentration=w.", "vocab=w.", "horizon=w."):
+        assert control in explorer
+    assert "except ImportError" in explorer  # without ipywidgets: the static figure
