@@ -1,18 +1,17 @@
 """The reference trainer: config dataclass and the explicit loop (its run folder, data order and
 seeding come from giftlab.runtime, its objectives from giftlab.losses)."""
 
-from giftlab.train.config import TrainConfig, config_help
-from giftlab.train.drift import DRIFT_KEYS, drift_per_problem
-from giftlab.train.loop import (
+from giftlab.runtime.objective import (
     CausalLMBody,
     Forward,
     Models,
-    NonFiniteLossError,
     forward,
     objective_sum,
     token_stats,
-    train,
 )
+from giftlab.train.config import TrainConfig, config_help
+from giftlab.train.drift import DRIFT_KEYS, drift_per_problem
+from giftlab.train.loop import NonFiniteLossError, train
 
 __all__ = [
     "DRIFT_KEYS",

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from giftlab.data.tokenize import collate, encode_records
+from giftlab.runtime.objective import CausalLMBody, Models, forward, token_stats
 from giftlab.train.config import TrainConfig
-from giftlab.train.loop import CausalLMBody, Models, forward, token_stats
 
 DRIFT_KEYS = ("kl_policy_ref", "topk_overlap", "policy_entropy")
 

@@ -1,0 +1,69 @@
+"""Build the policy and the reference the trainer runs: dtype, LoRA, the frozen reference copy,
+gradient checkpointing, and the DDP / FSDP2 wrapping."""
+
+from __future__ import annotations
+
+import torch
+
+from giftlab.runtime.objective import CausalLMBody, Models
+
+
+def build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
+    from giftlab.models import check_same_vocabulary, load_model
+
+    on_gpu = device.type == "cuda"
+    dtype = torch.bfloat16 if (cfg.bf16_weights and on_gpu) else None
+    ref_dtype = torch.bfloat16 if ((cfg.bf16 or cfg.bf16_weights) and on_gpu) else None
+    attn = {"attn_implementation": cfg.attn_implementation}
+    policy = model if model is not None else load_model(cfg.model, dtype=dtype, **attn)
+    if dtype is not None:
+        policy.to(dtype)
+    lora = cfg.lora_rank > 0
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        policy = get_peft_model(
+            policy,
+            LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear"),
+        )
+        ref_model = policy  # same weights, adapters disabled in Models.ref_context
+    else:
+        if ref_model is None:
+            ref_model = (
+                load_model(cfg.ref_model, dtype=ref_dtype, **attn)
+                if cfg.ref_model
+                else frozen_copy(policy)
+            )
+        ref_model.requires_grad_(False).eval()
+        if ref_dtype is not None:  # the reference only runs forward: bf16 halves its memory
+            ref_model.to(ref_dtype)
+    check_same_vocabulary(
+        policy,
+        ref_model,
+        (f"model={cfg.model}", f"ref_model={cfg.ref_model or cfg.model}"),
+        tokenizer,
+    )
+    if cfg.grad_checkpointing:
+        policy.gradient_checkpointing_enable()
+    policy.to(device).train()
+    if not lora:
+        ref_model.to(device)
+    body = CausalLMBody(policy)
+    ref_body = body if lora else CausalLMBody(ref_model)
+    if mode == "ddp":
+        body = torch.nn.parallel.DistributedDataParallel(
+            body, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    elif mode == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in policy.get_decoder().layers:
+            fully_shard(layer)
+        fully_shard(policy)
+    return Models(policy, body, ref_model, ref_body, lora, mode == "fsdp")
+
+
+def frozen_copy(model):
+    import copy
+
+    return copy.deepcopy(model)

@@ -1,0 +1,226 @@
+"""The objective on a model, shared by the trainer, drift, evaluation and GIFTTrainer: a response
+batch's hidden states at the response positions only, the objective's sum over those tokens, and
+per-token statistics of the policy, the reference and GIFT's target.
+
+`settings` is any object with the objective's settings (giftlab.losses.settings.ObjectiveSettings:
+objective, beta, eta, smoothing, ...) and the head's (chunked, chunk_size, kernel, top_k):
+a TrainConfig, a GIFTConfig, or `head_settings(...)`.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from giftlab.data import collate
+from giftlab.diagnostics import topk_overlap
+from giftlab.losses import (
+    Objective,
+    fused_linear_gift_loss,
+    fused_linear_sequence_consistent_gift_loss,
+    gift_token_stats,
+    sequence_gains_from_logits,
+)
+
+
+class CausalLMBody(torch.nn.Module):
+    """The model without its head: forward returns the final hidden states (B, T, H). Wrapped by
+    DDP, so that the chunked loss can use the lm_head weight directly."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def _base(self):
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    def head(self):
+        return self._base().get_output_embeddings()
+
+    def forward(self, input_ids, attention_mask):
+        decoder = self._base().get_decoder()
+        return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+@dataclass
+class Models:
+    """The policy and the reference as the objective sees them."""
+
+    policy: torch.nn.Module  # the HF model (FSDP-sharded in fsdp mode)
+    body: torch.nn.Module  # CausalLMBody(policy), DDP-wrapped in ddp mode
+    ref: torch.nn.Module  # the reference HF model (the policy itself with LoRA)
+    ref_body: CausalLMBody
+    lora: bool
+    fsdp: bool
+
+    def head(self):
+        return (self.body.module if hasattr(self.body, "module") else self.body).head()
+
+    def ref_context(self):
+        return self.ref.disable_adapter() if self.lora else nullcontext()
+
+
+@dataclass
+class Forward:
+    """One micro-batch's pass, at the response positions only (n of them).
+
+    hidden / ref_hidden: (n, H), or logits / ref_logits: (n, V) in FSDP mode (the sharded head
+    is only whole inside the root's forward). labels, rows: (n,) gold ids and row of each token.
+    """
+
+    labels: torch.Tensor
+    rows: torch.Tensor
+    hidden: torch.Tensor | None = None
+    ref_hidden: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    ref_logits: torch.Tensor | None = None
+
+    @property
+    def n(self) -> int:
+        return self.labels.shape[0]
+
+
+def forward(m: Models, batch: dict, with_ref: bool) -> Forward:
+    """Hidden states (or logits) at the response positions: only these reach the head, so its
+    (tokens x V) work scales with response tokens, not with prompt length."""
+    labels = batch["labels"][:, 1:]
+    valid = labels != -100
+    rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
+    f = Forward(labels=labels[valid], rows=rows)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    if m.fsdp:
+        f.logits = m.policy(input_ids=ids, attention_mask=mask).logits[:, :-1][valid]  # (n, V)
+    else:
+        f.hidden = m.body(ids, mask)[:, :-1][valid]  # (n, H)
+    if with_ref:
+        with torch.no_grad(), m.ref_context():
+            if m.fsdp:
+                f.ref_logits = m.ref(input_ids=ids, attention_mask=mask).logits[:, :-1][valid]
+            else:
+                f.ref_hidden = m.ref_body(ids, mask)[:, :-1][valid]
+    return f
+
+
+def objective_sum(cfg, obj: Objective, m: Models, f: Forward, stats: dict | None = None):
+    """Sum over the response tokens of the objective's per-token loss (a scalar with gradient).
+
+    The chunked fused form is used when the objective has one (and `cfg.chunked`); a GIFT fused
+    pass fills `stats` with its per-token statistics (same target as the loss).
+    """
+    hyper = obj.hyper_values(cfg)
+    labels = f.labels[None] if obj.per_sequence else f.labels
+    if obj.per_sequence:  # gains reset at each row: a token's row is its segment
+        hyper["segment_ids"] = f.rows[None]
+    head = m.head()
+    if cfg.chunked and obj.fused is not None and not m.fsdp:
+        kw = {"bias": head.bias, "chunk_size": cfg.chunk_size or None, "kernel": cfg.kernel}
+        if obj.needs_ref:
+            ref_head = m.ref_body.head()
+            kw |= {
+                "ref_hidden": f.ref_hidden,
+                "ref_weight": ref_head.weight.detach(),
+                "ref_bias": _detached(ref_head.bias),
+                "stats": stats,
+            }
+        return obj.fused(f.hidden, head.weight, labels, **kw, **hyper) * f.n
+    logits = f.logits if m.fsdp else head(f.hidden)  # (n, V)
+    ref_logits = None
+    if obj.needs_ref:
+        ref_logits = f.ref_logits if m.fsdp else m.ref_body.head()(f.ref_hidden)
+    if obj.needs_old_logp:  # the sampling policy is the current one: ratio 1, gradient of r
+        z = logits.detach()
+        z = z if z.dtype == torch.float64 else z.float()  # the loss's own precision
+        hyper["old_logp"] = torch.log_softmax(z, -1).gather(-1, f.labels[:, None])[:, 0]
+    if obj.per_sequence:
+        logits, ref_logits = logits[None], ref_logits[None]
+    return obj.loss(logits, ref_logits, labels, reduction="sum", **hyper)
+
+
+@torch.no_grad()
+def token_stats(cfg, m: Models, f: Forward) -> dict:
+    """Per-token statistics (n,) of the policy, the reference and the GIFT target the config
+    describes (gift_seq: the exact gains at eta; otherwise beta), from this forward's hidden
+    states: no model pass of its own."""
+    per_sequence = cfg.objective == "gift_seq"
+    if m.fsdp:
+        beta = cfg.beta
+        if per_sequence:
+            beta = sequence_gains_from_logits(
+                f.ref_logits[None], f.labels[None], cfg.eta, cfg.smoothing, segment_ids=f.rows[None]
+            )[0]
+        stats = gift_token_stats(f.logits, f.ref_logits, f.labels, beta, cfg.smoothing)
+        stats["topk_overlap"] = topk_overlap(f.logits, f.ref_logits, cfg.top_k)
+        return stats
+    head, ref_head = m.head(), m.ref_body.head()
+    stats = {}
+    kw = {
+        "ref_hidden": f.ref_hidden,
+        "ref_weight": ref_head.weight,
+        "ref_bias": ref_head.bias,
+        "bias": head.bias,
+        "smoothing": cfg.smoothing,
+        "stats": stats,
+        "kernel": cfg.kernel,
+    }
+    hidden = f.hidden.detach()
+    if per_sequence:
+        fused_linear_sequence_consistent_gift_loss(
+            hidden,
+            head.weight.detach(),
+            f.labels[None],
+            eta=cfg.eta,
+            segment_ids=f.rows[None],
+            **kw,
+        )
+    else:
+        fused_linear_gift_loss(hidden, head.weight.detach(), f.labels, beta=cfg.beta, **kw)
+    stats["topk_overlap"] = topk_from_hidden(hidden, f.ref_hidden, head, ref_head, cfg.top_k)
+    return stats
+
+
+def topk_from_hidden(hidden, ref_hidden, head, ref_head, k, rows=256):
+    parts = [
+        topk_overlap(head(hidden[s : s + rows]), ref_head(ref_hidden[s : s + rows]), k)
+        for s in range(0, hidden.shape[0], rows)
+    ]
+    return torch.cat(parts) if parts else hidden.new_zeros(0)
+
+
+def _detached(t):
+    return None if t is None else t.detach()
+
+
+@torch.no_grad()
+def validate(cfg, m: Models, examples, pad_id, device) -> dict:
+    """Held-out means over response tokens of every statistic; val/ce is the one-hot CE."""
+    sums, gates, n = {}, [], 0
+    m.policy.eval()
+    for s in range(0, len(examples), cfg.batch_size):
+        batch = to_device(collate(examples[s : s + cfg.batch_size], pad_id), device)
+        f = forward(m, batch, with_ref=True)
+        stats = token_stats(cfg, m, f)
+        for k, t in stats.items():
+            sums[k] = sums.get(k, 0.0) + float(t.double().sum())
+        gates.append(stats["gate_w"].double())
+        n += f.n
+    m.policy.train()
+    out = {f"val/{k}": v / max(n, 1) for k, v in sums.items()}
+    out["val/ce"] = out.pop("val/ce_gold")
+    w = torch.cat(gates)
+    out["val/gate_w_frac_below_half"] = float((w < 0.5).double().mean()) if len(w) else 0.0
+    out["val/tokens"] = n
+    return out
+
+
+def with_topk(cfg, m, f, stats):
+    """The fused loss pass's statistics, plus top-K overlap from the same hidden states."""
+    stats["topk_overlap"] = topk_from_hidden(
+        f.hidden.detach(), f.ref_hidden, m.head(), m.ref_body.head(), cfg.top_k
+    )
+    return stats
+
+
+def to_device(batch, device):
+    return {k: v.to(device) for k, v in batch.items()}
