@@ -52,7 +52,7 @@ class PipelineConfig(FlatConfig):
     )
     select_every: int = _f(10, "fine-tuning steps between held-out CE checks (select=best)")
     select_examples: int = _f(64, "held-out problems the CE is measured on (the first ones)")
-    rl_steps: int = _f(8, "GRPO steps")
+    rl_steps: int = _f(8, "GRPO steps (0: the fine-tuning stage only, e.g. an SFT-stage sweep)")
     rl_prompts: int = _f(4, "GRPO prompts per step")
     group_size: int = _f(8, "GRPO group size")
     rl_lr: float = _f(5e-6, "GRPO learning rate")
@@ -77,7 +77,7 @@ class PipelineConfig(FlatConfig):
         ("select_every", at_least(1), ">= 1"),
         ("select_examples", at_least(1), ">= 1"),
         ("eval_stats_samples", at_least(0), ">= 0"),
-        ("rl_steps", at_least(1), ">= 1"),
+        ("rl_steps", at_least(0), ">= 0 (0: the fine-tuning stage only)"),
         ("rl_prompts", at_least(1), ">= 1"),
         ("group_size", at_least(2), ">= 2"),
         ("rl_lr", finite_positive, "a finite number > 0"),
@@ -206,122 +206,157 @@ def _check_lengths(cfg, path, tokenizer) -> None:
         )
 
 
-def _run(cfg: PipelineConfig, out: Path, log, started: dict, resume: bool = False) -> Path:
-    from giftlab.data import read_records
-    from giftlab.data.tasks import write_task_data
-    from giftlab.models import load_model, load_tokenizer
-    from giftlab.rl.evaluate import evaluate
-    from giftlab.rl.loop import RLConfig, load_task_records, rl
-    from giftlab.train import TrainConfig, drift_per_problem, train
+class _Run:
+    """One pipeline run's state: the data, the base model, the results so far (results.json is
+    rewritten after every evaluation, so a crash loses no result)."""
 
-    t_start = time.perf_counter()
-    paths = write_task_data(
-        cfg.task, out / "data", cfg.n_train, cfg.n_val, seed=0, prompt_style=cfg.prompt_style
-    )
-    _check_lengths(cfg, paths["train"], load_tokenizer(cfg.model))
-    val = load_task_records(paths["val"])
-    val_demos = read_records(paths["val"])
-    base = load_model(cfg.model)
-    results, earlier_minutes = [], 0.0
-    if resume and (out / "results.json").exists():  # a stopped or finished run: keep its rows
-        data = json.loads((out / "results.json").read_text())
-        results, earlier_minutes = list(data["results"]), float(data.get("minutes", 0.0))
-        log(f"--resume: kept {len(results)} evaluations from {out / 'results.json'}")
+    def __init__(self, cfg: PipelineConfig, out: Path, log, started: dict, resume: bool):
+        from giftlab.data import read_records
+        from giftlab.data.tasks import write_task_data
+        from giftlab.models import load_model, load_tokenizer
+        from giftlab.rl.loop import load_task_records
 
-    def done(init, seed, stage):
-        return any((r["init"], r["seed"], r["stage"]) == (init, seed, stage) for r in results)
-
-    def ev(model_path_or_model, seed):
-        model = (
-            load_model(model_path_or_model)
-            if isinstance(model_path_or_model, (str, Path))
-            else model_path_or_model
+        self.cfg, self.out, self.log, self.started = cfg, out, log, started
+        self.t_start = time.perf_counter()
+        self.paths = write_task_data(
+            cfg.task, out / "data", cfg.n_train, cfg.n_val, seed=0, prompt_style=cfg.prompt_style
         )
-        t = load_tokenizer(cfg.model)
-        t.padding_side = "left"
+        _check_lengths(cfg, self.paths["train"], load_tokenizer(cfg.model))
+        self.val = load_task_records(self.paths["val"])
+        self.val_demos = read_records(self.paths["val"])
+        self.base = load_model(cfg.model)
+        self.results, self.earlier = [], 0.0
+        if resume and (out / "results.json").exists():  # a stopped or finished run: keep it
+            data = json.loads((out / "results.json").read_text())
+            self.results, self.earlier = list(data["results"]), float(data.get("minutes", 0.0))
+            log(f"--resume: kept {len(self.results)} evaluations from {out / 'results.json'}")
+
+    def minutes(self) -> float:
+        return self.earlier + (time.perf_counter() - self.t_start) / 60
+
+    def done(self, init, seed, stage) -> bool:
+        return any((r["init"], r["seed"], r["stage"]) == (init, seed, stage) for r in self.results)
+
+    def keep(self, row: dict) -> None:
+        self.results.append(row)
+        _write_results(self.out, self.cfg, self.results, self.started, self.minutes())
+
+    def evaluate(self, model_or_path, seed: int) -> dict:
+        """evaluate() on the held-out problems, plus the drift from the base on their
+        demonstrations (teacher-forced) for any model but the base."""
+        from giftlab.models import load_model, load_tokenizer
+        from giftlab.rl.evaluate import evaluate
+        from giftlab.train import drift_per_problem
+
+        cfg = self.cfg
+        model = model_or_path
+        if isinstance(model_or_path, (str, Path)):
+            model = load_model(model_or_path)
+        tok = load_tokenizer(cfg.model)
+        tok.padding_side = "left"
         m = evaluate(
             model,
-            base,
-            t,
-            val,
+            self.base,
+            tok,
+            self.val,
             n_samples=cfg.eval_samples,
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.eval_temperature,
             seed=seed,
             stats_samples=cfg.eval_stats_samples,
         )
-        if model is not base:  # teacher-forced drift on the held-out demonstrations
-            m["drift_per_problem"] = drift_per_problem(model, base, t, val_demos)
+        if model is not self.base:
+            m["drift_per_problem"] = drift_per_problem(model, self.base, tok, self.val_demos)
         return m
 
-    def keep(row):  # results.json is rewritten after every evaluation: a crash loses no result
-        results.append(row)
-        _write_results(out, cfg, results, t_start, started, earlier_minutes)
+    def fine_tune(self, spec: str, seed: int, folder: Path) -> Path:
+        """Fine-tune (or resume) one init; returns the model folder passed on (select)."""
+        from giftlab.train import TrainConfig, train
 
-    if not done("base", 0, "before RL"):
+        cfg = self.cfg
+        objective, extra = _init_args(spec)
+        tcfg = TrainConfig(
+            model=cfg.model,
+            train_file=str(self.paths["train"]),
+            val_file=str(self.paths["val"]),
+            out_dir=str(folder / "sft"),
+            objective=objective,
+            max_steps=cfg.sft_steps,
+            batch_size=cfg.sft_batch,
+            lr=cfg.sft_lr,
+            seed=seed,
+            eval_every=cfg.select_every if cfg.select == "best" else 0,
+            max_val_examples=cfg.select_examples,
+            save_every=cfg.select_every,  # a stopped pipeline resumes from here
+            keep_checkpoints=1,
+            diag_every=5,
+            max_length=cfg.max_length,
+            progress=False,
+            **extra,
+        )
+        if not (folder / "sft" / "final").exists():
+            self.log(f"[{spec} seed {seed}] fine-tuning ({cfg.sft_steps} steps)")
+            train(tcfg, resume=(folder / "sft" / "config.json").exists())
+        start = folder / "sft" / cfg.select
+        return start if start.exists() else folder / "sft" / "final"  # none beat the base: final
+
+    def grpo(self, start: Path, seed: int, folder: Path) -> Path:
+        """GRPO (or resume) from `start`; returns its final model folder."""
+        from giftlab.rl.loop import RLConfig, rl
+
+        cfg = self.cfg
+        rcfg = RLConfig(
+            model=str(start),
+            ref_model=cfg.model,
+            train_file=str(self.paths["train"]),
+            out_dir=str(folder / "rl"),
+            prompts_per_step=cfg.rl_prompts,
+            group_size=cfg.group_size,
+            max_new_tokens=cfg.max_new_tokens,
+            lr=cfg.rl_lr,
+            max_steps=cfg.rl_steps,
+            seed=seed,
+            save_every=max(1, cfg.rl_steps // 4),
+            progress=False,
+        )
+        if not (folder / "rl" / "final").exists():
+            rl(rcfg, resume=(folder / "rl" / "config.json").exists())
+        return folder / "rl" / "final"
+
+    def cell(self, spec: str, seed: int) -> None:
+        """One init x seed: fine-tune, evaluate, GRPO (rl_steps > 0), evaluate; what is in the
+        results already is kept."""
+        last = "after RL" if self.cfg.rl_steps else "before RL"
+        if self.done(spec, seed, last):
+            self.log(f"[{spec} seed {seed}] kept (finished before)")
+            return
+        folder = self.out / f"{spec.replace(':', '-')}-seed{seed}"
+        start = self.fine_tune(spec, seed, folder)
+        if not self.done(spec, seed, "before RL"):
+            before = self.evaluate(start, seed) | {"start_checkpoint": start.name}
+            self.keep({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
+        if not self.cfg.rl_steps:
+            return
+        self.log(f"[{spec} seed {seed}] GRPO ({self.cfg.rl_steps} steps)")
+        final = self.grpo(start, seed, folder)
+        after = self.evaluate(final, seed)
+        after["rl_reward_mean"] = _reward_curve(folder / "rl" / "metrics.jsonl")
+        self.keep({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
+        self.log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
+
+
+def _run(cfg: PipelineConfig, out: Path, log, started: dict, resume: bool = False) -> Path:
+    run = _Run(cfg, out, log, started, resume)
+    if not run.done("base", 0, "before RL"):
         log("evaluating the base model")
-        base_eval = ev(base, 0)
-        keep({"init": "base", "seed": 0, "stage": "before RL", **_flat(base_eval)})
+        run.keep(
+            {"init": "base", "seed": 0, "stage": "before RL", **_flat(run.evaluate(run.base, 0))}
+        )
     for seed in cfg.seeds:
         for spec in cfg.inits:
-            objective, extra = _init_args(spec)
-            spec = init_display(spec)
-            if done(spec, seed, "after RL"):
-                log(f"[{spec} seed {seed}] kept (finished before)")
-                continue
-            run = out / f"{spec.replace(':', '-')}-seed{seed}"
-            tcfg = TrainConfig(
-                model=cfg.model,
-                train_file=str(paths["train"]),
-                val_file=str(paths["val"]),
-                out_dir=str(run / "sft"),
-                objective=objective,
-                max_steps=cfg.sft_steps,
-                batch_size=cfg.sft_batch,
-                lr=cfg.sft_lr,
-                seed=seed,
-                eval_every=cfg.select_every if cfg.select == "best" else 0,
-                max_val_examples=cfg.select_examples,
-                save_every=cfg.select_every,  # a stopped pipeline resumes from here
-                keep_checkpoints=1,
-                diag_every=5,
-                max_length=cfg.max_length,
-                progress=False,
-                **extra,
-            )
-            if not (run / "sft" / "final").exists():
-                log(f"[{spec} seed {seed}] fine-tuning ({cfg.sft_steps} steps)")
-                train(tcfg, resume=(run / "sft" / "config.json").exists())
-            start = run / "sft" / cfg.select
-            if not start.exists():  # no held-out check beat the untuned model: use final
-                start = run / "sft" / "final"
-            if not done(spec, seed, "before RL"):
-                before = ev(start, seed)
-                before["start_checkpoint"] = start.name
-                keep({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
-            log(f"[{spec} seed {seed}] GRPO ({cfg.rl_steps} steps)")
-            rcfg = RLConfig(
-                model=str(start),
-                ref_model=cfg.model,
-                train_file=str(paths["train"]),
-                out_dir=str(run / "rl"),
-                prompts_per_step=cfg.rl_prompts,
-                group_size=cfg.group_size,
-                max_new_tokens=cfg.max_new_tokens,
-                lr=cfg.rl_lr,
-                max_steps=cfg.rl_steps,
-                seed=seed,
-                save_every=max(1, cfg.rl_steps // 4),
-                progress=False,
-            )
-            if not (run / "rl" / "final").exists():
-                rl(rcfg, resume=(run / "rl" / "config.json").exists())
-            after = ev(run / "rl" / "final", seed)
-            after["rl_reward_mean"] = _reward_curve(run / "rl" / "metrics.jsonl")
-            keep({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
-            log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
-    _write_results(out, cfg, results, t_start, started, earlier_minutes)
-    _report(out, cfg, results, earlier_minutes + (time.perf_counter() - t_start) / 60)
+            run.cell(init_display(spec), seed)
+    _write_results(out, cfg, run.results, started, run.minutes())
+    _report(out, cfg, run.results, run.minutes())
     return out / "report.md"
 
 
@@ -383,9 +418,7 @@ def _seeds_text(cfg, results: list[dict]) -> str:
     return f"{done} (the run was stopped: {cfg.seeds} were asked for)"
 
 
-def _write_results(
-    out: Path, cfg, results: list[dict], t_start: float, started: dict, earlier: float = 0.0
-) -> None:
+def _write_results(out: Path, cfg, results: list[dict], started: dict, minutes: float) -> None:
     from datetime import datetime, timezone
 
     summary = {
@@ -393,7 +426,7 @@ def _write_results(
         "config": cfg.to_dict(),
         "provenance": started,
         "written_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "minutes": earlier + (time.perf_counter() - t_start) / 60,
+        "minutes": minutes,
     }
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
@@ -535,19 +568,11 @@ def _flat(m: dict) -> dict:
     return flat
 
 
-def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float) -> None:
-    from giftlab.plots import caption, lines, panels
+def _summary_table(results: list[dict], cfg, keys: list[str]) -> list[str]:
+    """One markdown row per init and stage: per-problem metrics with a clustered 95% CI over
+    problems, sample-level ones as the mean over seeds."""
     from giftlab.stats import clustered_mean_ci
 
-    keys = [
-        "pass@1",
-        f"pass@{cfg.eval_samples}",
-        "distinct_correct",
-        "drift/kl_policy_ref",
-        "drift/topk_overlap",
-        "sample_entropy",
-        "kl_to_base_per_token",
-    ]
     groups: dict = {}
     for r in results:
         groups.setdefault((r["init"], r["stage"]), []).append(r)
@@ -571,7 +596,16 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
             else:  # not measured (the base's drift from itself)
                 cells.append("-")
         table.append(f"| {init} | {stage} | {len(rs)} | " + " | ".join(cells) + " |")
-    diffs = _paired_table(results, cfg)
+    return table
+
+
+def _figure(out: Path, cfg, results: list[dict]) -> None:
+    """pipeline.png: pass@k before / after RL, the RL reward curves, the paired differences."""
+    from giftlab.plots import caption, lines, panels
+
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r["init"], r["stage"]), []).append(r)
     # figures: pass@k before/after; RL reward curves
     ks = np.arange(1, cfg.eval_samples + 1)
     diff_keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_policy_ref"]
@@ -616,6 +650,23 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
     seeds = seeds_done(results)
     caption(fig, f"{cfg.task}: {model_display(cfg.model)}, {len(seeds)} seeds")
     fig.savefig(out / "pipeline.png", dpi=120)
+
+
+def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float) -> None:
+    """report.md (the table, the paired differences) and pipeline.png."""
+
+    keys = [
+        "pass@1",
+        f"pass@{cfg.eval_samples}",
+        "distinct_correct",
+        "drift/kl_policy_ref",
+        "drift/topk_overlap",
+        "sample_entropy",
+        "kl_to_base_per_token",
+    ]
+    table = _summary_table(results, cfg, keys)
+    diffs = _paired_table(results, cfg)
+    _figure(out, cfg, results)
     text = [
         f"# giftlab pipeline report ({minutes:.1f} min)",
         "",

@@ -53,9 +53,9 @@ def evaluate(
     s_stats = n_samples if stats_samples is None else min(int(stats_samples), n_samples)
     if s_stats < 0:
         raise ValueError(f"stats_samples must be >= 0 or None, got {stats_samples}")
-    per_problem, ent_sum, kl_sum, tok, kl_seq = [], 0.0, 0.0, 0, []
-    errors = empty = 0
-    gen_time, gen_tokens = 0.0, 0
+    per_problem = []
+    acc = {"entropy": 0.0, "kl": 0.0, "tokens": 0, "kl_seq": [], "empty": 0, "gen_s": 0.0}
+    acc["gen_tokens"] = 0
     for b in range(0, len(records), prompts_per_batch):
         recs = records[b : b + prompts_per_batch]
         t0 = time.perf_counter()
@@ -69,9 +69,8 @@ def evaluate(
             seed + b,
             device,
         )
-        gen_time += time.perf_counter() - t0
-        mask = ro.completion_mask[:, 1:]
-        gen_tokens += int(mask.sum())
+        acc["gen_s"] += time.perf_counter() - t0
+        acc["gen_tokens"] += int(ro.completion_mask[:, 1:].sum())
         _, scores, failures = verifier_rewards(recs, ro, score)
         if failures:  # an evaluation never counts a verifier failure as a wrong answer
             from giftlab.data.verifiers import VerifierError
@@ -80,17 +79,9 @@ def evaluate(
                 f"{failures[0]} ({len(failures)} of {len(scores)} completions of this batch "
                 "failed); nothing was scored as wrong in their place"
             )
-        empty += sum(1 for t in ro.texts if not t)
+        acc["empty"] += sum(1 for t in ro.texts if not t)
         if s_stats:
-            sub = ro.select([i for i in range(len(ro.texts)) if i % n_samples < s_stats])
-            m = sub.completion_mask[:, 1:].float()
-            logp, entropy = token_logp_and_entropy(model, sub, with_entropy=True)
-            ref_logp, _ = token_logp_and_entropy(ref_model, sub)
-            ent_sum += float((entropy * m).sum())
-            kl_tok = kl_estimate(logp, ref_logp, "k1") * m
-            kl_sum += float(kl_tok.sum())
-            kl_seq += kl_tok.sum(1).tolist()
-            tok += int(m.sum())
+            _teacher_forced(model, ref_model, ro, n_samples, s_stats, acc)
         for j in range(len(recs)):
             rows = [i for i in range(len(ro.texts)) if int(ro.prompt_index[i]) == j]
             answers = [ro.texts[i] for i in rows]
@@ -98,10 +89,28 @@ def evaluate(
             per_problem.append({"c": sum(correct), "answers": answers, "correct": correct})
         if progress is not None:
             progress(len(per_problem), len(records))
-    n = n_samples
+    return _summary(per_problem, n_samples, s_stats, acc)
+
+
+def _teacher_forced(model, ref_model, ro, n_samples: int, s_stats: int, acc: dict) -> None:
+    """Entropy and KL to the base (k1) on the first s_stats samples of each problem, into acc."""
+    sub = ro.select([i for i in range(len(ro.texts)) if i % n_samples < s_stats])
+    m = sub.completion_mask[:, 1:].float()
+    logp, entropy = token_logp_and_entropy(model, sub, with_entropy=True)
+    ref_logp, _ = token_logp_and_entropy(ref_model, sub)
+    acc["entropy"] += float((entropy * m).sum())
+    kl_tok = kl_estimate(logp, ref_logp, "k1") * m
+    acc["kl"] += float(kl_tok.sum())
+    acc["kl_seq"] += kl_tok.sum(1).tolist()
+    acc["tokens"] += int(m.sum())
+
+
+def _summary(per_problem: list[dict], n: int, s_stats: int, acc: dict) -> dict:
+    """The metrics of `evaluate` from each problem's samples and the accumulated statistics."""
     ks = np.arange(1, n + 1)
     c = np.array([p["c"] for p in per_problem])
     pak = pass_at_k(n, c[:, None], ks[None, :]).mean(0)
+    tok = max(acc["tokens"], 1)
     out = {
         "n_problems": len(per_problem),
         "per_problem_correct": c.tolist(),  # correct samples of each problem, for clustered CIs
@@ -117,13 +126,13 @@ def evaluate(
         "distinct_correct": float(
             np.mean([distinct_correct(p["answers"], p["correct"]) for p in per_problem])
         ),
-        "sample_entropy": ent_sum / max(tok, 1) if s_stats else float("nan"),
-        "kl_to_base_per_token": kl_sum / max(tok, 1) if s_stats else float("nan"),
+        "sample_entropy": acc["entropy"] / tok if s_stats else float("nan"),
+        "kl_to_base_per_token": acc["kl"] / tok if s_stats else float("nan"),
         "stats_samples": s_stats,
-        "kl_to_base_per_sequence": float(np.mean(kl_seq)) if kl_seq else float("nan"),
-        "verifier_errors": errors,
-        "empty_completions": empty,
-        "generation_tokens_per_s": gen_tokens / max(gen_time, 1e-9),
+        "kl_to_base_per_sequence": float(np.mean(acc["kl_seq"])) if acc["kl_seq"] else float("nan"),
+        "verifier_errors": 0,  # a failure stops the evaluation (kept for older readers)
+        "empty_completions": acc["empty"],
+        "generation_tokens_per_s": acc["gen_tokens"] / max(acc["gen_s"], 1e-9),
     }
     for k in (1, 4, 8):
         if k <= n:

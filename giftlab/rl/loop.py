@@ -86,19 +86,8 @@ def rl(
         order = DataOrder(len(records), cfg.prompts_per_step, 1, 0, cfg.seed)
         params = [p for p in policy.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-        start = 0
-        found = run.load_resume_checkpoint() if resume else None
-        if resume and found is None:
-            print(f"--resume: no checkpoint in {run.path}, starting from scratch")
-        if found is not None:
-            path, weights, state = found
-            load_weights(policy, weights, lora=False)
-            opt.load_state_dict(state["optimizer"])
-            order.load(state["data"])
-            set_rng_state(state["rng"])
-            start = state["step"]
-            print(f"resumed from {path} at step {start}")
-        run.start_metrics(start if found else None)
+        start = _resume(run, resume, policy, opt, order)
+        run.start_metrics(start if run.last_checkpoint else None)
         run.write_config({"config": cfg.to_dict(), "provenance": provenance(), "resumed_at": start})
         run.track(cfg.report_to, cfg.to_dict())
         bar = progress_bar(cfg.max_steps, start, "rl grpo", cfg.progress)
@@ -121,13 +110,8 @@ def rl(
             run.log_metrics(row)
             final = step + 1 == cfg.max_steps
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
-                state = {
-                    "optimizer": opt.state_dict(),
-                    "data": order.state(),
-                    "step": step + 1,
-                    "config": cfg.to_dict(),
-                    "rng": rng_state(),
-                }
+                state = {"optimizer": opt.state_dict(), "data": order.state(), "step": step + 1}
+                state |= {"config": cfg.to_dict(), "rng": rng_state()}
                 run.save_checkpoint(step + 1, policy, tokenizer, state, cfg.keep_checkpoints)
             bar.update(1)
             bar.set_postfix(
@@ -139,6 +123,23 @@ def rl(
         if cfg.save_final:
             run.save_model("final", policy, tokenizer)
     return last
+
+
+def _resume(run, resume: bool, policy, opt, order) -> int:
+    """The step to start from: the newest valid checkpoint's (its weights, optimiser, data
+    position and RNG loaded), or 0."""
+    found = run.load_resume_checkpoint() if resume else None
+    if resume and found is None:
+        print(f"--resume: no checkpoint in {run.path}, starting from scratch")
+    if found is None:
+        return 0
+    path, weights, state = found
+    load_weights(policy, weights, lora=False)
+    opt.load_state_dict(state["optimizer"])
+    order.load(state["data"])
+    set_rng_state(state["rng"])
+    print(f"resumed from {path} at step {state['step']}")
+    return state["step"]
 
 
 @dataclass

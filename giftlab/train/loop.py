@@ -25,6 +25,8 @@ from giftlab.data import collate, encode_records, read_records
 from giftlab.diagnostics import summarize_token_stats
 from giftlab.errors import InputError, NonFiniteError
 from giftlab.losses import OBJECTIVES
+from giftlab.models import load_tokenizer
+from giftlab.models.build import build_models
 from giftlab.provenance import provenance
 from giftlab.runtime import (
     DataOrder,
@@ -85,16 +87,11 @@ def train(
         barrier(world)
         seed_all(cfg.seed)
         if tokenizer is None:
-            from giftlab.models import load_tokenizer
-
             tokenizer = load_tokenizer(cfg.model)
-        from giftlab.models.build import build_models
-
         m = build_models(cfg, model, ref_model, tokenizer, device, mode)
         train_examples, train_stats = _encode(cfg, train_records, tokenizer, cfg.train_file, log)
-        val_examples = None
-        if val_records:
-            val_examples, _ = _encode(cfg, val_records, tokenizer, cfg.val_file, log)
+        val = _encode(cfg, val_records, tokenizer, cfg.val_file, log) if val_records else None
+        val_examples = val[0] if val else None
         order = DataOrder(len(train_examples), cfg.batch_size, world, rank, cfg.seed)
         params = [p for p in m.policy.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(
