@@ -6,11 +6,10 @@
         backward, clip, AdamW step, schedule step
         log loss/, perf/ (and diag/ every diag_every steps), validate, checkpoint
 
-Run it directly (`giftlab train`) or under torchrun (DDP by default; FSDP2 with
-GIFTLAB_DISTRIBUTED=fsdp). The run folder (claiming, locking, checkpoints, resume) is
-giftlab.runtime.RunDir, the distributed plumbing giftlab.runtime.distributed, the objective on a
-model giftlab.runtime.objective, the models giftlab.models.build; the objective and its
-hyper-parameters come from giftlab.losses.OBJECTIVES.
+Run it directly (`giftlab train`) or under torchrun (DDP; FSDP2 with GIFTLAB_DISTRIBUTED=fsdp).
+Elsewhere: the run folder (giftlab.runtime.RunDir), distributed plumbing (runtime.distributed),
+the objective on a model (runtime.objective), the models (models.build), the objectives
+(losses.OBJECTIVES).
 """
 
 from __future__ import annotations
