@@ -306,6 +306,11 @@ class RunSettings(FlatConfig):
     """The run part of `giftlab train` and `giftlab rl`: folder, budget, checkpoints, logging.
     A subclass re-declares a field only to change its default."""
 
+    model: str = setting(
+        "smollm2",
+        "policy to start from: 'smollm2' (the bundled SmolLM2-135M-Instruct), a local checkpoint "
+        "folder (e.g. runs/gift/final) or a hub id",
+    )
     out_dir: str = setting("runs/run", "run folder: config, metrics.jsonl, checkpoints, final/")
     overwrite: bool = setting(
         False,
@@ -326,6 +331,7 @@ class RunSettings(FlatConfig):
     progress: bool = setting(True, "progress bar")
 
     RULES = (
+        ("model", bool, "a model folder, 'smollm2' or a hub id"),
         ("out_dir", bool, "a folder path"),
         ("lr", finite_positive, "a finite number > 0"),
         ("weight_decay", finite_non_negative, "a finite number >= 0"),

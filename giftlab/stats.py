@@ -162,3 +162,16 @@ def minimum_detectable_paired_difference(
     if not (sd_diff >= 0 and math.isfinite(sd_diff)):
         raise ValueError(f"sd_diff must be finite and >= 0, got {sd_diff}")
     return float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)) * sd_diff / math.sqrt(n)
+
+
+def summary_row(d: dict) -> dict:
+    """The columns every seed-paired figure summary writes, from a `paired_difference` result:
+    diff_mean, low, high, wins, n and mdd (the smallest difference the design resolves)."""
+    return {
+        "diff_mean": d["mean"],
+        "low": d["low"],
+        "high": d["high"],
+        "wins": d["wins"],
+        "n": d["n"],
+        "mdd": minimum_detectable_paired_difference(d["sd"], d["n"]),
+    }

@@ -15,7 +15,7 @@ import numpy as np
 from giftlab.figures._args import figure_args
 from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
-from giftlab.stats import minimum_detectable_paired_difference, paired_difference
+from giftlab.stats import paired_difference, summary_row
 from giftlab.theory.simulator import (
     Policy,
     exact_pass_at_k,
@@ -96,15 +96,9 @@ def main(argv=None):
                         "stage": stage,
                         "split": split,
                         "k": int(KS[i]),
-                        "diff_mean": ds[i]["mean"],
-                        "low": ds[i]["low"],
-                        "high": ds[i]["high"],
-                        "wins": ds[i]["wins"],
-                        "n": ds[i]["n"],
-                        "mdd": minimum_detectable_paired_difference(ds[i]["sd"], ds[i]["n"]),
-                        "init_mean": float(a[:, i].mean()),
-                        "sft_mean": float(b[:, i].mean()),
                     }
+                    | summary_row(ds[i])
+                    | {"init_mean": float(a[:, i].mean()), "sft_mean": float(b[:, i].mean())}
                     for i in range(len(KS))
                     if KS[i] in SUMMARY_KS
                 ]

@@ -13,7 +13,7 @@ import numpy as np
 from giftlab.figures._args import figure_args
 from giftlab.plots import caption, intervals, panels
 from giftlab.provenance import write_csv
-from giftlab.stats import minimum_detectable_paired_difference, paired_difference
+from giftlab.stats import paired_difference, summary_row
 from giftlab.theory.simulator import (
     Policy,
     fit_initialisation,
@@ -62,14 +62,9 @@ def paired_summary(rows, betas):
                 {
                     "split": split,
                     "beta": b,
-                    "diff_mean": d["mean"],
-                    "low": d["low"],
-                    "high": d["high"],
-                    "wins": d["wins"],
-                    "n": d["n"],
-                    "mdd": minimum_detectable_paired_difference(d["sd"], d["n"]),
-                    "sft_mean": float(np.mean([sft[s] for s in seeds])),
                 }
+                | summary_row(d)
+                | {"sft_mean": float(np.mean([sft[s] for s in seeds]))}
             )
     return out
 

@@ -28,7 +28,7 @@ import numpy as np
 from giftlab.figures._args import figure_args
 from giftlab.plots import caption, panels
 from giftlab.provenance import write_csv
-from giftlab.stats import minimum_detectable_paired_difference, paired_difference
+from giftlab.stats import minimum_detectable_paired_difference, paired_difference, summary_row
 from giftlab.theory.simulator import (
     Policy,
     exact_pass_at_k,
@@ -94,17 +94,7 @@ def summarise(rows):
                 d = paired_difference(values(b, metric), values("SFT", metric))
                 diffs[(b, metric)] = d
                 summary.append(
-                    dict(zip(key, cell))
-                    | {
-                        "beta": b,
-                        "metric": metric,
-                        "diff_mean": d["mean"],
-                        "low": d["low"],
-                        "high": d["high"],
-                        "wins": d["wins"],
-                        "n": d["n"],
-                        "mdd": minimum_detectable_paired_difference(d["sd"], d["n"]),
-                    }
+                    dict(zip(key, cell)) | {"beta": b, "metric": metric} | summary_row(d)
                 )
         best = max(INTERIOR, key=lambda b: diffs[(b, "reward")]["mean"])
         above_beta0 = paired_difference(values(best, "reward"), values(0.0, "reward"))

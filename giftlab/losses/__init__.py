@@ -218,30 +218,34 @@ def check_target_against_loss(
             )
 
 
-register_objective("sft", sft_loss, fused=fused_linear_sft_loss)
-register_objective(
-    "gift",
-    gift_loss,
-    needs_ref=True,
-    hyper={"beta": "beta", "smoothing": "smoothing"},
-    fused=fused_linear_gift_loss,
+# the built-in objectives: (name, loss, keywords of register_objective)
+BUILT_IN = (
+    ("sft", sft_loss, {"fused": fused_linear_sft_loss}),
+    (
+        "gift",
+        gift_loss,
+        {"needs_ref": True, "hyper": {"beta": "beta", "smoothing": "smoothing"}}
+        | {"fused": fused_linear_gift_loss},
+    ),
+    (
+        "gift_seq",
+        sequence_consistent_gift_loss,
+        {"needs_ref": True, "hyper": {"eta": "eta", "smoothing": "smoothing"}}
+        | {"fused": fused_linear_sequence_consistent_gift_loss, "per_sequence": True},
+    ),
+    ("sft_entropy", sft_entropy_loss, {"hyper": {"alpha": "alpha"}}),
+    ("label_smoothing", label_smoothing_loss, {"hyper": {"eps": "label_eps"}}),
+    ("dft", dft_loss, {}),
+    ("asft", asft_loss, {"needs_ref": True, "hyper": {"alpha": "alpha"}}),
+    (
+        "psft",
+        psft_loss,
+        {"hyper": {"clip_low": "clip_low", "clip_high": "clip_high"}, "needs_old_logp": True},
+    ),
+    ("kd_base", kd_to_base_loss, {"needs_ref": True}),
 )
-register_objective(
-    "gift_seq",
-    sequence_consistent_gift_loss,
-    needs_ref=True,
-    hyper={"eta": "eta", "smoothing": "smoothing"},
-    fused=fused_linear_sequence_consistent_gift_loss,
-    per_sequence=True,
-)
-register_objective("sft_entropy", sft_entropy_loss, hyper={"alpha": "alpha"})
-register_objective("label_smoothing", label_smoothing_loss, hyper={"eps": "label_eps"})
-register_objective("dft", dft_loss)
-register_objective("asft", asft_loss, needs_ref=True, hyper={"alpha": "alpha"})
-register_objective(
-    "psft", psft_loss, hyper={"clip_low": "clip_low", "clip_high": "clip_high"}, needs_old_logp=True
-)
-register_objective("kd_base", kd_to_base_loss, needs_ref=True)
+for _name, _loss, _kw in BUILT_IN:
+    register_objective(_name, _loss, **_kw)
 
 __all__ = [
     "HYPER_SETTINGS",

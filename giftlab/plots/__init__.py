@@ -43,13 +43,7 @@ def lines(
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return ax
+    return _finish(ax, xlabel, ylabel, title)
 
 
 def intervals(
@@ -77,6 +71,11 @@ def intervals(
     if symlogx is not None:
         ax.set_xscale("symlog", linthresh=symlogx)
         ax.set_xlim(left=float(x.min()) - 0.2 * symlogx)
+    return _finish(ax, xlabel, ylabel, title)
+
+
+def _finish(ax, xlabel: str, ylabel: str, title: str):
+    """Labels, the title, a light grid and the legend: how every panel ends."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

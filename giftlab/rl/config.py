@@ -19,9 +19,6 @@ from giftlab.config import setting as _f
 
 @dataclass
 class RLConfig(RunSettings):
-    model: str = _f(
-        "smollm2", "policy to start from: 'smollm2' or a checkpoint folder (e.g. runs/gift/final)"
-    )
     ref_model: str = _f(
         "smollm2", "the base model that KL is measured (and optionally penalised) against"
     )
@@ -68,7 +65,6 @@ class RLConfig(RunSettings):
         ("kl_estimator", one_of("k1", "k3"), "k1 or k3"),
         ("max_verifier_failures", in_unit_interval, "in [0, 1]"),
         ("ppo_epochs", at_least(1), ">= 1"),
-        ("model", bool, "a model folder or 'smollm2'"),
         ("ref_model", bool, "a model folder or 'smollm2'"),
     )
     RESUME_MUTABLE: typing.ClassVar[tuple] = (

@@ -39,10 +39,7 @@ TRAIN_RESUME_MUTABLE = (
 
 @dataclass
 class TrainConfig(RunSettings, ObjectiveSettings):
-    # -- model
-    model: str = _f(
-        "smollm2", "'smollm2' (the bundled SmolLM2-135M-Instruct) or a local checkpoint folder"
-    )
+    # -- model (model: giftlab.config.RunSettings)
     ref_model: str = _f(
         "", "reference (base) model folder; empty: the initial policy (or, with LoRA, adapters off)"
     )
@@ -114,7 +111,6 @@ class TrainConfig(RunSettings, ObjectiveSettings):
         ("diag_every", at_least(0), ">= 1, or 0 for never"),
         ("eval_every", at_least(0), ">= 1, or 0 for only at the end"),
         ("top_k", at_least(1), ">= 1"),
-        ("model", bool, "a model folder or 'smollm2'"),
         ("kernel", one_of(*KERNELS), f"one of {list(KERNELS)}"),
         ("attn_implementation", one_of(*ATTENTION), f"one of {list(ATTENTION)}"),
         ("train_file", bool, "a .jsonl or .parquet file"),

@@ -57,8 +57,7 @@ from giftlab.train.config import TrainConfig
 
 NonFiniteLossError = NonFiniteError  # the name earlier versions raised
 
-# A resumed run must keep its world size (its settings: TrainConfig.RESUME_MUTABLE, RunDir).
-RESUME_KEYS = ("world_size",)
+RESUME_KEYS = ("world_size",)  # checked on resume; the settings are checked by RunDir
 
 
 def train(
