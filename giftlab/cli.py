@@ -318,7 +318,7 @@ def run_train(args) -> int:
         "loss/train",
         "val/ce",
         "val/policy_entropy",
-        "val/kl_policy_ref",
+        "val/kl_to_base",
         "perf/tokens_per_s",
     ]
     shown = ", ".join(f"{k} {last[k]:.4g}" for k in keys if k in last)

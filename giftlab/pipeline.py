@@ -22,6 +22,7 @@ from giftlab.config import (
 from giftlab.config import setting as _f
 from giftlab.data.tasks import TASK_DEFAULTS
 from giftlab.losses import OBJECTIVES
+from giftlab.results import flat_row, load_results
 from giftlab.runtime import RunDir
 
 
@@ -227,7 +228,7 @@ class _Run:
         self.base = load_model(cfg.model)
         self.results, self.earlier = [], 0.0
         if resume and (out / "results.json").exists():  # a stopped or finished run: keep it
-            data = json.loads((out / "results.json").read_text())
+            data = load_results(out / "results.json")
             self.results, self.earlier = list(data["results"]), float(data.get("minutes", 0.0))
             log(f"--resume: kept {len(self.results)} evaluations from {out / 'results.json'}")
 
@@ -334,14 +335,14 @@ class _Run:
         start = self.fine_tune(spec, seed, folder)
         if not self.done(spec, seed, "before RL"):
             before = self.evaluate(start, seed) | {"start_checkpoint": start.name}
-            self.keep({"init": spec, "seed": seed, "stage": "before RL", **_flat(before)})
+            self.keep(flat_row(spec, seed, "before RL", before))
         if not self.cfg.rl_steps:
             return
         self.log(f"[{spec} seed {seed}] GRPO ({self.cfg.rl_steps} steps)")
         final = self.grpo(start, seed, folder)
         after = self.evaluate(final, seed)
         after["rl_reward_mean"] = _reward_curve(folder / "rl" / "metrics.jsonl")
-        self.keep({"init": spec, "seed": seed, "stage": "after RL", **_flat(after)})
+        self.keep(flat_row(spec, seed, "after RL", after))
         self.log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
 
 
@@ -349,9 +350,7 @@ def _run(cfg: PipelineConfig, out: Path, log, started: dict, resume: bool = Fals
     run = _Run(cfg, out, log, started, resume)
     if not run.done("base", 0, "before RL"):
         log("evaluating the base model")
-        run.keep(
-            {"init": "base", "seed": 0, "stage": "before RL", **_flat(run.evaluate(run.base, 0))}
-        )
+        run.keep(flat_row("base", 0, "before RL", run.evaluate(run.base, 0)))
     for seed in cfg.seeds:
         for spec in cfg.inits:
             run.cell(init_display(spec), seed)
@@ -375,7 +374,7 @@ def rebuild_report(out_dir) -> Path:
     if not path.exists():
         raise InputError(f"{path} does not exist: give the out_dir of a pipeline run")
     try:
-        data = json.loads(path.read_text())
+        data = load_results(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise InputError(f"{path}: not JSON ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
@@ -447,7 +446,9 @@ def _per_problem(rows: list[dict], key: str, n: int):
     return None
 
 
-def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[dict]:
+def paired_vs_sft(
+    results: list[dict], n_samples: int, keys: list[str], against: str = "sft"
+) -> list[dict]:
     """Each init minus SFT, per stage and metric, on the same problems (averaged over seeds):
     {init, stage, metric, mean, low, high, n, mdd, per_seed}. low/high: clustered 95% CI over
     problems; mdd: the smallest difference this design resolves (alpha 0.05, power 0.8, from the
@@ -459,8 +460,8 @@ def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[
         groups.setdefault((r["init"], r["stage"]), []).append(r)
     out = []
     for (init, stage), rs in groups.items():
-        ref = groups.get(("sft", stage))
-        if init in ("sft", "base") or ref is None:
+        ref = groups.get((against, stage))
+        if init in (against, "base") or ref is None:
             continue
         by_seed = {r["seed"]: r for r in ref}
         rs = [r for r in rs if r["seed"] in by_seed]  # pairs only: a stopped run may lack some
@@ -500,7 +501,7 @@ def paired_vs_sft(results: list[dict], n_samples: int, keys: list[str]) -> list[
 def _difference_panel(ax, paired: list[dict], keys: list[str]) -> None:
     """Init minus SFT per metric, before (open) and after RL (filled), 95% clustered CIs, and
     each training seed's difference as a small dot."""
-    stages = ["before RL", "after RL"]
+    stages = [s for s in ("before RL", "after RL") if any(d["stage"] == s for d in paired)]
     inits = list(dict.fromkeys(d["init"] for d in paired))
     width = 0.8 / max(len(inits) * len(stages), 1)
     for j, (init, stage) in enumerate((i, s) for i in inits for s in stages):
@@ -530,7 +531,7 @@ def _difference_panel(ax, paired: list[dict], keys: list[str]) -> None:
         )
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(
-        range(len(keys)), [k.replace("drift/kl_policy_ref", "KL to base") for k in keys], fontsize=7
+        range(len(keys)), [k.replace("drift/kl_to_base", "KL to base") for k in keys], fontsize=7
     )
     ax.set_ylabel("minus SFT (95% clustered CI; dots: seeds)")
     ax.set_title("paired against SFT", fontsize=9)
@@ -540,7 +541,7 @@ def _difference_panel(ax, paired: list[dict], keys: list[str]) -> None:
 
 def _paired_table(results: list[dict], cfg) -> list[str]:
     """The markdown table of `paired_vs_sft`: one row per init and stage."""
-    keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_policy_ref"]
+    keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_to_base"]
     rows = paired_vs_sft(results, cfg.eval_samples, keys)
     out = [
         "| init - sft | stage | " + " | ".join(keys) + " |",
@@ -559,13 +560,6 @@ def _paired_table(results: list[dict], cfg) -> list[str]:
         cells = [cell(got[k]) if k in got else "-" for k in keys]
         out.append(f"| {init} | {stage} | " + " | ".join(cells) + " |")
     return out if len(out) > 2 else []
-
-
-def _flat(m: dict) -> dict:
-    flat = {k: v for k, v in m.items() if not isinstance(v, dict)}
-    flat |= {f"pass@{k}": v for k, v in m["pass_at_k"].items()}
-    flat |= {f"drift/{k}": v for k, v in m.get("drift_per_problem", {}).items()}
-    return flat
 
 
 def _summary_table(results: list[dict], cfg, keys: list[str]) -> list[str]:
@@ -608,10 +602,19 @@ def _figure(out: Path, cfg, results: list[dict]) -> None:
         groups.setdefault((r["init"], r["stage"]), []).append(r)
     # figures: pass@k before/after; RL reward curves
     ks = np.arange(1, cfg.eval_samples + 1)
-    diff_keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_policy_ref"]
+    diff_keys = ["pass@1", f"pass@{cfg.eval_samples}", "distinct_correct", "drift/kl_to_base"]
     paired = paired_vs_sft(results, cfg.eval_samples, diff_keys)
-    fig, axes = panels(3 if paired else 2, width=5.0)
-    a, b = axes[0], axes[1]
+    reward_curves = {}
+    for r in results:
+        if r["stage"] == "after RL":
+            name = f"{r['init'].replace(':', '-')}-seed{r['seed']}"
+            mpath = out / name / "rl" / "metrics.jsonl"
+            if r.get("rl_reward_mean"):
+                reward_curves[name] = r["rl_reward_mean"]
+            elif mpath.exists():  # results.json from before the curve was kept in it
+                reward_curves[name] = _reward_curve(mpath)
+    fig, axes = panels(1 + bool(reward_curves) + bool(paired), width=5.0)
+    a, b = axes[0], axes[1] if reward_curves else None
     curves = {
         f"{i}, {s}": np.mean([[r[f"pass@{k}"] for k in ks] for r in rs], axis=0)
         for (i, s), rs in groups.items()
@@ -626,15 +629,6 @@ def _figure(out: Path, cfg, results: list[dict]) -> None:
         "dashed: before RL, solid: after",
         styles=styles,
     )
-    reward_curves = {}
-    for r in results:
-        if r["stage"] == "after RL":
-            name = f"{r['init'].replace(':', '-')}-seed{r['seed']}"
-            mpath = out / name / "rl" / "metrics.jsonl"
-            if r.get("rl_reward_mean"):
-                reward_curves[name] = r["rl_reward_mean"]
-            elif mpath.exists():  # results.json from before the curve was kept in it
-                reward_curves[name] = _reward_curve(mpath)
     if reward_curves:
         n = min(len(v) for v in reward_curves.values())
         lines(
@@ -645,8 +639,8 @@ def _figure(out: Path, cfg, results: list[dict]) -> None:
             "mean reward of the group samples",
             "RL reward per initialisation",
         )
-    if paired:
-        _difference_panel(axes[2], paired, diff_keys)
+    if paired:  # no RL (rl_steps=0): no reward panel
+        _difference_panel(axes[-1], paired, diff_keys)
     seeds = seeds_done(results)
     caption(fig, f"{cfg.task}: {model_display(cfg.model)}, {len(seeds)} seeds")
     fig.savefig(out / "pipeline.png", dpi=120)
@@ -659,7 +653,7 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         "pass@1",
         f"pass@{cfg.eval_samples}",
         "distinct_correct",
-        "drift/kl_policy_ref",
+        "drift/kl_to_base",
         "drift/topk_overlap",
         "sample_entropy",
         "kl_to_base_per_token",
@@ -677,7 +671,7 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         *table,
         "",
         "pass@k and distinct correct: mean over problems (each averaged over seeds) with a 95% "
-        "clustered-bootstrap CI over problems; drift/kl_policy_ref and drift/topk_overlap: "
+        "clustered-bootstrap CI over problems; drift/kl_to_base and drift/topk_overlap: "
         "teacher-forced on each held-out demonstration (KL(policy || base) per token, top-10 "
         "overlap), same CI; sample_entropy and kl_to_base_per_token (per sampled token, on the first "
         f"{cfg.eval_stats_samples} sample(s) of each problem): mean over seeds. The fine-tuned "

@@ -40,7 +40,7 @@ def test_pipeline_writes_report_table_and_figure(tmp_path):
 
     sft_after = [r for r in results if r["init"] == "sft" and r["stage"] == "after RL"]
     assert all(len(r["per_problem_correct"]) == 2 for r in sft_after)
-    assert all(len(r["drift/kl_policy_ref"]) == 2 for r in sft_after)  # per problem, pairable
+    assert all(len(r["drift/kl_to_base"]) == 2 for r in sft_after)  # per problem, pairable
     mean = sum(float(pass_at_k(2, c, 1)) for r in sft_after for c in r["per_problem_correct"]) / 4
     line = next(x for x in report.splitlines() if x.startswith("| sft | after RL | 2 |"))
     assert line.split("|")[4].strip().startswith(f"{mean:.3f}")
@@ -67,7 +67,7 @@ def test_paired_vs_sft_by_hand():
             "seed": seed,
             "stage": "after RL",
             "per_problem_correct": counts,
-            "drift/kl_policy_ref": drift,
+            "drift/kl_to_base": drift,
         }
 
     results = [
@@ -76,7 +76,7 @@ def test_paired_vs_sft_by_hand():
         row("sft", 1, [1, 1, 4, 0], [1.0, 2.0, 1.0, 1.0]),
         row("gift:10", 1, [1, 3, 3, 0], [1.0, 1.0, 1.0, 1.0]),
     ]
-    got = {r["metric"]: r for r in paired_vs_sft(results, 4, ["pass@1", "drift/kl_policy_ref"])}
+    got = {r["metric"]: r for r in paired_vs_sft(results, 4, ["pass@1", "drift/kl_to_base"])}
     # pass@1 = c / n: seed 0 differences (1, 0, 0, 2)/4, seed 1 (0, 2, -1, 0)/4
     assert got["pass@1"]["per_seed"] == pytest.approx({0: 3 / 16, 1: 1 / 16})
     assert got["pass@1"]["mean"] == pytest.approx(4 / 32)
@@ -86,7 +86,7 @@ def test_paired_vs_sft_by_hand():
     mean = sum(d) / 4
     sd = (sum((x - mean) ** 2 for x in d) / 3) ** 0.5
     assert got["pass@1"]["mdd"] == pytest.approx((1.959964 + 0.841621) * sd / 2, rel=1e-5)
-    assert got["drift/kl_policy_ref"]["per_seed"] == pytest.approx({0: -0.25, 1: -0.25})
+    assert got["drift/kl_to_base"]["per_seed"] == pytest.approx({0: -0.25, 1: -0.25})
     assert got["pass@1"]["n"] == 4
 
 

@@ -131,13 +131,14 @@ def _real_verdict(d: dict, sign: int = 1) -> str:
 
 
 class RealEvidence:
-    """The real-model rows of the claims table, from the committed runs that exist:
-    real_sft_sweep/ (short prompts, one training seed), real_sft_sweep_fewshot/ (prompts with two
-    solved examples, where the base solves some problems) and pipeline/ (SFT vs GIFT, then the
-    same GRPO budget, several training seeds)."""
+    """The real-model rows of the claims table, from the committed runs that exist, all read in
+    one schema (giftlab.results): real_sft_sweep/ (short prompts) and real_sft_sweep_fewshot/
+    (prompts with two solved examples, where the base solves some problems), both the
+    fine-tuning stage only (`giftlab pipeline rl_steps=0`), and pipeline/ (SFT vs GIFT, then
+    the same GRPO budget)."""
 
     def __init__(self, folder: Path):
-        import json
+        from giftlab.results import load_results
 
         self.sweeps = {}
         for name, label in (
@@ -146,46 +147,36 @@ class RealEvidence:
         ):
             path = folder / name / "results.json"
             if path.exists():
-                self.sweeps[label] = json.loads(path.read_text())
+                self.sweeps[label] = load_results(path)
         path = folder / "pipeline" / "results.json"
-        self.pipeline = json.loads(path.read_text()) if path.exists() else None
-        if self.pipeline and not any("drift/kl_policy_ref" in r for r in self.pipeline["results"]):
+        self.pipeline = load_results(path) if path.exists() else None
+        if self.pipeline and not any("drift/kl_to_base" in r for r in self.pipeline["results"]):
             self.pipeline = None  # an older pipeline without per-problem drift: quoted, not judged
 
     # -- the sweeps ---------------------------------------------------------------------------
-    def _sweep_metric(
-        self, sweep: dict, name: str, metric: str, against: str = "SFT (beta inf)"
-    ) -> dict:
+    def _sweep_metric(self, sweep: dict, name: str, metric: str, against: str = "sft") -> dict:
         """Start `name` minus start `against` on the same problems (clustered CI)."""
-        import numpy as np
+        from giftlab.pipeline import paired_vs_sft
 
-        from giftlab.diagnostics import pass_at_k
-        from giftlab.stats import paired_problem_difference
-
-        res, n = sweep["results"], sweep["config"]["samples"]
-
-        def values(r):
-            if metric.startswith("pass@"):
-                return pass_at_k(n, np.array(r["per_problem_correct"]), int(metric[5:]))
-            if metric == "distinct correct":
-                return r["per_problem_distinct_correct"]
-            return r["drift_per_problem"][metric]
-
-        return paired_problem_difference(values(res[name]), values(res[against]))
+        n = sweep["config"]["eval_samples"]
+        rows = paired_vs_sft(sweep["results"], n, [metric], against=against)
+        return next(r for r in rows if r["init"] == name)
 
     def _best_beta(self, sweep: dict) -> str:
         """The GIFT start with the highest pass@1 (the one the RL stage compares)."""
-        res = sweep["results"]
-        gift = [k for k in res if k.startswith("GIFT")]
-        return max(gift, key=lambda k: res[k]["pass_at_k"]["1"])
+        gift = [r for r in sweep["results"] if r["init"].startswith("gift:")]
+        return max(gift, key=lambda r: r["pass@1"])["init"]
 
     def _sweep_label(self, label: str, sweep: dict) -> str:
+        from giftlab.pipeline import seeds_done
+
         c = sweep["config"]
-        base = sweep["results"]["base"]["pass_at_k"]
-        n = c["samples"]
+        n = c["eval_samples"]
+        base = next(r for r in sweep["results"] if r["init"] == "base")
+        seeds = len(seeds_done(sweep["results"]))
         return (
-            f"real, SFT-stage sweep ({label}; base pass@{n} {base[str(n)]:.3f}), "
-            f"{c['n_val']} problems x {n} samples, 1 training seed"
+            f"real, SFT-stage sweep ({label}; base pass@{n} {base[f'pass@{n}']:.3f}), "
+            f"{c['n_val']} problems x {n} samples, {seeds} training seed{'s' * (seeds > 1)}"
         )
 
     # -- the pipeline -------------------------------------------------------------------------
@@ -211,22 +202,21 @@ class RealEvidence:
         out = []
         for label, sweep in self.sweeps.items():
             best = self._best_beta(sweep)
-            n = sweep["config"]["samples"]
+            n = sweep["config"]["eval_samples"]
             tag = self._sweep_label(label, sweep)
             if claim == "diversity":
-                for metric in (f"pass@{n}", "distinct correct"):
+                for metric in (f"pass@{n}", "distinct_correct"):
                     d = self._sweep_metric(sweep, best, metric)
                     out.append(f"| | {tag}: {best} {metric} | {_ci_cell(d)} | {_real_verdict(d)} |")
             if claim == "drift":
-                d = self._sweep_metric(sweep, best, "kl_policy_ref")
+                d = self._sweep_metric(sweep, best, "drift/kl_to_base")
                 out.append(
                     f"| | {tag}: {best} KL(policy \\|\\| base), teacher-forced | {_ci_cell(d)} | "
                     f"{_real_verdict(d, sign=-1)} |"
                 )
             if claim == "unimodal":
                 d = self._sweep_metric(sweep, best, "pass@1")
-                kd = "KD to base (beta 0)"
-                over0 = self._sweep_metric(sweep, best, "pass@1", against=kd)
+                over0 = self._sweep_metric(sweep, best, "pass@1", against="kd_base")
                 if d["low"] > 0 and over0["low"] > 0:  # the interior above both ends
                     v = "holds for one training seed"
                 else:
@@ -245,8 +235,8 @@ class RealEvidence:
             "accuracy": [("after RL", "pass@1", 1)],
             "kept": [("after RL", f"pass@{n}", 1), ("after RL", "distinct_correct", 1)],
             "drift": [
-                ("before RL", "drift/kl_policy_ref", -1),
-                ("after RL", "drift/kl_policy_ref", -1),
+                ("before RL", "drift/kl_to_base", -1),
+                ("after RL", "drift/kl_to_base", -1),
             ],
         }
         for stage, metric, sign in plan.get(claim, []):
@@ -341,45 +331,51 @@ def _real_gate_lines(path: Path) -> list[str]:
 
 
 def _sweep_lines(folder: Path, label: str = "real sweep") -> list[str]:
-    """scripts/real_sft_sweep.py: each start minus SFT on held-out problems (clustered CIs)."""
-    import json
+    """The SFT-stage sweep (`giftlab pipeline rl_steps=0`): each start's pass@k, and each start
+    minus SFT on the held-out problems (clustered CIs)."""
+    from giftlab.pipeline import paired_vs_sft
+    from giftlab.results import load_results
 
-    path = folder / "summary.csv"
+    path = folder / "results.json"
     if not path.exists():
         return []
-    cfg = json.loads((folder / "results.json").read_text())
-    res, n = cfg["results"], cfg["config"]["samples"]
-    style = cfg["config"].get("prompt_style", "short")
+    data = load_results(path)
+    cfg, rows = data["config"], data["results"]
+    n = cfg["eval_samples"]
+    base = next(r for r in rows if r["init"] == "base")
     out = [
-        f"- {label} (SFT stage, {style} prompts): {cfg['config']['n_val']} held-out countdown "
-        f"problems x {n} samples "
-        f"at T = {cfg['config']['temperature']}, {cfg['minutes']:.0f} min; base pass@1 "
-        f"{res['base']['pass_at_k']['1']:.3f}, pass@{n} {res['base']['pass_at_k'][str(n)]:.3f}"
+        f"- {label} (SFT stage, {cfg['prompt_style']} prompts): {cfg['n_val']} held-out "
+        f"countdown problems x {n} samples at T = {cfg['eval_temperature']}, "
+        f"{data['minutes']:.0f} min; base pass@1 {base['pass@1']:.3f}, pass@{n} "
+        f"{base[f'pass@{n}']:.3f}"
     ]
-    for name, r in res.items():
-        if name != "base":
+    for r in rows:
+        if r["init"] != "base":
             out.append(
-                f"- {label}, {name}: pass@1 {r['pass_at_k']['1']:.3f}, pass@{n} "
-                f"{r['pass_at_k'][str(n)]:.3f} (checkpoint {r['checkpoint']})"
+                f"- {label}, {r['init']} (seed {r['seed']}): pass@1 {r['pass@1']:.3f}, pass@{n} "
+                f"{r[f'pass@{n}']:.3f} (checkpoint {r['start_checkpoint']})"
             )
-    for r in read_csv(path):
-        out.append(
-            f"- {label}, {r['start']} - SFT, {r['metric']}: {float(r['diff_mean']):+.3f} "
-            f"[{float(r['low']):+.3f}, {float(r['high']):+.3f}] over {r['n_problems']} problems"
-        )
+    keys = [f"pass@{k}" for k in (1, 2, 4, 8) if k <= n] + [
+        "distinct_correct",
+        "drift/kl_to_base",
+        "drift/topk_overlap",
+        "drift/policy_entropy",
+    ]
+    for d in paired_vs_sft(rows, n, keys):
+        out.append(f"- {label}, {d['init']} - sft, {d['metric']}: {_ci_cell(d)}")
     return out
 
 
 def _pipeline_lines(path: Path) -> list[str]:
     """The committed real-model pipeline: each init and stage's pass@1 / pass@n, and every
     init-minus-SFT difference of its report (clustered CI, resolvable difference, per seed)."""
-    import json
+    from giftlab.results import load_results
 
     if not path.exists():
         return []
-    data = json.loads(path.read_text())
+    data = load_results(path)
     cfg, results = data["config"], data["results"]
-    if not any("drift/kl_policy_ref" in r for r in results):
+    if not any("drift/kl_to_base" in r for r in results):
         return []  # a pipeline from before per-problem drift was kept: nothing quoted
     from giftlab.pipeline import paired_vs_sft, seeds_done
 
@@ -399,7 +395,7 @@ def _pipeline_lines(path: Path) -> list[str]:
             f"- pipeline, {init} {stage}: pass@1 {p1:.3f}, pass@{n} {pn:.3f} "
             f"(mean of {len(rs)} seed(s))"
         )
-    keys = ["pass@1", f"pass@{n}", "distinct_correct", "drift/kl_policy_ref", "drift/topk_overlap"]
+    keys = ["pass@1", f"pass@{n}", "distinct_correct", "drift/kl_to_base", "drift/topk_overlap"]
     for d in paired_vs_sft(results, n, keys):
         out.append(f"- pipeline, {d['init']} - sft {d['stage']}, {d['metric']}: {_ci_cell(d)}")
     return out

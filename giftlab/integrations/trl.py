@@ -20,7 +20,7 @@ What the trainer adds to SFTTrainer:
 - `num_items_in_batch` (gradient accumulation) and `average_tokens_across_devices` honoured as in
   `Trainer.compute_loss`;
 - TRL's metrics (entropy, mean_token_accuracy, num_tokens) plus GIFT's: gift/gate_w_mean,
-  gift/gate_w_frac_below_half, gift/target_entropy, gift/kl_policy_ref.
+  gift/gate_w_frac_below_half, gift/target_entropy, gift/kl_to_base.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ class GIFTTrainer(SFTTrainer):
         metrics["gift/gate_w_mean"].append(mean(stats["gate_w"]))
         metrics["gift/gate_w_frac_below_half"].append(mean(stats["gate_w"] < 0.5))
         metrics["gift/target_entropy"].append(mean(stats["target_entropy"]))
-        metrics["gift/kl_policy_ref"].append(mean(stats["kl_policy_ref"]))
+        metrics["gift/kl_to_base"].append(mean(stats["kl_to_base"]))
         if mode == "train":
             if "attention_mask" in inputs:
                 tokens = inputs["attention_mask"].sum()

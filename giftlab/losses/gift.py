@@ -257,7 +257,7 @@ STAT_NAMES = (
     "ref_gold_prob",
     "gate_w",
     "kl_target_policy",
-    "kl_policy_ref",
+    "kl_to_base",
     "ce_gold",
     "policy_gold_top1",
 )
@@ -291,7 +291,7 @@ def chunk_token_stats(logp, ref_logp, log_q, idx, base_gold_logp, beta) -> dict[
         "ref_gold_prob": ref_logp.gather(-1, idx).squeeze(-1).exp(),
         "gate_w": gate_weight(base_gold_logp, beta),
         "kl_target_policy": -plogx(q, logp) - h_q,
-        "kl_policy_ref": plogx(p, logp) - plogx(p, ref_logp),
+        "kl_to_base": plogx(p, logp) - plogx(p, ref_logp),
         "ce_gold": -gold_logp,
         "policy_gold_top1": (logp.argmax(-1) == idx[:, 0]).to(logp.dtype),
     }
@@ -310,7 +310,7 @@ def gift_token_stats(
     """Per-token diagnostics, computed chunk by chunk (no extra (N, V) tensor), (...,) each:
 
     policy_entropy H(pi), ref_entropy H(pi0), target_entropy H(q), policy_gold_prob pi(y),
-    ref_gold_prob pi0(y), gate_w w, kl_target_policy KL(q || pi), kl_policy_ref KL(pi || pi0),
+    ref_gold_prob pi0(y), gate_w w, kl_target_policy KL(q || pi), kl_to_base KL(pi || pi0),
     ce_gold -log pi(y), policy_gold_top1 1[y = argmax pi]. Ignored positions hold 0 (select with labels != ignore_index).
     beta: a float or a tensor broadcastable to labels (per-token gains).
     """

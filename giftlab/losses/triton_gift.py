@@ -137,7 +137,7 @@ def _gift_rows(
         policy_entropy = -p_logp
         ref_entropy = -p0_logp0
         target_entropy = -q_logq
-        kl_policy_ref = p_logp - p_logp0
+        kl_to_base = p_logp - p_logp0
         top1 = tl.where(z_y >= m_z, 1.0, 0.0)
         out = stats_ptr + row
         tl.store(out, tl.where(valid, policy_entropy, 0.0))
@@ -147,7 +147,7 @@ def _gift_rows(
         tl.store(out + 4 * n_rows, tl.where(valid, tl.exp(logp0_y), 0.0))
         tl.store(out + 5 * n_rows, tl.where(valid, w, 0.0))
         tl.store(out + 6 * n_rows, tl.where(valid, loss - target_entropy, 0.0))
-        tl.store(out + 7 * n_rows, tl.where(valid, kl_policy_ref, 0.0))
+        tl.store(out + 7 * n_rows, tl.where(valid, kl_to_base, 0.0))
         tl.store(out + 8 * n_rows, tl.where(valid, lse_z - z_y, 0.0))
         tl.store(out + 9 * n_rows, tl.where(valid, top1, 0.0))
 

@@ -16,7 +16,7 @@ from giftlab.data.tokenize import collate, encode_records
 from giftlab.runtime.objective import CausalLMBody, Models, forward, token_stats
 from giftlab.train.config import TrainConfig
 
-DRIFT_KEYS = ("kl_policy_ref", "topk_overlap", "policy_entropy")
+DRIFT_KEYS = ("kl_to_base", "topk_overlap", "policy_entropy")
 
 
 @torch.no_grad()

@@ -139,13 +139,13 @@ def test_training_logs_trl_and_gift_metrics_and_moves_weights(model_dir, tmp_pat
         "gift/gate_w_mean",
         "gift/gate_w_frac_below_half",
         "gift/target_entropy",
-        "gift/kl_policy_ref",
+        "gift/kl_to_base",
     ):
         assert all(key in h and math.isfinite(h[key]) for h in logs), key
-    assert logs[0]["gift/kl_policy_ref"] == pytest.approx(
+    assert logs[0]["gift/kl_to_base"] == pytest.approx(
         0, abs=1e-12
     )  # policy = reference at start
-    assert logs[-1]["gift/kl_policy_ref"] > 0
+    assert logs[-1]["gift/kl_to_base"] > 0
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     ref_after = trainer.accelerator.unwrap_model(trainer.ref_model).state_dict()
     for k, v in ref_after.items():  # the reference stays frozen

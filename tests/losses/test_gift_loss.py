@@ -256,7 +256,7 @@ def test_token_stats_match_naive_formulas(batch, beta, smoothing):
             gate_weight(base.gather(-1, lab[..., None]).squeeze(-1).numpy(), beta)
         ),
         "kl_target_policy": (xlogy(q, q) - q * torch.log_softmax(logits, -1)).sum(-1),
-        "kl_policy_ref": (p * (torch.log_softmax(logits, -1) - torch.log_softmax(ref, -1))).sum(-1),
+        "kl_to_base": (p * (torch.log_softmax(logits, -1) - torch.log_softmax(ref, -1))).sum(-1),
         "ce_gold": -torch.log_softmax(logits, -1).gather(-1, lab[..., None]).squeeze(-1),
     }
     for k, v in naive.items():

@@ -12,7 +12,7 @@ def test_drift_per_problem_equals_the_naive_full_logits_formula(tok, model_facto
     policy, base = model_factory(0), model_factory(1)
     got = drift_per_problem(policy, base, tok, recs, top_k=3, batch=2)
     examples, _ = encode_records(recs, tok, 256)
-    assert len(got["kl_policy_ref"]) == len(recs)
+    assert len(got["kl_to_base"]) == len(recs)
     for i, e in enumerate(examples):  # each record alone, no padding, float64 softmax
         ids = torch.tensor([e["input_ids"]])
         with torch.no_grad():
@@ -26,7 +26,7 @@ def test_drift_per_problem_equals_the_naive_full_logits_formula(tok, model_facto
         overlap = torch.tensor(
             [len(set(a.tolist()) & set(b.tolist())) / 3 for a, b in zip(top_p, top_q)]
         ).mean()
-        assert abs(got["kl_policy_ref"][i] - float(kl)) < 1e-4 * max(1.0, float(kl))
+        assert abs(got["kl_to_base"][i] - float(kl)) < 1e-4 * max(1.0, float(kl))
         assert abs(got["policy_entropy"][i] - float(ent)) < 1e-4 * float(ent)
         assert abs(got["topk_overlap"][i] - float(overlap)) < 1e-9
-    assert min(got["kl_policy_ref"]) > 0  # two different random models: the check is not vacuous
+    assert min(got["kl_to_base"]) > 0  # two different random models: the check is not vacuous

@@ -167,7 +167,7 @@ def test_diagnostics_describe_the_trained_target(setup, objective, fsdp):
     logp = torch.log_softmax(z, -1)
     torch.testing.assert_close(stats["kl_target_policy"], (q * (q.log() - logp)).sum(-1))
     torch.testing.assert_close(
-        stats["kl_policy_ref"], (logp.exp() * (logp - torch.log_softmax(z_ref, -1))).sum(-1)
+        stats["kl_to_base"], (logp.exp() * (logp - torch.log_softmax(z_ref, -1))).sum(-1)
     )
 
 
