@@ -1,4 +1,4 @@
-"""Small helpers shared by the tests."""
+"""Small helpers shared by the tests: data files, tiny model folders, a trainer config."""
 
 import json
 
@@ -6,3 +6,35 @@ import json
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def save_tiny_model(folder, seed: int = 0, vocab: int | None = None):
+    """A tiny random Llama and the tests' tokenizer saved as a loadable checkpoint folder."""
+    from giftlab.models import tiny_llama, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    tiny_llama(vocab or len(tok), seed=seed).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def train_config(tmp_path, train_file, val_file="", **kw):
+    """The trainer tests' TrainConfig: a tiny model given to train(), a few fast steps, no
+    progress bar and no model folders; `kw` overrides any key."""
+    from giftlab.train import TrainConfig
+
+    base = dict(
+        model="tiny",
+        train_file=str(train_file),
+        val_file=str(val_file),
+        out_dir=str(tmp_path / "run"),
+        max_steps=4,
+        batch_size=4,
+        lr=1e-2,
+        diag_every=0,
+        max_length=64,
+        progress=False,
+        save_final=False,
+        beta=5.0,
+    )
+    return TrainConfig(**(base | kw))

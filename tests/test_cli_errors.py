@@ -8,6 +8,7 @@ import torch
 
 from giftlab.cli import main
 from giftlab.models import tiny_llama, tiny_tokenizer
+from tests.helpers import save_tiny_model
 
 
 def _jsonl(path, rows):
@@ -21,8 +22,7 @@ def env(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     tok = tiny_tokenizer()
     for name, vocab in (("model", len(tok)), ("big_vocab", 200)):
-        tiny_llama(vocab, seed=0).save_pretrained(d / name)
-        tok.save_pretrained(d / name)
+        save_tiny_model(d / name, vocab=vocab)
     (d / "no_weights").mkdir()
     tiny_llama(len(tok)).config.save_pretrained(d / "no_weights")
     tok.save_pretrained(d / "no_weights")

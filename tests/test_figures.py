@@ -7,7 +7,16 @@ from giftlab.figures import figure_scripts
 
 
 def test_every_figure_script_writes_png_and_csv(tmp_path):
-    assert main(["figures", "--quick", "--out", str(tmp_path)]) == 0
+    """Each figure's main, in this process (the CLI's subprocess per figure: the demo test)."""
+    import importlib
+
+    import matplotlib.pyplot as plt
+
+    for script in figure_scripts():
+        importlib.import_module(f"giftlab.figures.{script.stem}").main(
+            ["--quick", "--out", str(tmp_path)]
+        )
+        plt.close("all")
     for script in figure_scripts():
         png, csv = tmp_path / f"{script.stem}.png", tmp_path / f"{script.stem}.csv"
         assert png.stat().st_size > 10_000, script.name
@@ -25,3 +34,13 @@ def test_demo_writes_a_report_with_every_figure(tmp_path):
     for script in figure_scripts():
         assert f"![{script.stem}]({script.stem}.png)" in report
     assert "exact g_t" in report
+
+
+def test_a_figure_module_run_with_quick_never_writes_over_full_size_figures(tmp_path):
+    from giftlab.errors import InputError
+    from giftlab.figures import fig1_gate
+
+    (tmp_path / "fig1_gate.png").write_bytes(b"full size")
+    with pytest.raises(InputError, match="would replace the full-size figures"):
+        fig1_gate.main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / "fig1_gate.png").read_bytes() == b"full size"

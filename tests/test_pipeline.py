@@ -4,15 +4,13 @@ import json
 
 import pytest
 
-from giftlab.models import tiny_llama, tiny_tokenizer
 from giftlab.pipeline import PipelineConfig, run_pipeline
+from tests.helpers import save_tiny_model
 
 
 @pytest.mark.slow
 def test_pipeline_writes_report_table_and_figure(tmp_path):
-    tok = tiny_tokenizer()
-    tiny_llama(len(tok)).save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
+    save_tiny_model(tmp_path / "tiny")
     cfg = PipelineConfig(
         out_dir=str(tmp_path / "p"),
         n_train=16,
@@ -93,9 +91,7 @@ def test_paired_vs_sft_by_hand():
 @pytest.mark.slow
 def test_a_registered_variant_runs_through_the_pipeline(tmp_path):
     """'mix_np' is registered in tests/conftest.py from its numpy target alone."""
-    tok = tiny_tokenizer()
-    tiny_llama(len(tok)).save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
+    save_tiny_model(tmp_path / "tiny")
     cfg = PipelineConfig(
         out_dir=str(tmp_path / "p"),
         n_train=8,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from giftlab.cli import main
-from giftlab.models import tiny_llama, tiny_tokenizer
+from tests.helpers import save_tiny_model
 from tests.test_cli_errors import _eval, _jsonl, _rl, _train_args
 from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture
 
@@ -79,9 +79,7 @@ def test_grpo_on_records_its_verifier_cannot_score_exits_2_and_says_so(env, tmp_
 def test_a_pipeline_resumes_keeps_its_cells_and_appends_seeds(tmp_path):
     from giftlab.pipeline import PipelineConfig, run_pipeline
 
-    tok = tiny_tokenizer()
-    tiny_llama(len(tok)).save_pretrained(tmp_path / "tiny")
-    tok.save_pretrained(tmp_path / "tiny")
+    save_tiny_model(tmp_path / "tiny")
     common = dict(
         out_dir=str(tmp_path / "p"),
         n_train=8,

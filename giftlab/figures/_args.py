@@ -12,9 +12,13 @@ def figure_args(description: str, argv=None):
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("paper_figures"),
-        help="output folder (default ./paper_figures)",
+        default=None,
+        help="output folder (default ./paper_figures; with --quick runs/figures-quick)",
     )
     args = p.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.out is None:
+        args.out = Path("runs/figures-quick" if args.quick else "paper_figures")
+    from giftlab.figures import prepare_figure_folder
+
+    prepare_figure_folder(args.out, args.quick)  # quick figures never replace full-size ones
     return args

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import save_tiny_model
+
 pytest.importorskip("trl")
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -24,12 +26,9 @@ def test_the_readme_snippet_is_ten_lines():
 @pytest.mark.slow
 def test_the_readme_snippet_trains_gift_then_grpo(tmp_path, monkeypatch):
     from giftlab.data.tasks import write_task_data
-    from giftlab.models import tiny_llama, tiny_tokenizer
     from giftlab.rl.loop import load_task_records
 
-    tok = tiny_tokenizer()
-    tiny_llama(len(tok)).save_pretrained(tmp_path / "model")
-    tok.save_pretrained(tmp_path / "model")
+    save_tiny_model(tmp_path / "model")
     paths = write_task_data("countdown", tmp_path / "data", 8, 1, prompt_style="short")
     recs = load_task_records(paths["train"])
     sft_rows = [

@@ -7,21 +7,21 @@ import math
 import pytest
 import torch
 
+from tests.helpers import save_tiny_model
+
 pytest.importorskip("trl")
 from datasets import Dataset  # noqa: E402
 
 from giftlab.integrations.trl import GIFTConfig, GIFTTrainer  # noqa: E402
 from giftlab.losses import OBJECTIVES  # noqa: E402
-from giftlab.models import tiny_llama, tiny_tokenizer  # noqa: E402
+from giftlab.models import tiny_tokenizer  # noqa: E402
 from giftlab.train import CausalLMBody, Models, forward, objective_sum  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny")
-    tok = tiny_tokenizer()
-    tiny_llama(len(tok), seed=3).save_pretrained(d)
-    tok.save_pretrained(d)
+    save_tiny_model(d, seed=3)
     return d
 
 
@@ -142,9 +142,7 @@ def test_training_logs_trl_and_gift_metrics_and_moves_weights(model_dir, tmp_pat
         "gift/kl_to_base",
     ):
         assert all(key in h and math.isfinite(h[key]) for h in logs), key
-    assert logs[0]["gift/kl_to_base"] == pytest.approx(
-        0, abs=1e-12
-    )  # policy = reference at start
+    assert logs[0]["gift/kl_to_base"] == pytest.approx(0, abs=1e-12)  # policy = reference at start
     assert logs[-1]["gift/kl_to_base"] > 0
     assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
     ref_after = trainer.accelerator.unwrap_model(trainer.ref_model).state_dict()

@@ -10,28 +10,12 @@ import torch
 from giftlab.cli import main
 from giftlab.errors import InputError, NonFiniteError, RunDirError
 from giftlab.runtime import RunDir, read_checkpoint, read_metrics
-from giftlab.train import TrainConfig, train
-from tests.helpers import write_jsonl
+from giftlab.train import train
+from tests.helpers import save_tiny_model, train_config, write_jsonl
 
 
 def _cfg(tmp_path, train_file, **kw):
-    base = dict(
-        model="tiny",
-        train_file=str(train_file),
-        val_file="",
-        out_dir=str(tmp_path / "run"),
-        max_steps=4,
-        batch_size=4,
-        lr=1e-2,
-        save_every=1,
-        keep_checkpoints=10,
-        diag_every=0,
-        max_length=64,
-        progress=False,
-        save_final=False,
-        beta=5.0,
-    )
-    return TrainConfig(**(base | kw))
+    return train_config(tmp_path, train_file, **({"save_every": 1, "keep_checkpoints": 10} | kw))
 
 
 def _metrics(run):
@@ -219,11 +203,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_no_half_checkpoi
 
 
 def _tiny_model_folder(tmp_path):
-    from giftlab.models import tiny_llama, tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    tiny_llama(len(tok)).save_pretrained(tmp_path / "model")
-    tok.save_pretrained(tmp_path / "model")
+    save_tiny_model(tmp_path / "model")
     rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(4) for b in range(4)]
     return tmp_path / "model", write_jsonl(tmp_path / "train.jsonl", rows)
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from giftlab.models import tiny_llama, tiny_tokenizer
-from tests.helpers import write_jsonl
+from tests.helpers import save_tiny_model, write_jsonl
 
 
 def _run(args, env_extra, cwd):
@@ -22,9 +21,7 @@ def _run(args, env_extra, cwd):
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
 def test_two_process_run_matches_one_process(tmp_path, mode):
-    tok = tiny_tokenizer()
-    tiny_llama(len(tok), seed=0).save_pretrained(tmp_path / "model")
-    tok.save_pretrained(tmp_path / "model")
+    save_tiny_model(tmp_path / "model")
     rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(6) for b in range(4)]
     write_jsonl(tmp_path / "train.jsonl", rows)
     common = [
@@ -81,9 +78,7 @@ def test_two_process_run_matches_one_process(tmp_path, mode):
 @pytest.mark.parametrize("mode", ["ddp", "fsdp"])
 def test_two_process_resume_matches_the_uninterrupted_run(tmp_path, mode):
     """Checkpoints written and read by 2 processes (FSDP: gathered weights, sharded optimiser)."""
-    tok = tiny_tokenizer()
-    tiny_llama(len(tok), seed=0).save_pretrained(tmp_path / "model")
-    tok.save_pretrained(tmp_path / "model")
+    save_tiny_model(tmp_path / "model")
     rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(6) for b in range(4)]
     write_jsonl(tmp_path / "train.jsonl", rows)
     common = [

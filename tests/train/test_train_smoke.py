@@ -8,27 +8,12 @@ import torch
 
 from giftlab.losses import OBJECTIVES
 from giftlab.train import TrainConfig, train
+from tests.helpers import train_config
 
 
 def _cfg(tmp_path, train_file, val_file, **kw):
-    base = dict(
-        model="tiny",
-        train_file=str(train_file),
-        val_file=str(val_file),
-        out_dir=str(tmp_path / "run"),
-        max_steps=3,
-        batch_size=4,
-        lr=1e-2,
-        eval_every=2,
-        save_every=2,
-        diag_every=1,
-        max_length=64,
-        progress=False,
-        save_final=False,
-        beta=5.0,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    smoke = {"max_steps": 3, "eval_every": 2, "save_every": 2, "diag_every": 1}
+    return train_config(tmp_path, train_file, val_file, **(smoke | kw))
 
 
 CASES = [(name, True) for name in sorted(OBJECTIVES)] + [
