@@ -243,32 +243,27 @@ class _Run:
         _write_results(self.out, self.cfg, self.results, self.started, self.minutes())
 
     def evaluate(self, model_or_path, seed: int) -> dict:
-        """evaluate() on the held-out problems, plus the drift from the base on their
-        demonstrations (teacher-forced) for any model but the base."""
+        """giftlab.rl.evaluate.evaluate_model on the held-out problems (drift too, but for the
+        base)."""
         from giftlab.models import load_model, load_tokenizer
-        from giftlab.rl.evaluate import evaluate
-        from giftlab.train import drift_per_problem
+        from giftlab.rl.evaluate import evaluate_model
 
         cfg = self.cfg
         model = model_or_path
         if isinstance(model_or_path, (str, Path)):
             model = load_model(model_or_path)
-        tok = load_tokenizer(cfg.model)
-        tok.padding_side = "left"
-        m = evaluate(
+        return evaluate_model(
             model,
             self.base,
-            tok,
+            load_tokenizer(cfg.model),
             self.val,
-            n_samples=cfg.eval_samples,
+            samples=cfg.eval_samples,
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.eval_temperature,
             seed=seed,
             stats_samples=cfg.eval_stats_samples,
+            demos=self.val_demos,
         )
-        if model is not self.base:
-            m["drift_per_problem"] = drift_per_problem(model, self.base, tok, self.val_demos)
-        return m
 
     def fine_tune(self, spec: str, seed: int, folder: Path) -> Path:
         """Fine-tune (or resume) one init; returns the model folder passed on (select)."""

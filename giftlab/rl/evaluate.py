@@ -184,6 +184,45 @@ def check_output_file(path, key: str = "out") -> Path:
     return path
 
 
+def evaluate_model(
+    model,
+    base,
+    tokenizer,
+    records,
+    *,
+    samples,
+    max_new_tokens,
+    temperature,
+    seed=0,
+    stats_samples=None,
+    demos=None,
+) -> dict:
+    """One checkpoint's evaluation, written once for `giftlab eval` and the pipeline: `evaluate`
+    on `records` (device from the model) and, given the held-out `demos` and a model that is not
+    the base, the teacher-forced drift from the base per problem (`drift_per_problem`)."""
+    from giftlab.runtime.drift import drift_per_problem
+
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # generation pads on the left
+    try:
+        m = evaluate(
+            model,
+            base,
+            tokenizer,
+            records,
+            n_samples=samples,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+            stats_samples=stats_samples,
+        )
+    finally:
+        tokenizer.padding_side = side
+    if demos is not None and model is not base:
+        m["drift_per_problem"] = drift_per_problem(model, base, tokenizer, demos)
+    return m
+
+
 def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     """Load cfg.model and cfg.ref_model, evaluate on cfg.data; every check (records, verifiers,
     model paths, the output file's folder) runs before any model loads."""
@@ -202,15 +241,14 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     check_model_name(cfg.ref_model, "ref_model")
     out = check_output_file(cfg.out) if cfg.out else None
     tok = load_tokenizer(cfg.model)
-    tok.padding_side = "left"
     model, base = load_model(cfg.model), load_model(cfg.ref_model)
     check_same_vocabulary(model, base, (f"model={cfg.model}", f"ref_model={cfg.ref_model}"))
-    m = evaluate(
+    m = evaluate_model(
         model,
         base,
         tok,
         recs,
-        n_samples=cfg.samples,
+        samples=cfg.samples,
         max_new_tokens=cfg.max_new_tokens,
         temperature=cfg.temperature,
         seed=cfg.seed,

@@ -45,6 +45,22 @@ class CausalLMBody(torch.nn.Module):
 
 
 @dataclass
+class StatsSettings:
+    """The settings `token_stats` and `objective_sum` read, given explicitly (a TrainConfig or a
+    GIFTConfig has them too): the GIFT target the statistics describe and the fused head's."""
+
+    objective: str = "sft"
+    beta: float = 20.0
+    eta: float = 20.0
+    smoothing: float = 0.0
+    top_k: int = 10
+    chunked: bool = True
+    chunk_size: int = 0
+    kernel: str = "auto"
+    hyper: dict | None = None
+
+
+@dataclass
 class Models:
     """The policy and the reference as the objective sees them."""
 

@@ -1,6 +1,7 @@
 """The reference trainer: config dataclass and the explicit loop (its run folder, data order and
 seeding come from giftlab.runtime, its objectives from giftlab.losses)."""
 
+from giftlab.runtime.drift import DRIFT_KEYS, drift_per_problem
 from giftlab.runtime.objective import (
     CausalLMBody,
     Forward,
@@ -10,7 +11,6 @@ from giftlab.runtime.objective import (
     token_stats,
 )
 from giftlab.train.config import TrainConfig, config_help
-from giftlab.train.drift import DRIFT_KEYS, drift_per_problem
 from giftlab.train.loop import NonFiniteLossError, train
 
 __all__ = [

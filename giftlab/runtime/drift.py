@@ -13,8 +13,14 @@ from __future__ import annotations
 import torch
 
 from giftlab.data.tokenize import collate, encode_records
-from giftlab.runtime.objective import CausalLMBody, Models, forward, token_stats
-from giftlab.train.config import TrainConfig
+from giftlab.runtime.objective import (
+    CausalLMBody,
+    Models,
+    StatsSettings,
+    forward,
+    to_device,
+    token_stats,
+)
 
 DRIFT_KEYS = ("kl_to_base", "topk_overlap", "policy_entropy")
 
@@ -24,7 +30,8 @@ def drift_per_problem(
     policy, base, tokenizer, records, top_k: int = 10, batch: int = 16, max_length: int = 256
 ) -> dict[str, list[float]]:
     """{key: [value per record]} for the keys of DRIFT_KEYS (see the module docstring)."""
-    cfg = TrainConfig(objective="sft", top_k=top_k)
+    cfg = StatsSettings(top_k=top_k)
+    device = next(policy.parameters()).device  # the batches go where the model is
     m = Models(policy, CausalLMBody(policy), base, CausalLMBody(base), lora=False, fsdp=False)
     examples, _ = encode_records(records, tokenizer, max_length, overlong="truncate")
     if len(examples) != len(records):
@@ -34,7 +41,7 @@ def drift_per_problem(
         )
     out = {k: [] for k in DRIFT_KEYS}
     for s in range(0, len(examples), batch):
-        b = collate(examples[s : s + batch], tokenizer.pad_token_id)
+        b = to_device(collate(examples[s : s + batch], tokenizer.pad_token_id), device)
         f = forward(m, b, with_ref=True)
         st = token_stats(cfg, m, f)
         for row in range(b["input_ids"].shape[0]):
