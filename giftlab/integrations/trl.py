@@ -39,7 +39,7 @@ from giftlab.losses.settings import (
     ObjectiveSettings,
     check_objective_settings,
 )
-from giftlab.train import Forward, Models, objective_sum, token_stats
+from giftlab.runtime.objective import CausalLMBody, Forward, Models, objective_sum, token_stats
 from giftlab.train.config import KERNELS
 
 __all__ = ["GIFTConfig", "GIFTTrainer", "add_response_hidden"]
@@ -114,16 +114,6 @@ def _forward(model, inputs, labels) -> Forward:
     return Forward(labels=shifted, rows=rows, hidden=hidden)
 
 
-class _Head:
-    """What `objective_sum` asks of a body: its lm_head."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def head(self):
-        return self.model.get_output_embeddings()
-
-
 class GIFTTrainer(SFTTrainer):
     """`trl.SFTTrainer` training any objective of giftlab.losses.OBJECTIVES (see the module text).
 
@@ -173,7 +163,8 @@ class GIFTTrainer(SFTTrainer):
         policy = self.accelerator.unwrap_model(model)
         base = policy.get_base_model() if self._peft else policy
         ref = base if self._peft else self.accelerator.unwrap_model(self.ref_model)
-        return Models(policy, _Head(base), ref, _Head(ref), lora=False, fsdp=False)
+        body = CausalLMBody(base)  # the trainer's own body: its head() is what the loss reads
+        return Models(policy, body, ref, CausalLMBody(ref), lora=False, fsdp=False)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
