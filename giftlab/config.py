@@ -69,7 +69,29 @@ BETA_ALLOWED = "in [0, 1e30] or inf (inf = one-hot SFT)"
 
 # -- trackers: report_to names and the package each needs ------------------------------------------
 
+
+def _tensorboard(folder, name):
+    from accelerate.tracking import TensorBoardTracker
+
+    return TensorBoardTracker("tb", folder)
+
+
+def _wandb(folder, name):
+    from accelerate.tracking import WandBTracker
+
+    return WandBTracker(name)
+
+
+def _mlflow(folder, name):
+    from accelerate.tracking import MLflowTracker
+
+    return MLflowTracker(experiment_name=name, logging_dir=str(Path(folder) / "mlruns"))
+
+
+# report_to name -> the package it needs (checked before a run starts); a new tracker is one
+# entry here and one in TRACKER_FACTORIES (an Accelerate tracker built for the run folder)
 TRACKERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+TRACKER_FACTORIES = {"tensorboard": _tensorboard, "wandb": _wandb, "mlflow": _mlflow}
 
 
 def tracker_ready(name) -> bool:

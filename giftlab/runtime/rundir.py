@@ -280,23 +280,14 @@ class RunDir:
         'tensorboard' (event files in out_dir/tb), 'wandb' or 'mlflow' (out_dir/mlruns)."""
         if report_to == "none" or not self.is_main:
             return
-        needs = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}[report_to]
-        import importlib.util
+        from giftlab.config import TRACKER_FACTORIES, TRACKERS, tracker_ready
 
-        if importlib.util.find_spec(needs) is None:
+        if not tracker_ready(report_to):
             raise RunDirError(
-                f"report_to={report_to} needs the {needs} package: pip install {needs} "
-                "(tensorboard comes with giftlab[tracking])"
+                f"report_to={report_to} needs the {TRACKERS.get(report_to)} package: pip install "
+                f"{TRACKERS.get(report_to)} (tensorboard comes with giftlab[tracking])"
             )
-        from accelerate.tracking import MLflowTracker, TensorBoardTracker, WandBTracker
-
-        name = self.path.name
-        if report_to == "tensorboard":
-            tracker = TensorBoardTracker("tb", self.path)
-        elif report_to == "wandb":
-            tracker = WandBTracker(name)
-        else:
-            tracker = MLflowTracker(experiment_name=name, logging_dir=str(self.path / "mlruns"))
+        tracker = TRACKER_FACTORIES[report_to](self.path, self.path.name)
         tracker.start()
         if config:
             scalars = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
