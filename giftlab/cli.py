@@ -547,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         build(sub)
-    args = parser.parse_args(_overrides_last(argv))
+    flat = chosen in ("train", "rl", "eval", "pipeline")  # the KEY=VALUE commands
+    args = parser.parse_args(_overrides_last(argv) if flat else argv)
     from giftlab.errors import InputError
 
     try:

@@ -416,6 +416,11 @@ CASES = [
         r"--set: countdown refused the settings",
     ),
     (
+        "data --set before other options",
+        lambda d: ["data", "--set", "max_numbers=abc", "--n-train", "2", "--out", str(d / "x")],
+        r"--set: countdown refused the settings",
+    ),
+    (
         "data --set unknown key",
         lambda d: ["data", "--n-train", "2", "--out", str(d / "x"), "--set", "nosuchkey=3"],
         r"--set nosuchkey: not a setting of countdown; its settings: \[",

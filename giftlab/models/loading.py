@@ -158,13 +158,25 @@ def _local_only(resolved) -> bool:
     return isinstance(resolved, Path)
 
 
+def _hub_failure(name_or_path, err) -> FileNotFoundError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return FileNotFoundError(
+        f"model {name_or_path!r}: no local folder of that name, and as a hub id it could not be "
+        f"loaded ({first[:160]})"
+    )
+
+
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
     resolved = resolve_model_path(name_or_path)
-    return prepare_tokenizer(
-        AutoTokenizer.from_pretrained(resolved, local_files_only=_local_only(resolved))
-    )
+    try:
+        tok = AutoTokenizer.from_pretrained(resolved, local_files_only=_local_only(resolved))
+    except OSError as err:
+        if _local_only(resolved):
+            raise
+        raise _hub_failure(name_or_path, err) from None
+    return prepare_tokenizer(tok)
 
 
 def load_model(name_or_path: str, dtype=None, **kwargs):
@@ -173,9 +185,14 @@ def load_model(name_or_path: str, dtype=None, **kwargs):
     from transformers import AutoModelForCausalLM
 
     resolved = resolve_model_path(name_or_path)
-    return AutoModelForCausalLM.from_pretrained(
-        resolved, local_files_only=_local_only(resolved), dtype=dtype or torch.float32, **kwargs
-    )
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            resolved, local_files_only=_local_only(resolved), dtype=dtype or torch.float32, **kwargs
+        )
+    except OSError as err:
+        if _local_only(resolved):
+            raise
+        raise _hub_failure(name_or_path, err) from None
 
 
 def check_same_vocabulary(model, ref_model, names=("model", "ref_model"), tokenizer=None) -> None:

@@ -78,3 +78,17 @@ def test_one_vocabulary_check():
     small = tiny_llama(10)
     with pytest.raises(ValueError, match=r"the tokenizer has \d+ tokens but the model's"):
         check_same_vocabulary(small, small, tokenizer=tok)
+
+
+def test_a_hub_id_that_cannot_be_loaded_is_one_line_naming_it(monkeypatch):
+    import transformers
+
+    def unreachable(*a, **k):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", unreachable)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", unreachable)
+    for load in (load_tokenizer, load_model):
+        with pytest.raises(FileNotFoundError, match=r"model 'org/name': no local folder .* hub id"):
+            load("org/name")
