@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def _float_list(text: str) -> list[float]:
@@ -288,9 +289,31 @@ def _flat_config_parser(sub, name, help, description, config_cls, resume=True):
 
 
 def _load_config(config_cls, args):
-    """Defaults, then --config FILE.yaml, then KEY=VALUE (on either side of the options)."""
+    """Defaults, then --config FILE.yaml, then KEY=VALUE (on either side of the options). With
+    --resume the run's own settings (out_dir/config.json) replace the defaults, so only what the
+    user gives again can differ from the run (and RunDir then says whether it may)."""
     cfg = config_cls.from_yaml(args.config) if args.config else config_cls()
-    return cfg.with_overrides(args.overrides)
+    cfg = cfg.with_overrides(args.overrides)
+    saved_path = Path(cfg.out_dir) / "config.json"
+    if not getattr(args, "resume", False) or not saved_path.is_file():
+        return cfg
+    try:
+        saved = json.loads(saved_path.read_text()).get("config", {})
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return cfg  # RunDir names the damaged file
+    explicit = {item.partition("=")[0] for item in args.overrides} | {"out_dir"}
+    if args.config:
+        import yaml
+
+        explicit |= set(yaml.safe_load(Path(args.config).read_text()) or {})
+    known = set(config_cls.field_names()) | set(config_cls.extra_settings())
+    values = {k: v for k, v in saved.items() if k in known}
+    values |= {k: v for k, v in cfg.to_dict().items() if k in explicit or k not in values}
+    if "hyper" in values and "hyper" in saved and "hyper" not in explicit:
+        values["hyper"] = saved["hyper"] | {
+            k: v for k, v in cfg.to_dict().get("hyper", {}).items() if k in explicit
+        }
+    return config_cls.from_dict(values, source=str(saved_path))
 
 
 def add_train_parser(sub) -> None:

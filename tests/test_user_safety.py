@@ -179,3 +179,15 @@ def test_the_rl_summary_line_counts_tolerated_verifier_failures(env, tmp_path, c
     argv = _rl(f"train_file={data}", f"out_dir={tmp_path / 'rl'}", "max_verifier_failures=0.5")
     assert main(argv(env)) == 0
     assert "verifier failures 2 (tolerated, advantage 0)" in capsys.readouterr().out
+
+
+def test_resume_takes_the_runs_own_settings_and_only_what_is_given_again_changes(env, tmp_path):
+    """A run trained with non-default settings resumes with `--resume max_steps=3` alone (before,
+    every non-default setting had to be typed again or the run was refused)."""
+    out = tmp_path / "run"
+    assert main(["train", *_train_args(env), f"out_dir={out}", "save_every=1", "lr=0.002"]) == 0
+    assert main(["train", f"out_dir={out}", "--resume", "max_steps=3"]) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["config"]["lr"] == 0.002 and info["config"]["max_steps"] == 3
+    assert info["history"] == [{"resumed_at": 2, "changed": {"max_steps": [2, 3]}}]
+    assert main(["train", f"out_dir={out}", "--resume", "lr=0.5", "max_steps=4"]) == 2
