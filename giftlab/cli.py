@@ -294,8 +294,10 @@ def _load_config(config_cls, args):
     user gives again can differ from the run (and RunDir then says whether it may)."""
     cfg = config_cls.from_yaml(args.config) if args.config else config_cls()
     cfg = cfg.with_overrides(args.overrides)
+    if not getattr(args, "resume", False):
+        return cfg
     saved_path = Path(cfg.out_dir) / "config.json"
-    if not getattr(args, "resume", False) or not saved_path.is_file():
+    if not saved_path.is_file():
         return cfg
     try:
         saved = json.loads(saved_path.read_text()).get("config", {})
