@@ -175,3 +175,45 @@ def summary_row(d: dict) -> dict:
         "n": d["n"],
         "mdd": minimum_detectable_paired_difference(d["sd"], d["n"]),
     }
+
+
+def seed_problem_difference(diffs, confidence: float = 0.95) -> dict:
+    """Method A minus method B over training seeds and problems together.
+
+    diffs: (S, P) the per-problem difference a - b for each of S training seeds, on the same P
+    problems (a crossed design). Model: d_sp = delta + a_s + b_p + e_sp, with a training-seed
+    effect a_s, a problem effect b_p and noise e_sp. The two-way mean squares (method of moments)
+    give the variance of the grand mean without assuming either source away:
+
+        Var(mean) = sigma_a^2 / S + sigma_b^2 / P + sigma_e^2 / (S P)
+                  = (MS_seed + MS_problem - MS_residual) / (S P)
+
+    and the interval is mean +- t_df SE with Satterthwaite's df for that sum (at most S - 1 when
+    the seeds dominate: a handful of seeds gives a wide interval, as it should). The resolvable
+    difference: mdd = (t_df(1 - alpha/2) + t_df(0.8)) SE. S = 1: the seed variance cannot be
+    estimated, so low = high = mdd = NaN ("not decidable with one training seed").
+    Naive equivalent: a t-interval over seed means when P is large.
+
+    Returns {mean, low, high, se, df, mdd, n_seeds, n_problems, per_seed}.
+    """
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim != 2 or d.shape[1] < 2:
+        raise ValueError(f"diffs must be (seeds, problems) with >= 2 problems, got {d.shape}")
+    s, p = d.shape
+    mean = float(d.mean())
+    seed_means, problem_means = d.mean(1), d.mean(0)
+    out = {"mean": mean, "n_seeds": s, "n_problems": p, "per_seed": seed_means.tolist()}
+    if s < 2:
+        return out | {"low": math.nan, "high": math.nan, "se": math.nan, "df": 0, "mdd": math.nan}
+    ms_seed = p * float(((seed_means - mean) ** 2).sum()) / (s - 1)
+    ms_problem = s * float(((problem_means - mean) ** 2).sum()) / (p - 1)
+    resid = d - seed_means[:, None] - problem_means[None, :] + mean
+    ms_resid = float((resid**2).sum()) / ((s - 1) * (p - 1))
+    var = max(ms_seed + ms_problem - ms_resid, ms_resid) / (s * p)  # never below the noise term
+    num = (ms_seed + ms_problem - ms_resid) ** 2
+    den = ms_seed**2 / (s - 1) + ms_problem**2 / (p - 1) + ms_resid**2 / ((s - 1) * (p - 1))
+    df = float(min(max(num / den, 1.0), (s - 1) * p)) if den > 0 else float(s - 1)
+    se = math.sqrt(var)
+    t = float(sps.t.ppf(0.5 + confidence / 2, df))
+    mdd = (t + float(sps.t.ppf(0.8, df))) * se
+    return out | {"low": mean - t * se, "high": mean + t * se, "se": se, "df": df, "mdd": mdd}
