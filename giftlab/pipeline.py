@@ -444,11 +444,12 @@ def _per_problem(rows: list[dict], key: str, n: int):
 def paired_vs_sft(
     results: list[dict], n_samples: int, keys: list[str], against: str = "sft"
 ) -> list[dict]:
-    """Each init minus SFT, per stage and metric, on the same problems (averaged over seeds):
-    {init, stage, metric, mean, low, high, n, mdd, per_seed}. low/high: clustered 95% CI over
-    problems; mdd: the smallest difference this design resolves (alpha 0.05, power 0.8, from the
-    SD of the per-problem differences); per_seed: {seed: mean difference with that seed alone}."""
-    from giftlab.stats import paired_problem_difference
+    """Each init minus `against` (SFT), per stage and metric, on the same problems and training
+    seeds: {init, stage, metric, mean, low, high, n, n_seeds, mdd, per_seed}. low/high: the 95%
+    CI over training seeds and problems together (`giftlab.stats.seed_problem_difference`: NaN
+    with one training seed, which cannot show training variation); mdd: the smallest difference
+    the design resolves; per_seed: {seed: mean difference with that seed alone}."""
+    from giftlab.stats import seed_problem_difference
 
     groups: dict = {}
     for r in results:
@@ -460,23 +461,16 @@ def paired_vs_sft(
             continue
         by_seed = {r["seed"]: r for r in ref}
         rs = [r for r in rs if r["seed"] in by_seed]  # pairs only: a stopped run may lack some
-        ref = [by_seed[r["seed"]] for r in rs]
         if not rs:
             continue
         for k in keys:
-            a, b = _per_problem(rs, k, n_samples), _per_problem(ref, k, n_samples)
-            if a is None or b is None or len(a) < 2:
-                continue
-            ci = paired_problem_difference(a, b)
-            per_seed = {
-                r["seed"]: float(
-                    np.mean(
-                        _per_problem([r], k, n_samples)
-                        - _per_problem([by_seed[r["seed"]]], k, n_samples)
-                    )
-                )
+            rows = [
+                (_per_problem([r], k, n_samples), _per_problem([by_seed[r["seed"]]], k, n_samples))
                 for r in rs
-            }
+            ]
+            if any(a is None or b is None or len(a) < 2 for a, b in rows):
+                continue
+            ci = seed_problem_difference(np.array([a - b for a, b in rows]))
             out.append(
                 {
                     "init": init,
@@ -485,12 +479,25 @@ def paired_vs_sft(
                     "mean": ci["mean"],
                     "low": ci["low"],
                     "high": ci["high"],
-                    "n": ci["n"],
+                    "n": ci["n_problems"],
+                    "n_seeds": ci["n_seeds"],
                     "mdd": ci["mdd"],
-                    "per_seed": per_seed,
+                    "per_seed": {r["seed"]: v for r, v in zip(rs, ci["per_seed"])},
                 }
             )
     return out
+
+
+def format_paired(d: dict) -> str:
+    """A `paired_vs_sft` row in words: the difference, its 95% CI over training seeds and
+    problems, the resolvable difference, the number of training seeds and each seed's own."""
+    seeds = ", ".join(f"{v:+.3f}" for v in d["per_seed"].values())
+    if d.get("n_seeds", len(d["per_seed"])) < 2:
+        return f"{d['mean']:+.3f}, 1 training seed (no interval: training variation unmeasured)"
+    return (
+        f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], resolvable {d['mdd']:.3f}, "
+        f"{d['n_seeds']} training seeds ({seeds})"
+    )
 
 
 def _difference_panel(ax, paired: list[dict], keys: list[str]) -> None:
@@ -510,8 +517,9 @@ def _difference_panel(ax, paired: list[dict], keys: list[str]) -> None:
                 continue
             xs.append(x - 0.4 + width * (j + 0.5))
             ys.append(d["mean"])
-            lo.append(d["mean"] - d["low"])
-            hi.append(d["high"] - d["mean"])
+            defined = d["low"] == d["low"]  # NaN with one training seed: the point alone
+            lo.append(d["mean"] - d["low"] if defined else 0.0)
+            hi.append(d["high"] - d["mean"] if defined else 0.0)
             ax.plot(
                 [xs[-1]] * len(d["per_seed"]), list(d["per_seed"].values()), ".", color="0.5", ms=3
             )
@@ -528,7 +536,7 @@ def _difference_panel(ax, paired: list[dict], keys: list[str]) -> None:
     ax.set_xticks(
         range(len(keys)), [k.replace("drift/kl_to_base", "KL to base") for k in keys], fontsize=7
     )
-    ax.set_ylabel("minus SFT (95% clustered CI; dots: seeds)")
+    ax.set_ylabel("minus SFT (95% CI over seeds and problems; dots: seeds)")
     ax.set_title("paired against SFT", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -543,13 +551,7 @@ def _paired_table(results: list[dict], cfg) -> list[str]:
         "|---|---|" + "---|" * len(keys),
     ]
 
-    def cell(d):
-        seeds = ", ".join(f"{v:+.3f}" for v in d["per_seed"].values())
-        return (
-            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] (resolves {d['mdd']:.3f}; "
-            f"seeds {seeds})"
-        )
-
+    cell = format_paired
     for init, stage in dict.fromkeys((r["init"], r["stage"]) for r in rows):
         got = {r["metric"]: r for r in rows if r["init"] == init and r["stage"] == stage}
         cells = [cell(got[k]) if k in got else "-" for k in keys]
@@ -679,11 +681,11 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         "",
         *diffs,
         "",
-        "Init minus SFT: the same problems, each averaged over seeds, 95% clustered CI over "
-        "problems (evaluation noise given these trained models: training-seed variation shows only "
-        "in each training seed's own difference, 'seeds'); 'resolves': the smallest difference "
-        "this design detects (alpha 0.05, power 0.8) given the spread of the per-problem "
-        "differences."
+        "Init minus SFT on the same problems and training seeds: 95% CI over training seeds and "
+        "problems together (giftlab.stats.seed_problem_difference: a seed and a problem each "
+        "shift the difference; none with one training seed), 'resolvable': the smallest "
+        "difference this design detects (alpha 0.05, power 0.8), then each seed's own "
+        "difference."
         if diffs
         else "",
         "",

@@ -79,11 +79,23 @@ def test_paired_vs_sft_by_hand():
     assert got["pass@1"]["per_seed"] == pytest.approx({0: 3 / 16, 1: 1 / 16})
     assert got["pass@1"]["mean"] == pytest.approx(4 / 32)
     assert got["pass@1"]["low"] <= 4 / 32 <= got["pass@1"]["high"]
-    # per problem, averaged over seeds: (0.5, 1, -0.5, 1) / 4; sd by hand
-    d = [0.125, 0.25, -0.125, 0.25]
-    mean = sum(d) / 4
-    sd = (sum((x - mean) ** 2 for x in d) / 3) ** 0.5
-    assert got["pass@1"]["mdd"] == pytest.approx((1.959964 + 0.841621) * sd / 2, rel=1e-5)
+    # the two-way mean squares by hand: seed means 3/16, 1/16 (grand 1/8); problem means
+    # (1/8, 1/4, -1/8, 1/4); residual d - seed mean - problem mean + grand
+    ms_seed = 4 * ((1 / 16) ** 2 + (1 / 16) ** 2) / 1
+    ms_problem = 2 * sum((m - 1 / 8) ** 2 for m in (1 / 8, 1 / 4, -1 / 8, 1 / 4)) / 3
+    d = [[1 / 4, 0, 0, 2 / 4], [0, 2 / 4, -1 / 4, 0]]
+    pm = [1 / 8, 1 / 4, -1 / 8, 1 / 4]
+    sm = [3 / 16, 1 / 16]
+    res = sum((d[s][p] - sm[s] - pm[p] + 1 / 8) ** 2 for s in range(2) for p in range(4))
+    ms_res = res / 3
+    # the variance of the mean, never below the noise term (here the residual dominates)
+    se = (max(ms_seed + ms_problem - ms_res, ms_res) / 8) ** 0.5
+    half = got["pass@1"]["high"] - got["pass@1"]["mean"]
+    from scipy import stats as sps
+
+    df = (ms_seed + ms_problem - ms_res) ** 2 / (ms_seed**2 / 1 + ms_problem**2 / 3 + ms_res**2 / 3)
+    assert half == pytest.approx(sps.t.ppf(0.975, max(df, 1.0)) * se, rel=1e-9)
+    assert got["pass@1"]["n_seeds"] == 2
     assert got["drift/kl_to_base"]["per_seed"] == pytest.approx({0: -0.25, 1: -0.25})
     assert got["pass@1"]["n"] == 4
 

@@ -108,26 +108,23 @@ def claims(folder: Path) -> list[str]:
 
 
 def _ci_cell(d: dict) -> str:
-    return f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], resolvable {d['mdd']:.3f}" + (
-        " (seeds " + ", ".join(f"{v:+.3f}" for v in d["per_seed"].values()) + ")"
-        if len(d.get("per_seed", {})) > 1
-        else ""
-    )
+    from giftlab.pipeline import format_paired
+
+    return format_paired(d)
 
 
 def _real_verdict(d: dict, sign: int = 1) -> str:
-    """The simulator's rule on the clustered interval over problems (sign -1: the claim is a
-    decrease). That interval holds the trained models fixed, so with several training seeds the
-    seeds must agree: differences of both signs are "not decidable (training seeds disagree)",
-    and "holds" needs every seed on the claimed side; with one seed "holds" says so."""
-    seeds = list(d.get("per_seed", {}).values())
-    if len(seeds) > 1 and min(seeds) < 0 < max(seeds):
-        return "not decidable (training seeds disagree)"
+    """The rule on the CI over training seeds and problems (sign -1: the claim is a decrease):
+    "holds" / "not supported" only when it excludes 0 in that direction, else "not decidable at
+    this budget"; one training seed cannot show training variation, so it decides nothing."""
+    if d.get("n_seeds", 1) < 2:
+        return "not decidable at this budget (1 training seed)"
     lo, hi = (d["low"], d["high"]) if sign > 0 else (-d["high"], -d["low"])
-    v = _verdict({"low": lo, "high": hi, "mdd": d["mdd"]})
-    if v == "holds" and len(seeds) <= 1:
-        return "holds for one training seed"
-    return v
+    if lo > 0:
+        return "holds"
+    if hi < 0:
+        return "not supported"
+    return "not decidable at this budget"
 
 
 class RealEvidence:
@@ -217,14 +214,11 @@ class RealEvidence:
             if claim == "unimodal":
                 d = self._sweep_metric(sweep, best, "pass@1")
                 over0 = self._sweep_metric(sweep, best, "pass@1", against="kd_base")
-                if d["low"] > 0 and over0["low"] > 0:  # the interior above both ends
-                    v = "holds for one training seed"
-                else:
-                    v = _real_verdict(d) if d["low"] <= 0 else "not decidable at this budget"
+                v_sft, v_kd = _real_verdict(d), _real_verdict(over0)
+                v = "holds" if v_sft == v_kd == "holds" else (v_sft if v_sft != "holds" else v_kd)
                 out.append(
                     f"| | {tag}: best {best} pass@1 minus SFT (the beta = inf end); minus KD (the "
-                    f"beta = 0 end): {over0['mean']:+.3f} [{over0['low']:+.3f}, "
-                    f"{over0['high']:+.3f}] | {_ci_cell(d)} | {v} |"
+                    f"beta = 0 end): {_ci_cell(over0)} | {_ci_cell(d)} | {v} |"
                 )
         if self.pipeline is None:
             return out
