@@ -3,8 +3,8 @@ a folder is claimed, locked, checkpointed, resumed and finished, so nothing is l
 
     out_dir/
       .lock                 held (flock) while a run writes here; a second run fails at once
-      .giftlab-run          marks a folder giftlab created (only such a folder may be overwritten)
-      config.json           the resolved config, provenance, world size
+      .giftlab-run          marks a folder giftlab claimed (written after every check passed)
+      config.json           the resolved config, provenance, world size; `history`: each resume
       metrics.jsonl         one JSON object per logged step
       ckpt-000010/          a checkpoint: save_pretrained weights (+ tokenizer) that
                             AutoModelForCausalLM.from_pretrained reads (LoRA: a PEFT adapter folder),
@@ -12,11 +12,16 @@ a folder is claimed, locked, checkpointed, resumed and finished, so nothing is l
       latest                the newest checkpoint's name
       best/ final/          loadable model folders
 
-Rules: a folder that holds anything is refused unless resuming or `overwrite=true`; checkpoints
-are written to a temporary folder and renamed into place; rotation keeps the newest by step number;
-a checkpoint is never written from non-finite weights; resume takes the newest checkpoint that
-loads (saying so when `latest` names another), drops metric lines after it (a torn last line is
-reported and dropped) and refuses a changed model or batch geometry.
+Rules: every check of the claim runs before anything is written (a refused claim leaves no
+trace); a folder holding any name outside a run's own layout is refused, naming it, and
+`overwrite=true` removes only that layout; a folder holding a run is refused unless resuming or
+`overwrite=true`, but a run that failed before its first step leaves nothing to lose and is
+replaced; checkpoints are written to a temporary folder and renamed into place; rotation keeps the
+newest by step number; a checkpoint is never written from non-finite weights; resume compares the
+settings with config.json (only `mutable` keys may change, and are recorded in its history),
+refuses a finished run or a budget below the newest checkpoint, takes the newest checkpoint that
+loads (saying so when `latest` names another) and drops metric lines after it (a torn last line
+is reported and dropped).
 """
 
 from __future__ import annotations
