@@ -38,3 +38,25 @@ def train_config(tmp_path, train_file, val_file="", **kw):
         beta=5.0,
     )
     return TrainConfig(**(base | kw))
+
+
+def tiny_pipeline_config(tmp_path, **kw):
+    """A pipeline on the tiny model saved in tmp_path/tiny: a few steps and samples of each
+    stage (seconds on a CPU); `kw` overrides any key."""
+    from giftlab.pipeline import PipelineConfig
+
+    save_tiny_model(tmp_path / "tiny")
+    base = dict(
+        out_dir=str(tmp_path / "p"),
+        n_train=8,
+        n_val=2,
+        sft_steps=2,
+        sft_batch=2,
+        rl_steps=2,
+        rl_prompts=2,
+        group_size=2,
+        eval_samples=2,
+        max_new_tokens=4,
+        model=str(tmp_path / "tiny"),
+    )
+    return PipelineConfig(**(base | kw))

@@ -4,32 +4,17 @@ import json
 
 import pytest
 
-from giftlab.pipeline import PipelineConfig, run_pipeline
-from tests.helpers import save_tiny_model
+from giftlab.pipeline import run_pipeline
+from tests.helpers import tiny_pipeline_config
 
 
 @pytest.mark.slow
 def test_pipeline_writes_report_table_and_figure(tmp_path):
-    save_tiny_model(tmp_path / "tiny")
-    cfg = PipelineConfig(
-        out_dir=str(tmp_path / "p"),
-        n_train=16,
-        n_val=2,
-        inits=["sft", "gift:5"],
-        seeds=[0, 1],
-        sft_steps=2,
-        sft_batch=2,
-        rl_steps=2,
-        rl_prompts=2,
-        group_size=2,
-        eval_samples=2,
-        max_new_tokens=4,
-        model=str(tmp_path / "tiny"),
-    )
+    cfg = tiny_pipeline_config(tmp_path, n_train=16, inits=["sft", "gift:5"], seeds=[0, 1])
     report = run_pipeline(cfg, log=lambda *a: None).read_text()
     assert "| sft | after RL | 2 |" in report and "| gift:5 | before RL | 2 |" in report
     assert "| init - sft | stage |" in report  # the paired comparison, problems as the unit
-    assert "(resolves " in report and "; seeds " in report
+    assert "resolvable " in report and "2 training seeds (" in report
     assert (tmp_path / "p" / "pipeline.png").stat().st_size > 10_000
     results = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
     assert len(results) == 1 + 2 * 2 * 2  # base + inits x seeds x stages
@@ -103,22 +88,8 @@ def test_paired_vs_sft_by_hand():
 @pytest.mark.slow
 def test_a_registered_variant_runs_through_the_pipeline(tmp_path):
     """'mix_np' is registered in tests/conftest.py from its numpy target alone."""
-    save_tiny_model(tmp_path / "tiny")
-    cfg = PipelineConfig(
-        out_dir=str(tmp_path / "p"),
-        n_train=8,
-        n_val=2,
-        inits=["sft", "mix_np:0.3"],
-        seeds=[0],
-        sft_steps=2,
-        sft_batch=2,
-        select="final",
-        rl_steps=1,
-        rl_prompts=2,
-        group_size=2,
-        eval_samples=2,
-        max_new_tokens=4,
-        model=str(tmp_path / "tiny"),
+    cfg = tiny_pipeline_config(
+        tmp_path, inits=["sft", "mix_np:0.3"], seeds=[0], select="final", rl_steps=1
     )
     run_pipeline(cfg, log=lambda *a: None)
     rows = json.loads((tmp_path / "p" / "results.json").read_text())["results"]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from giftlab.cli import main
-from tests.helpers import save_tiny_model
+from tests.helpers import tiny_pipeline_config
 from tests.test_cli_errors import _eval, _jsonl, _rl, _train_args
 from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture
 
@@ -79,22 +79,8 @@ def test_grpo_on_records_its_verifier_cannot_score_exits_2_and_says_so(env, tmp_
 def test_a_pipeline_resumes_keeps_its_cells_and_appends_seeds(tmp_path):
     from giftlab.pipeline import PipelineConfig, run_pipeline
 
-    save_tiny_model(tmp_path / "tiny")
-    common = dict(
-        out_dir=str(tmp_path / "p"),
-        n_train=8,
-        n_val=2,
-        inits=["sft"],
-        sft_steps=2,
-        sft_batch=2,
-        select="final",
-        rl_steps=2,
-        rl_prompts=2,
-        group_size=2,
-        eval_samples=2,
-        max_new_tokens=4,
-        model=str(tmp_path / "tiny"),
-    )
+    common = tiny_pipeline_config(tmp_path, inits=["sft"], select="final").to_dict()
+    common.pop("seeds")
     quiet = lambda *a: None  # noqa: E731
     run_pipeline(PipelineConfig(seeds=[0], **common), log=quiet)
     first = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
