@@ -101,31 +101,38 @@ HYPER_SETTINGS: dict[str, Hyper] = {}  # settings keys added by registered objec
 HYPER_OWNERS: dict[str, str] = {}  # setting key -> the objective that registered it
 
 
-def target_cross_entropy(target: Callable, arg: str | None) -> Callable:
+def target_cross_entropy(target: Callable, arg: str | None, default=None) -> Callable:
     """The loss of a numpy target: L = -sum_a q_a log softmax(z)_a, q = target(softmax(z_ref),
-    labels, value) with no gradient (it is a constant of the policy), mean over the tokens that
-    count. The target runs in float64 numpy on the host: for variants and small runs; a large run
-    writes the loss in torch and registers both (they are then checked one against the other)."""
+    labels, value) with no gradient (a constant of the policy); the same checks and reductions
+    as every loss here. The target runs in float64 numpy on the host: for variants and small runs;
+    a large run writes the loss in torch and registers both (checked one against the other)."""
     import numpy as np
     import torch
 
+    from giftlab.losses._common import (
+        check_labels,
+        check_logits,
+        check_reduction,
+        check_same_vocab,
+        check_shapes,
+        reduce,
+        safe_labels,
+        upcast,
+    )
+
     def loss(logits, ref_logits, labels, *, ignore_index=-100, reduction="mean", **hyper):
-        valid = labels != ignore_index
-        y = torch.where(valid, labels, 0)
+        check_reduction(reduction)
+        check_logits(logits, "logits")
+        check_logits(ref_logits, "ref_logits")
+        check_same_vocab(logits, ref_logits)
+        check_shapes(logits, labels)
+        valid = check_labels(labels, logits.shape[-1], ignore_index)
         base = torch.softmax(ref_logits.detach().double(), -1).reshape(-1, logits.shape[-1])
-        default = HYPER_SETTINGS[arg].default if arg in HYPER_SETTINGS else None
-        value = hyper.get(arg, default) if arg is not None else None
-        q = np.asarray(target(base.cpu().numpy(), y.reshape(-1).cpu().numpy(), value))
-        q = torch.as_tensor(q, dtype=torch.float64, device=logits.device).reshape(logits.shape)
-        logp = torch.log_softmax(
-            logits.double() if logits.dtype == torch.float64 else logits.float(), -1
-        )
-        per_token = -(q.to(logp.dtype) * logp).sum(-1) * valid
-        if reduction == "none":
-            return per_token
-        if reduction == "sum":
-            return per_token.sum()
-        return per_token.sum() / valid.sum().clamp(min=1)
+        tokens = safe_labels(labels, valid).reshape(-1)
+        q = target(base.cpu().numpy(), tokens.cpu().numpy(), hyper.get(arg, default))
+        q = torch.as_tensor(np.asarray(q), device=logits.device).reshape(logits.shape)
+        logp = torch.log_softmax(upcast(logits), -1)
+        return reduce(-(q.to(logp.dtype) * logp).sum(-1), valid, reduction)
 
     return loss
 
@@ -180,7 +187,9 @@ def register_objective(
                 f"Hyper, got {spec!r}"
             )
     if generated:
-        loss = target_cross_entropy(target, next(iter(mapping), None))
+        main = next(iter(mapping), None)
+        spec = new_settings.get(main) or HYPER_SETTINGS.get(main)
+        loss = target_cross_entropy(target, main, spec.default if spec else None)
     obj = Objective(loss, needs_ref, mapping, fused, per_sequence, needs_old_logp, target)
     if target is not None and not generated:
         check_target_against_loss(name, obj, new_settings)

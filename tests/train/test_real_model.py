@@ -5,17 +5,18 @@ import json
 import pytest
 
 from giftlab.data.tasks import write_task_data
-from giftlab.train import TrainConfig, train
+from giftlab.train import train
+from tests.helpers import train_config
 
 
 @pytest.mark.slow
 def test_short_gift_finetune_of_smollm2_on_countdown(tmp_path):
     paths = write_task_data("countdown", tmp_path / "data", n_train=16, n_val=4, seed=0)
-    cfg = TrainConfig(
+    cfg = train_config(
+        tmp_path,
+        paths["train"],
+        paths["val"],
         model="smollm2",
-        train_file=str(paths["train"]),
-        val_file=str(paths["val"]),
-        out_dir=str(tmp_path / "run"),
         max_steps=3,
         batch_size=2,
         lr=1e-5,
@@ -23,8 +24,7 @@ def test_short_gift_finetune_of_smollm2_on_countdown(tmp_path):
         save_every=3,
         diag_every=3,
         max_length=160,
-        progress=False,
-        save_final=False,
+        beta=20.0,
     )
     last = train(cfg)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
