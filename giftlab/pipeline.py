@@ -65,6 +65,9 @@ class PipelineConfig(FlatConfig):
     max_new_tokens: int = _f(16, "completion length limit")
     max_length: int = _f(256, "fine-tuning sequence limit in tokens (prompt + response)")
     model: str = _f("smollm2", "base model: 'smollm2' or a local folder")
+    bf16: bool = _f(
+        False, "every stage under bf16 autocast (CUDA or CPU), the references' weights in bf16"
+    )
 
     RULES = (
         ("task", one_of(*TASK_DEFAULTS), f"one of {sorted(TASK_DEFAULTS)}"),
@@ -216,6 +219,7 @@ class _Run:
         from giftlab.data.tasks import write_task_data
         from giftlab.models import load_model, load_tokenizer
         from giftlab.rl.loop import load_task_records
+        from giftlab.runtime.distributed import default_device
 
         self.cfg, self.out, self.log, self.started = cfg, out, log, started
         self.t_start = time.perf_counter()
@@ -225,7 +229,7 @@ class _Run:
         _check_lengths(cfg, self.paths["train"], load_tokenizer(cfg.model))
         self.val = load_task_records(self.paths["val"])
         self.val_demos = read_records(self.paths["val"])
-        self.base = load_model(cfg.model)
+        self.base = load_model(cfg.model).to(default_device())
         self.results, self.earlier = [], 0.0
         if resume and (out / "results.json").exists():  # a stopped or finished run: keep it
             data = load_results(out / "results.json")
@@ -247,11 +251,12 @@ class _Run:
         base)."""
         from giftlab.models import load_model, load_tokenizer
         from giftlab.rl.evaluate import evaluate_model
+        from giftlab.runtime.distributed import default_device
 
         cfg = self.cfg
         model = model_or_path
         if isinstance(model_or_path, (str, Path)):
-            model = load_model(model_or_path)
+            model = load_model(model_or_path).to(default_device())
         return evaluate_model(
             model,
             self.base,
@@ -263,6 +268,7 @@ class _Run:
             seed=seed,
             stats_samples=cfg.eval_stats_samples,
             demos=self.val_demos,
+            bf16=cfg.bf16,
         )
 
     def fine_tune(self, spec: str, seed: int, folder: Path) -> Path:
@@ -287,6 +293,7 @@ class _Run:
             keep_checkpoints=1,
             diag_every=5,
             max_length=cfg.max_length,
+            bf16=cfg.bf16,
             progress=False,
             **extra,
         )
@@ -313,6 +320,7 @@ class _Run:
             max_steps=cfg.rl_steps,
             seed=seed,
             save_every=max(1, cfg.rl_steps // 4),
+            bf16=cfg.bf16,
             progress=False,
         )
         if not (folder / "rl" / "final").exists():

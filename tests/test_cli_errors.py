@@ -23,6 +23,10 @@ def env(tmp_path_factory):
     tok = tiny_tokenizer()
     for name, vocab in (("model", len(tok)), ("big_vocab", 200)):
         save_tiny_model(d / name, vocab=vocab)
+    odd = tiny_llama(len(tok))  # a config key Llama's forward never applies: an unknown head
+    odd.config.logit_scale = 3.0
+    odd.save_pretrained(d / "odd_head")
+    tok.save_pretrained(d / "odd_head")
     (d / "no_weights").mkdir()
     tiny_llama(len(tok)).config.save_pretrained(d / "no_weights")
     tok.save_pretrained(d / "no_weights")
@@ -344,7 +348,16 @@ CASES = [
         _train("report_to=wandb"),
         r"report_to must be a tracker whose package is installed; wandb needs `pip install wandb`",
     ),
-    ("bf16 on a CPU", _train("bf16=true"), r"bf16=true needs a CUDA device"),
+    (
+        "train a model whose head giftlab cannot reproduce",
+        lambda d: ["train", *_train_args(d)[1:], f"model={d / 'odd_head'}", f"out_dir={d / 'oh'}"],
+        r"model=.*odd_head: LlamaForCausalLM's head cannot be reproduced .* differ .* by up to",
+    ),
+    (
+        "rl on a model whose head giftlab cannot reproduce",
+        lambda d: [*_rl()(d), f"model={d / 'odd_head'}"],
+        r"model=.*odd_head: LlamaForCausalLM's head cannot be reproduced",
+    ),
     ("rl report_to", _rl("report_to=wandb"), r"wandb needs `pip install wandb`"),
     ("rl max_verifier_failures", _rl("max_verifier_failures=2"), r"must be in \[0, 1\]"),
     (

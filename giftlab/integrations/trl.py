@@ -39,6 +39,7 @@ from giftlab.losses.settings import (
     ObjectiveSettings,
     check_objective_settings,
 )
+from giftlab.models.head import check_head
 from giftlab.runtime.objective import CausalLMBody, Forward, Models, objective_sum, token_stats
 from giftlab.train.config import KERNELS
 
@@ -133,6 +134,7 @@ class GIFTTrainer(SFTTrainer):
         policy = self.accelerator.unwrap_model(self.model)
         self._peft = hasattr(policy, "disable_adapter")
         base = policy.get_base_model() if self._peft else policy
+        check_head(base, name="model")  # the fused head must give the model's own logits
         add_response_hidden(base)
         if self._peft:
             self.ref_model = None  # the policy with its adapters off
@@ -147,6 +149,7 @@ class GIFTTrainer(SFTTrainer):
                 ref_model = copy.deepcopy(base)
                 del ref_model.forward  # the copy's patched forward would call the policy's
             ref_model.requires_grad_(False).eval()
+            check_head(ref_model, name="ref_model")
             add_response_hidden(ref_model)
             self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
 

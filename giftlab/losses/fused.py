@@ -13,7 +13,8 @@ weight-gradient sum across chunks are float32 (float64 inputs stay float64, exac
 per-chunk softmax / target / gradient step is `_torch_chunk` on the CPU and one Triton kernel
 (giftlab.losses.triton_gift) on CUDA; `kernel=` overrides the choice.
 
-Naive equivalent: gift_loss(h @ W.T, ref_h @ ref_W.T, labels, beta, smoothing).
+Naive equivalent: gift_loss(m(h @ W.T + b), m0(ref_h @ ref_W.T + ref_b), labels, beta, smoothing),
+m and m0 the models' logit maps (soft-capping, logit scale; giftlab.models.head).
 """
 
 from __future__ import annotations
@@ -125,7 +126,18 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, hidden, weight, bias, labels, beta_tok, ref_fn, smoothing, chunk, stats_out, chunk_fn
+        ctx,
+        hidden,
+        weight,
+        bias,
+        labels,
+        beta_tok,
+        ref_fn,
+        smoothing,
+        chunk,
+        stats_out,
+        chunk_fn,
+        post,
     ):
         n, v = hidden.shape[0], weight.shape[0]
         valid = labels != -100
@@ -147,6 +159,8 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
             e = min(n, s + chunk)
             h = hidden[s:e]
             z = _linear(h, weight, bias)  # (c, V) in the input dtype
+            if post is not None:  # the model's logit map z' = post(z), in float32 / float64
+                z = post(upcast(z))
             finite &= torch.isfinite(z).all()
             zr = None
             if ref_fn is not None:
@@ -161,6 +175,8 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
             per_token, grad_z = chunk_fn(
                 z, zr, labels[s:e], beta_tok[s:e], smoothing, row_scale[s:e], chunk_stats
             )
+            if post is not None:  # chain rule through the elementwise map: dL/dz = dL/dz' dz'/dz
+                grad_z = grad_z.to(z.dtype).mul_(post.grad(z))
             del z, zr
             for k, t in (chunk_stats or {}).items():
                 stats_out[k][s:e] = t
@@ -187,7 +203,7 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
         out_h = None if grad_h is None else grad_h * g.to(grad_h.dtype)
         out_w = None if grad_w is None else (grad_w * g).to(ctx.weight_dtype)
         out_b = None if grad_b is None else (grad_b * g).to(ctx.weight_dtype)
-        return out_h, out_w, out_b, None, None, None, None, None, None, None
+        return out_h, out_w, out_b, None, None, None, None, None, None, None, None
 
 
 def _prepare(hidden, weight, labels, ignore_index, chunk_size):
@@ -205,7 +221,18 @@ def _prepare(hidden, weight, labels, ignore_index, chunk_size):
     return h, lab, valid, chunk
 
 
-def _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, n_tokens, vocab):
+def _post(logit_map):
+    """None for no map (or the identity), else the map: callable z -> z' with .grad(z')."""
+    if logit_map is None or getattr(logit_map, "identity", False):
+        return None
+    if not (callable(logit_map) and hasattr(logit_map, "grad")):
+        raise TypeError(
+            "logit_map must be a giftlab.models.head.LogitMap (or have __call__ and grad)"
+        )
+    return logit_map
+
+
+def _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, n_tokens, vocab, ref_map=None):
     if ref_logits_fn is not None:
         return ref_logits_fn
     if ref_hidden is None or ref_weight is None:
@@ -220,7 +247,10 @@ def _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, n_tokens, vocab):
         raise ValueError(f"ref_hidden holds {rh.shape[0]} tokens, hidden holds {n_tokens}")
     rw = ref_weight.detach()
     rb = None if ref_bias is None else ref_bias.detach()
-    return lambda s, e: _linear(rh[s:e], rw, rb)
+    post = _post(ref_map)
+    if post is None:
+        return lambda s, e: _linear(rh[s:e], rw, rb)
+    return lambda s, e: post(upcast(_linear(rh[s:e], rw, rb)))
 
 
 def fused_linear_gift_loss(
@@ -239,10 +269,13 @@ def fused_linear_gift_loss(
     chunk_size: int | None = None,
     stats: dict | None = None,
     kernel: str = "auto",
+    logit_map=None,
+    ref_logit_map=None,
 ) -> torch.Tensor:
     """Mean GIFT loss over non-ignored tokens, from hidden states and the lm_head, chunked.
 
-    L = mean_t -sum_a q_t,a log softmax(h_t W^T)_a,  q_t = softmax(log pi0~ + beta onehot(y_t))
+    L = mean_t -sum_a q_t,a log softmax(m(h_t W^T + b))_a,
+    q_t = softmax(log pi0~ + beta onehot(y_t)),  pi0 = softmax(m0(ref_h_t ref_W^T + ref_b))
 
     Args:
         hidden: (..., H) policy final hidden states.  weight: (V, H) policy lm_head.
@@ -252,6 +285,9 @@ def fused_linear_gift_loss(
         beta: float in [0, inf], or a (...) tensor of per-token gains.  smoothing: [0, 1].
         stats: optional dict, filled with STAT_NAMES -> (N,) per-token diagnostics (0 if ignored).
         kernel: "auto" (the Triton kernel on CUDA, torch elsewhere), "torch" or "triton".
+        logit_map, ref_logit_map: the model's elementwise map m after its head (soft-capping,
+            logit scale: giftlab.models.head.LogitMap) for the policy and the reference; None is
+            the identity. The gradient goes through it: dL/dz = (softmax(z') - q) * m'(z).
     Returns:
         scalar float32 loss; gradients flow to hidden, weight and bias.
     """
@@ -267,9 +303,12 @@ def fused_linear_gift_loss(
         beta_tok = torch.full(
             (lab.numel(),), check_beta(beta), dtype=upcast(h[:0]).dtype, device=h.device
         )
-    ref_fn = _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0])
+    ref_fn = _ref_fn(
+        ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0], ref_logit_map
+    )
+    chunk_fn = _chunk_fn(kernel, h.device)
     return _FusedLinearTokenLoss.apply(
-        h, weight, bias, lab, beta_tok, ref_fn, smoothing, chunk, stats, _chunk_fn(kernel, h.device)
+        h, weight, bias, lab, beta_tok, ref_fn, smoothing, chunk, stats, chunk_fn, _post(logit_map)
     )
 
 
@@ -282,16 +321,18 @@ def fused_linear_sft_loss(
     ignore_index: int = -100,
     chunk_size: int | None = None,
     kernel: str = "auto",
+    logit_map=None,
 ) -> torch.Tensor:
-    """Mean SFT cross-entropy -log softmax(h W^T)_y over non-ignored tokens, chunked.
+    """Mean SFT cross-entropy -log softmax(m(h W^T + b))_y over non-ignored tokens, chunked
+    (m: the model's logit map, see fused_linear_gift_loss; None is the identity).
 
-    Naive equivalent: cross_entropy(h @ W.T, labels, ignore_index=ignore_index).
+    Naive equivalent: cross_entropy(m(h @ W.T + b), labels, ignore_index=ignore_index).
     """
     h, lab, _, chunk = _prepare(hidden, weight, labels, ignore_index, chunk_size)
     dummy = torch.full((lab.numel(),), math.inf, device=h.device)
     chunk_fn = _chunk_fn(kernel, h.device)
     return _FusedLinearTokenLoss.apply(
-        h, weight, bias, lab, dummy, None, 0.0, chunk, None, chunk_fn
+        h, weight, bias, lab, dummy, None, 0.0, chunk, None, chunk_fn, _post(logit_map)
     )
 
 
@@ -323,6 +364,8 @@ def fused_linear_sequence_consistent_gift_loss(
     chunk_size: int | None = None,
     stats: dict | None = None,
     kernel: str = "auto",
+    logit_map=None,
+    ref_logit_map=None,
 ) -> torch.Tensor:
     """Chunked sequence-consistent GIFT: per-token gains g_t (see sequence_gains) from a first
     no-grad pass over the reference's gold log-probabilities, then fused_linear_gift_loss.
@@ -332,7 +375,9 @@ def fused_linear_sequence_consistent_gift_loss(
     """
     smoothing = check_smoothing(smoothing)
     h, lab, valid, chunk = _prepare(hidden, weight, labels, ignore_index, chunk_size)
-    ref_fn = _ref_fn(ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0])
+    ref_fn = _ref_fn(
+        ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0], ref_logit_map
+    )
     gold = _gold_logp_chunked(ref_fn, lab, valid, smoothing, chunk)
     gains = sequence_gains(
         gold.reshape(labels.shape), valid.reshape(labels.shape), eta, segment_ids
@@ -349,4 +394,5 @@ def fused_linear_sequence_consistent_gift_loss(
         chunk_size=chunk_size,
         stats=stats,
         kernel=kernel,
+        logit_map=logit_map,
     )

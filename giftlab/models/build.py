@@ -1,5 +1,6 @@
-"""Build the policy and the reference the trainer runs: dtype, LoRA, the frozen reference copy,
-gradient checkpointing, and the DDP / FSDP2 wrapping."""
+"""Build the policy and the reference the trainer runs: dtype (bf16 on any device), LoRA, the
+frozen reference copy, the head self-check (giftlab.models.head.check_head), gradient
+checkpointing, and the DDP / FSDP2 wrapping."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from giftlab.runtime.objective import CausalLMBody, Models
 
 def build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
     from giftlab.models import check_same_vocabulary, load_model
+    from giftlab.models.head import check_head
 
-    on_gpu = device.type == "cuda"
-    dtype = torch.bfloat16 if (cfg.bf16_weights and on_gpu) else None
-    ref_dtype = torch.bfloat16 if ((cfg.bf16 or cfg.bf16_weights) and on_gpu) else None
+    dtype = torch.bfloat16 if cfg.bf16_weights else None
+    ref_dtype = torch.bfloat16 if (cfg.bf16 or cfg.bf16_weights) else None
     attn = {"attn_implementation": cfg.attn_implementation}
     policy = model if model is not None else load_model(cfg.model, dtype=dtype, **attn)
     if dtype is not None:
@@ -48,6 +49,10 @@ def build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
     policy.to(device).train()
     if not lora:
         ref_model.to(device)
+    if mode != "fsdp":  # FSDP takes its logits from the model's own forward
+        check_head(policy, name=f"model={cfg.model}")
+        if not lora:
+            check_head(ref_model, name=f"ref_model={cfg.ref_model or cfg.model}")
     body = CausalLMBody(policy)
     ref_body = body if lora else CausalLMBody(ref_model)
     if mode == "ddp":

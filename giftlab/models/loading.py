@@ -199,9 +199,10 @@ def check_same_vocabulary(model, ref_model, names=("model", "ref_model"), tokeni
     """InputError unless the two models' output vocabularies are one (KL and GIFT's target compare
     them token by token) and the tokenizer's ids fit them. `names`: how the user named the two."""
     from giftlab.errors import InputError
+    from giftlab.models.head import lm_head
 
-    v_pol = model.get_output_embeddings().weight.shape[0]
-    v_ref = ref_model.get_output_embeddings().weight.shape[0]
+    v_pol = lm_head(model).weight.shape[0]
+    v_ref = lm_head(ref_model).weight.shape[0]
     if v_pol != v_ref:
         raise InputError(
             f"{names[0]} has a vocabulary of {v_pol} tokens, {names[1]} one of {v_ref}: they "

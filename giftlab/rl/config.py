@@ -42,6 +42,11 @@ class RLConfig(RunSettings):
         "with exit 2 naming a record and the reason; a tolerated failure gets its group's mean "
         "reward (advantage 0: it takes no part in the update), never a 0.0 reward",
     )
+    bf16: bool = _f(
+        False,
+        "bf16 autocast for sampling and the update on the run's device (CUDA or CPU); the "
+        "reference's weights in bf16",
+    )
     ppo_epochs: int = _f(1, "optimisation passes per batch of samples")
     skip_zero_advantage: bool = _f(
         True,

@@ -50,6 +50,11 @@ def evaluate(
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if device is None:
         device = next(model.parameters()).device
+    if ref_model is not None and next(ref_model.parameters()).device != device:
+        raise ValueError(
+            f"the model is on {device}, the base model on {next(ref_model.parameters()).device}: "
+            "put both on one device"
+        )
     s_stats = n_samples if stats_samples is None else min(int(stats_samples), n_samples)
     if s_stats < 0:
         raise ValueError(f"stats_samples must be >= 0 or None, got {stats_samples}")
@@ -154,6 +159,7 @@ class EvalConfig(FlatConfig):
     max_new_tokens: int = _f(24, "completion length, >= 1")
     temperature: float = _f(1.0, "sampling temperature, >= 0 (0: greedy)")
     seed: int = _f(0, "sampling seed")
+    bf16: bool = _f(False, "evaluate under bf16 autocast (the precision of a bf16 run)")
     out: str = _f("", "also write the JSON to this file (its folder is made before any work)")
 
     RULES = (
@@ -196,30 +202,36 @@ def evaluate_model(
     seed=0,
     stats_samples=None,
     demos=None,
+    bf16=False,
 ) -> dict:
     """One checkpoint's evaluation, written once for `giftlab eval` and the pipeline: `evaluate`
     on `records` (device from the model) and, given the held-out `demos` and a model that is not
-    the base, the teacher-forced drift from the base per problem (`drift_per_problem`)."""
+    the base, the teacher-forced drift from the base per problem (`drift_per_problem`).
+    bf16: under bf16 autocast on the model's device (the precision of a bf16 run)."""
+    from giftlab.runtime.distributed import precision
     from giftlab.runtime.drift import drift_per_problem
 
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation pads on the left
+    autocast = precision(bf16, next(model.parameters()).device)
     try:
-        m = evaluate(
-            model,
-            base,
-            tokenizer,
-            records,
-            n_samples=samples,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            seed=seed,
-            stats_samples=stats_samples,
-        )
+        with autocast:
+            m = evaluate(
+                model,
+                base,
+                tokenizer,
+                records,
+                n_samples=samples,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=seed,
+                stats_samples=stats_samples,
+            )
     finally:
         tokenizer.padding_side = side
     if demos is not None and model is not base:
-        m["drift_per_problem"] = drift_per_problem(model, base, tokenizer, demos)
+        with precision(bf16, next(model.parameters()).device):
+            m["drift_per_problem"] = drift_per_problem(model, base, tokenizer, demos)
     return m
 
 
@@ -240,8 +252,11 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     check_model_name(cfg.model, "model")
     check_model_name(cfg.ref_model, "ref_model")
     out = check_output_file(cfg.out) if cfg.out else None
+    from giftlab.runtime.distributed import default_device
+
     tok = load_tokenizer(cfg.model)
-    model, base = load_model(cfg.model), load_model(cfg.ref_model)
+    device = default_device()
+    model, base = load_model(cfg.model).to(device), load_model(cfg.ref_model).to(device)
     check_same_vocabulary(model, base, (f"model={cfg.model}", f"ref_model={cfg.ref_model}"))
     m = evaluate_model(
         model,
@@ -252,6 +267,7 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
         max_new_tokens=cfg.max_new_tokens,
         temperature=cfg.temperature,
         seed=cfg.seed,
+        bf16=cfg.bf16,
     )
     if out is not None:
         out.write_text(json.dumps(m, indent=2))

@@ -20,6 +20,7 @@ from giftlab.data import read_records
 from giftlab.data.verifiers import VerifierError, check_verifiable, score
 from giftlab.errors import NonFiniteError
 from giftlab.losses import group_advantages, grpo_loss, kl_estimate
+from giftlab.models.head import check_head
 from giftlab.provenance import provenance
 from giftlab.rl.config import RLConfig, rl_config_help
 from giftlab.rl.rollout import (
@@ -37,6 +38,7 @@ from giftlab.runtime import (
     seed_all,
     set_rng_state,
 )
+from giftlab.runtime.distributed import default_device, precision
 
 
 def load_task_records(path, limit=None, check: bool = True) -> list[dict]:
@@ -61,7 +63,7 @@ def rl(
         load_tokenizer,
     )
 
-    device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    device = default_device()
     # every check that needs no training runs before the run folder is touched
     records = load_task_records(cfg.train_file, check=score_fn is score)
     if model is None:
@@ -82,7 +84,11 @@ def rl(
         policy = (model if model is not None else load_model(cfg.model)).to(device)
         ref = (ref_model if ref_model is not None else load_model(cfg.ref_model)).to(device)
         ref.eval().requires_grad_(False)
+        if cfg.bf16:  # the reference only runs forward: bf16 halves its memory
+            ref.to(torch.bfloat16)
         check_same_vocabulary(policy, ref, (f"model={cfg.model}", f"ref_model={cfg.ref_model}"))
+        check_head(policy, name=f"model={cfg.model}")
+        check_head(ref, name=f"ref_model={cfg.ref_model}")
         order = DataOrder(len(records), cfg.prompts_per_step, 1, 0, cfg.seed)
         params = [p for p in policy.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
@@ -93,20 +99,21 @@ def rl(
         bar = progress_bar(cfg.max_steps, start, "rl grpo", cfg.progress)
         last, failures = {}, 0
         for step in range(start, cfg.max_steps):
-            row = _step(
-                cfg,
-                step,
-                policy,
-                ref,
-                tokenizer,
-                records,
-                order,
-                opt,
-                params,
-                score_fn,
-                device,
-                run,
-            )
+            with precision(cfg.bf16, device):
+                row = _step(
+                    cfg,
+                    step,
+                    policy,
+                    ref,
+                    tokenizer,
+                    records,
+                    order,
+                    opt,
+                    params,
+                    score_fn,
+                    device,
+                    run,
+                )
             run.log_metrics(row)
             final = step + 1 == cfg.max_steps
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:

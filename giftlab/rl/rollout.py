@@ -36,6 +36,11 @@ class Rollout:
         )
 
 
+def model_device(model) -> torch.device:
+    """The device of the model's first parameter: where its inputs must go."""
+    return next(model.parameters()).device
+
+
 def encode_prompts(tokenizer, records) -> list[list[int]]:
     return [
         tokenizer(prompt_text(tokenizer, r["messages"]), add_special_tokens=False)["input_ids"]
@@ -52,18 +57,20 @@ def sample_groups(
     max_new_tokens: int,
     temperature: float,
     seed: int,
-    device,
+    device=None,
 ) -> Rollout:
     """Sample `group` completions for every prompt in one batched generate call, the prompts'
-    prefill computed once per prompt and its KV cache repeated for the group."""
+    prefill computed once per prompt and its KV cache repeated for the group. Every tensor is
+    made on `device` (None: the model's own device)."""
+    if device is None:
+        device = model_device(model)
     pad = tokenizer.pad_token_id
     width = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long, device=device)
     for i, p in enumerate(prompt_ids):  # left padding: generation continues from the last column
-        ids[i, width - len(p) :] = torch.tensor(p)
+        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long, device=device)
         mask[i, width - len(p) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
     was_training = model.training
     model.eval()
     cache = None
@@ -110,15 +117,18 @@ def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):
     """log pi(y_t | y_<t) of every sampled token (N, T - 1), aligned with completion_mask[:, 1:]
     (0 elsewhere); optionally the policy's entropy there. Gradients flow when grad is enabled.
 
-    Only completion positions reach the head (the prompt's (tokens x V) logits are never formed).
+    Only completion positions reach the head (the prompt's (tokens x V) logits are never formed);
+    the head is the model's own (bias, soft-capping, logit scale: giftlab.models.head).
     Naive equivalent: log_softmax(model(sequences).logits[:, :-1]).gather(-1, sequences[:, 1:]).
     """
+    from giftlab.models.head import lm_head
+
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
     hidden = m.get_decoder()(
         input_ids=rollout.sequences, attention_mask=rollout.attention_mask
     ).last_hidden_state
     mask = rollout.completion_mask[:, 1:]
-    logits = m.get_output_embeddings()(hidden[:, :-1][mask]).float()  # (n, V)
+    logits = lm_head(m).logits(hidden[:, :-1][mask]).float()  # (n, V)
     logp_all = torch.log_softmax(logits, -1)
     targets = rollout.sequences[:, 1:][mask]
     logp = torch.zeros(mask.shape, dtype=logp_all.dtype, device=logp_all.device)

@@ -13,6 +13,18 @@ from giftlab.errors import InputError
 from giftlab.runtime.rundir import load_weights
 
 
+def default_device() -> torch.device:
+    """The device a single-process run uses: the first CUDA device when there is one, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def precision(bf16: bool, device: torch.device):
+    """bf16 autocast on `device` (CUDA or CPU: torch runs bfloat16 on both), else a no-op."""
+    from contextlib import nullcontext
+
+    return torch.autocast(device.type, torch.bfloat16) if bf16 else nullcontext()
+
+
 def dist_setup():
     """(rank, world, device, mode) from torchrun's environment; mode: none, ddp or fsdp."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

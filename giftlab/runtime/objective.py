@@ -23,6 +23,7 @@ from giftlab.losses import (
     gift_token_stats,
     sequence_gains_from_logits,
 )
+from giftlab.models.head import Head, lm_head
 
 
 class CausalLMBody(torch.nn.Module):
@@ -36,8 +37,9 @@ class CausalLMBody(torch.nn.Module):
     def _base(self):
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
-    def head(self):
-        return self._base().get_output_embeddings()
+    def head(self) -> Head:
+        """The model's head: output embedding, bias and logit map (giftlab.models.head)."""
+        return lm_head(self._base())
 
     def forward(self, input_ids, attention_mask):
         decoder = self._base().get_decoder()
@@ -131,20 +133,26 @@ def objective_sum(cfg, obj: Objective, m: Models, f: Forward, stats: dict | None
         hyper["segment_ids"] = f.rows[None]
     head = m.head()
     if cfg.chunked and obj.fused is not None and not m.fsdp:
-        kw = {"bias": head.bias, "chunk_size": cfg.chunk_size or None, "kernel": cfg.kernel}
+        kw = {
+            "bias": head.bias,
+            "logit_map": head.post,
+            "chunk_size": cfg.chunk_size or None,
+            "kernel": cfg.kernel,
+        }
         if obj.needs_ref:
             ref_head = m.ref_body.head()
             kw |= {
                 "ref_hidden": f.ref_hidden,
                 "ref_weight": ref_head.weight.detach(),
                 "ref_bias": _detached(ref_head.bias),
+                "ref_logit_map": ref_head.post,
                 "stats": stats,
             }
         return obj.fused(f.hidden, head.weight, labels, **kw, **hyper) * f.n
-    logits = f.logits if m.fsdp else head(f.hidden)  # (n, V)
+    logits = f.logits if m.fsdp else head.logits(f.hidden)  # (n, V)
     ref_logits = None
     if obj.needs_ref:
-        ref_logits = f.ref_logits if m.fsdp else m.ref_body.head()(f.ref_hidden)
+        ref_logits = f.ref_logits if m.fsdp else m.ref_body.head().logits(f.ref_hidden)
     if obj.needs_old_logp:  # the sampling policy is the current one: ratio 1, gradient of r
         z = logits.detach()
         z = z if z.dtype == torch.float64 else z.float()  # the loss's own precision
@@ -175,7 +183,9 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
         "ref_hidden": f.ref_hidden,
         "ref_weight": ref_head.weight,
         "ref_bias": ref_head.bias,
+        "ref_logit_map": ref_head.post,
         "bias": head.bias,
+        "logit_map": head.post,
         "smoothing": cfg.smoothing,
         "stats": stats,
         "kernel": cfg.kernel,
@@ -198,7 +208,9 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
 
 def topk_from_hidden(hidden, ref_hidden, head, ref_head, k, rows=256):
     parts = [
-        topk_overlap(head(hidden[s : s + rows]), ref_head(ref_hidden[s : s + rows]), k)
+        topk_overlap(
+            head.logits(hidden[s : s + rows]), ref_head.logits(ref_hidden[s : s + rows]), k
+        )
         for s in range(0, hidden.shape[0], rows)
     ]
     return torch.cat(parts) if parts else hidden.new_zeros(0)

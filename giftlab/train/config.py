@@ -46,9 +46,11 @@ class TrainConfig(RunSettings, ObjectiveSettings):
     lora_rank: int = _f(0, "LoRA rank (0: full fine-tuning)")
     lora_alpha: float = _f(16.0, "LoRA alpha")
     grad_checkpointing: bool = _f(False, "gradient checkpointing in the policy")
-    bf16: bool = _f(False, "bf16 autocast (CUDA only); the reference is then kept in bf16")
+    bf16: bool = _f(
+        False, "bf16 autocast on the run's device (CUDA or CPU); the reference is kept in bf16"
+    )
     bf16_weights: bool = _f(
-        False, "keep the policy's and the reference's weights in bf16 (CUDA; AdamW on bf16 weights)"
+        False, "keep the policy's and the reference's weights in bf16 (AdamW on bf16 weights)"
     )
     attn_implementation: str = _f(
         "sdpa", "attention kernel passed to from_pretrained: sdpa, eager or flash_attention_2"

@@ -44,6 +44,7 @@ from giftlab.runtime.distributed import (
     load_model_state,
     load_optimizer_state,
     optimizer_state,
+    precision,
 )
 from giftlab.runtime.objective import (
     forward,
@@ -186,11 +187,7 @@ def _step(cfg, step, m, examples, order, pad_id, device, world, mode, run) -> di
     local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
     global_tokens = int(all_sum(torch.tensor(float(local_tokens), device=device), world).item())
     diag = cfg.diag_every > 0 and (step + 1) % cfg.diag_every == 0
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if (cfg.bf16 and device.type == "cuda")
-        else nullcontext()
-    )
+    autocast = precision(cfg.bf16, device)
     stats, loss_sum = None, torch.zeros((), device=device)
     for i, batch in enumerate(micro):
         sync = nullcontext() if (mode != "ddp" or i == len(micro) - 1) else m.body.no_sync()
@@ -279,12 +276,6 @@ def _preflight(cfg, device, model, ref_model) -> None:
         check_model_name(cfg.model, "model")
     if cfg.ref_model and ref_model is None:
         check_model_name(cfg.ref_model, "ref_model")
-    for key in ("bf16", "bf16_weights"):
-        if getattr(cfg, key) and device.type != "cuda":
-            raise InputError(
-                f"{key}=true needs a CUDA device; this run would be on {device.type} in float32 "
-                f"while its config said bf16: set {key}=false"
-            )
     if cfg.kernel == "triton" and device.type != "cuda":
         import os
 
