@@ -1,6 +1,7 @@
 """Loading local causal LMs (never from a hub): the bundled SmolLM2 and any checkpoint folder,
 plus tiny random models and tokenizers for tests."""
 
+from giftlab.models.head import check_head, lm_head
 from giftlab.models.loading import (
     DEFAULT_MODEL,
     check_model_name,
@@ -10,10 +11,14 @@ from giftlab.models.loading import (
     prepare_tokenizer,
     resolve_model_path,
 )
-from giftlab.models.tiny import tiny_llama, tiny_tokenizer
+from giftlab.models.tiny import FAMILIES, tiny_llama, tiny_model, tiny_tokenizer
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FAMILIES",
+    "check_head",
+    "lm_head",
+    "tiny_model",
     "check_model_name",
     "check_same_vocabulary",
     "load_model",

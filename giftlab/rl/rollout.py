@@ -128,7 +128,8 @@ def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):
         input_ids=rollout.sequences, attention_mask=rollout.attention_mask
     ).last_hidden_state
     mask = rollout.completion_mask[:, 1:]
-    logits = lm_head(m).logits(hidden[:, :-1][mask]).float()  # (n, V)
+    logits = lm_head(m).logits(hidden[:, :-1][mask])  # (n, V)
+    logits = logits if logits.dtype == torch.float64 else logits.float()  # float64 stays
     logp_all = torch.log_softmax(logits, -1)
     targets = rollout.sequences[:, 1:][mask]
     logp = torch.zeros(mask.shape, dtype=logp_all.dtype, device=logp_all.device)
