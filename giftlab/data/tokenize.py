@@ -64,15 +64,67 @@ def encode_records(records, tokenizer, max_length: int, overlong: str = "skip"):
     return out, stats
 
 
-def collate(examples, pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad to the longest example: input_ids (B, T), attention_mask (B, T), labels (B, T)."""
+def collate(examples, pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example: input_ids (B, T), attention_mask (B, T), labels (B, T),
+    made on `device` (the CPU unless given: never torch's default device)."""
     t = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), t), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), t), -100, dtype=torch.long)
-    mask = torch.zeros((len(examples), t), dtype=torch.long)
+    shape = (len(examples), t)
+    ids = torch.full(shape, pad_id, dtype=torch.long, device=device)
+    labels = torch.full(shape, -100, dtype=torch.long, device=device)
+    mask = torch.zeros(shape, dtype=torch.long, device=device)
     for i, e in enumerate(examples):
         n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        labels[i, :n] = torch.tensor(e["labels"])
+        ids[i, :n] = torch.tensor(e["input_ids"], dtype=torch.long, device=device)
+        labels[i, :n] = torch.tensor(e["labels"], dtype=torch.long, device=device)
         mask[i, :n] = 1
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def assistant_labels(tokenizer, messages: list[dict], where: str = "record") -> dict:
+    """A whole conversation as {"input_ids", "labels"}: the chat template's text tokenized once,
+    labels = input_ids on the assistant turns and -100 elsewhere (system and user turns, the
+    template's role headers), whether or not the template has generation markers.
+
+    An assistant turn's tokens are those whose text starts inside it: from the end of the
+    template's text of the messages before it with the generation prompt, to its end-of-sequence
+    token (included; what follows it in the turn, e.g. a newline, is not trained), as giftlab's
+    own trainer labels a response. Needs a fast tokenizer (character offsets) and a template that
+    renders each conversation prefix as a prefix of the whole; else ValueError naming `where`.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"{where}: the tokenizer has no chat template to render messages with")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"{where}: assistant-only labels need a fast tokenizer (character offsets); train on "
+            "every token instead (assistant_only_loss=False)"
+        )
+
+    def render(msgs, gen=False):
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
+
+    full = render(messages)
+    spans = []
+    for i, m in enumerate(messages):
+        if m.get("role") != "assistant":
+            continue
+        start, stop = render(messages[:i], gen=True), render(messages[: i + 1])
+        if not (full.startswith(start) and full.startswith(stop) and len(start) <= len(stop)):
+            raise ValueError(
+                f"{where}: the chat template does not render the conversation up to message {i} "
+                "as a prefix of the whole, so its assistant turns cannot be located; train on "
+                "every token instead (assistant_only_loss=False)"
+            )
+        end = len(stop)
+        eos = tokenizer.eos_token
+        if eos and (k := full.find(eos, len(start), len(stop))) >= 0:
+            end = k + len(eos)
+        spans.append((len(start), end))
+    if not spans:
+        raise ValueError(f"{where}: the conversation has no assistant turn to train on")
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    labels = [
+        t if any(a <= s < b for a, b in spans) else -100
+        for t, (s, _) in zip(ids, enc["offset_mapping"])
+    ]
+    return {"input_ids": ids, "labels": labels}

@@ -34,7 +34,7 @@ def summarize_token_stats(
         out[f"{prefix}{name}"] = float(t[valid].double().mean())
     if "gate_w" in stats:
         w = stats["gate_w"][valid].double()
-        q = torch.quantile(w, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+        q = torch.quantile(w, torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64, device=w.device))
         out[f"{prefix}gate_w_q10"], out[f"{prefix}gate_w_q50"], out[f"{prefix}gate_w_q90"] = map(
             float, q
         )

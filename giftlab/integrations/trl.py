@@ -63,6 +63,14 @@ class GIFTConfig(ObjectiveSettings, SFTConfig):
     ref_model_path: str | None = field(
         default=None, metadata={"help": "reference model; None: a frozen copy of the initial model"}
     )
+    assistant_only_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "conversational ('messages') data train on the assistant turns only, as "
+            "giftlab train does (the mask is built from the chat template, with or without "
+            "generation markers); False: on every token"
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -129,7 +137,19 @@ class GIFTTrainer(SFTTrainer):
             args = GIFTConfig(output_dir="gift-output")
         if not isinstance(args, GIFTConfig):
             raise TypeError(f"args must be a GIFTConfig, got {type(args).__name__}")
-        super().__init__(model=model, args=args, **kwargs)
+        self._base_name = model if isinstance(model, str) else _model_name(model)
+        self._data_name = _data_name(kwargs.get("train_dataset"))
+        assistant_only = args.assistant_only_loss
+        if assistant_only:  # conversations get giftlab's assistant labels; TRL's path is off
+            tok = kwargs.get("processing_class") or _tokenizer_of(model)
+            for key in ("train_dataset", "eval_dataset"):
+                kwargs[key] = _assistant_labelled(kwargs.get(key), tok, key)
+        args.assistant_only_loss = False  # TRL's own check would refuse a tokenized dataset
+        try:
+            super().__init__(model=model, args=args, **kwargs)
+        finally:
+            args.assistant_only_loss = assistant_only
+        self._eval_ce = [0.0, 0]  # held-out one-hot CE: sum over tokens, tokens
         self.objective = OBJECTIVES[args.objective]
         policy = self.accelerator.unwrap_model(self.model)
         self._peft = hasattr(policy, "disable_adapter")
@@ -192,11 +212,58 @@ class GIFTTrainer(SFTTrainer):
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
         self._log_token_metrics(mode, stats, n_local, inputs)
+        if mode == "eval":
+            self._eval_ce[0] += float(stats["ce_gold"].detach().double().sum())
+            self._eval_ce[1] += f.n
         if return_outputs:
             with torch.no_grad():
                 outputs = model(**model_inputs)
             return loss, outputs
         return loss
+
+    def evaluation_loop(self, dataloader, description, *args, **kwargs):
+        """Trainer's evaluation, plus `eval_ce`: the held-out one-hot cross-entropy per response
+        token (over every process), the paper's checkpoint rule: metric_for_best_model="eval_ce"
+        (greater_is_better=False)."""
+        self._eval_ce = [0.0, 0]
+        output = super().evaluation_loop(dataloader, description, *args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[2] if len(args) > 2 else "eval")
+        sums = torch.tensor(self._eval_ce, dtype=torch.float64, device=self.accelerator.device)
+        sums = self.accelerator.reduce(sums, reduction="sum")
+        output.metrics[f"{prefix}_ce"] = float(sums[0] / sums[1].clamp(min=1))
+        return output
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """README.md in output_dir naming GIFT, its beta, the objective, the base model and the
+        data (giftlab.models.card)."""
+        if not self.is_world_process_zero():
+            return
+        import os
+
+        from giftlab.models.card import model_card
+
+        a = self.args
+        card = model_card(
+            objective=a.objective,
+            base_model=self._base_name or "unknown",
+            data=dataset_name or self._data_name,
+            trainer="GIFTTrainer (TRL)",
+            settings=a,
+            reference=a.ref_model_path or None,
+            extra={
+                "learning rate": a.learning_rate,
+                "epochs" if a.max_steps <= 0 else "steps": a.num_train_epochs
+                if a.max_steps <= 0
+                else a.max_steps,
+                "assistant-only loss": a.assistant_only_loss,
+                "bf16": a.bf16,
+            },
+            selection="Checkpoint rule of the paper: metric_for_best_model='eval_ce' (held-out "
+            "one-hot cross-entropy).",
+        )
+        os.makedirs(a.output_dir, exist_ok=True)
+        with open(os.path.join(a.output_dir, "README.md"), "w") as f:
+            f.write(card)
 
     def _log_token_metrics(self, mode, stats, n_local, inputs):
         gather = self.accelerator.gather_for_metrics
@@ -219,3 +286,44 @@ class GIFTTrainer(SFTTrainer):
                 tokens = torch.tensor(inputs["input_ids"].numel(), device=n_local.device)
             self._total_train_tokens += int(gather(tokens).sum().item())
         metrics["num_tokens"] = [self._total_train_tokens]
+
+
+def _model_name(model) -> str | None:
+    config = getattr(model, "config", None)
+    return getattr(config, "_name_or_path", None) or None
+
+
+def _tokenizer_of(model):
+    from transformers import AutoTokenizer
+
+    name = model if isinstance(model, str) else _model_name(model)
+    if not name:
+        raise ValueError("GIFTTrainer: give processing_class (the tokenizer)")
+    return AutoTokenizer.from_pretrained(name)
+
+
+def _data_name(dataset) -> str:
+    info = getattr(dataset, "info", None)
+    name = getattr(info, "dataset_name", None) if info is not None else None
+    if name:
+        return name
+    n = len(dataset) if hasattr(dataset, "__len__") else "?"
+    return f"{n} records given as a datasets.Dataset"
+
+
+def _assistant_labelled(dataset, tokenizer, key):
+    """A conversational dataset ('messages', not yet tokenized) as input_ids + labels, labels on
+    the assistant turns only (giftlab.data.tokenize.assistant_labels); anything else unchanged."""
+    if dataset is None:
+        return None
+    if isinstance(dataset, dict):
+        return {k: _assistant_labelled(d, tokenizer, f"{key}[{k!r}]") for k, d in dataset.items()}
+    columns = getattr(dataset, "column_names", None) or []
+    if "messages" not in columns or "input_ids" in columns:
+        return dataset
+    from giftlab.data.tokenize import assistant_labels
+
+    def encode(example, idx):
+        return assistant_labels(tokenizer, example["messages"], where=f"{key} record {idx}")
+
+    return dataset.map(encode, with_indices=True, remove_columns=columns)

@@ -208,9 +208,9 @@ def check_target_against_loss(
     import torch
 
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(6, 7, generator=gen, dtype=torch.float64)
-    z_ref = torch.randn(6, 7, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, 7, (6,), generator=gen)
+    z = torch.randn(6, 7, generator=gen, dtype=torch.float64, device="cpu")
+    z_ref = torch.randn(6, 7, generator=gen, dtype=torch.float64, device="cpu")
+    y = torch.randint(0, 7, (6,), generator=gen, device="cpu")
     main = obj.main_hyper
     known = HYPER_SETTINGS | (settings or {})
     rule = known[main].rule if main in known else (lambda x: True)

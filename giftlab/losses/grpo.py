@@ -75,7 +75,11 @@ def grpo_loss(
         raise ValueError("advantages must be finite (NaN rewards? see group_advantages)")
     m = mask.to(logp.dtype)
     n = m.sum().clamp(min=1)
-    denominator = n if n_tokens is None else torch.as_tensor(n_tokens, dtype=m.dtype).clamp(min=1)
+    denominator = (
+        n
+        if n_tokens is None
+        else torch.as_tensor(n_tokens, dtype=m.dtype, device=m.device).clamp(min=1)
+    )
     per_token, clipped = ppo_clip_token_loss(
         logp, old_logp.detach(), advantages[:, None], clip_low, clip_high
     )

@@ -69,6 +69,8 @@ def build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
 
 
 def frozen_copy(model):
+    """A copy of the model on its own device (whatever torch's default device is)."""
     import copy
 
-    return copy.deepcopy(model)
+    with torch.device(next(model.parameters()).device):
+        return copy.deepcopy(model)

@@ -143,7 +143,7 @@ def check_head(model, vocab_size: int | None = None, tokens: int = 12, name: str
     v = head.weight.shape[0] if vocab_size is None else vocab_size
     device = head.weight.device
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, v, (2, tokens), generator=g).to(device)
+    ids = torch.randint(0, v, (2, tokens), generator=g, device="cpu").to(device)
     mask = torch.ones_like(ids)
     was_training = base.training
     base.eval()

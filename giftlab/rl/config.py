@@ -77,6 +77,23 @@ class RLConfig(RunSettings):
         "max_verifier_failures",
     )
 
+    def model_card(self) -> str:
+        """The README.md of final/ (giftlab.models.card)."""
+        from giftlab.models.card import model_card
+
+        return model_card(
+            objective="grpo",
+            base_model=self.model,
+            data=self.train_file,
+            trainer="giftlab rl",
+            reference=self.ref_model,
+            extra={
+                "steps": self.max_steps,
+                "learning rate": self.lr,
+                "group size": self.group_size,
+            },
+        )
+
     def check(self):
         if not self.train_file:
             raise ConfigError("train_file must name a .jsonl or .parquet file", "train_file")

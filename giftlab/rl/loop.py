@@ -128,7 +128,7 @@ def rl(
             last = row | {"rl/verifier_errors_total": failures}  # this session's steps
         bar.close()
         if cfg.save_final:
-            run.save_model("final", policy, tokenizer)
+            run.save_model("final", policy, tokenizer, card=cfg.model_card())
     return last
 
 
@@ -290,7 +290,7 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
         # the penalty term's KL over the whole batch (partial: the no-grad pass = epoch 1's)
         f"loss/kl_{cfg.kl_estimator}": kl_mean(cfg.kl_estimator)
         if partial
-        else float(stats.get("kl", torch.tensor(0.0))),
+        else float(stats.get("kl", 0.0)),
         "rl/reward_mean": float(rewards.mean()),
         "rl/reward_std": float(groups.std(-1, unbiased=False).mean()),
         "rl/correct_frac": float(np.mean([s == 1.0 for s in scored])) if scored else 0.0,

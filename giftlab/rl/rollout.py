@@ -167,4 +167,4 @@ def verifier_rewards(records, rollout: Rollout, score_fn, binary: bool = True):
             failures.append(f"{where}: the verifier raised {type(err).__name__}: {err}")
         scores.append(s)
         rewards.append(s if not binary or math.isnan(s) else float(s == 1.0))
-    return torch.tensor(rewards), scores, failures
+    return torch.tensor(rewards, device="cpu"), scores, failures

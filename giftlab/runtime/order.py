@@ -24,7 +24,7 @@ class DataOrder:
 
     def _make_perm(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.n, generator=g)
+        return torch.randperm(self.n, generator=g, device="cpu")
 
     def next_indices(self) -> list[int]:
         span = self.bs * self.world

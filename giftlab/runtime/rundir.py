@@ -356,8 +356,11 @@ class RunDir:
         self.last_checkpoint = final
         return final
 
-    def save_model(self, name: str, model, tokenizer, weights=None, merge_lora=False) -> None:
-        """Write a loadable model folder `name` (best, final) atomically."""
+    def save_model(
+        self, name: str, model, tokenizer, weights=None, merge_lora=False, card: str | None = None
+    ) -> None:
+        """Write a loadable model folder `name` (best, final) atomically; `card`: its README.md
+        (giftlab.models.card)."""
         if not all_finite(model.parameters()):
             raise NonFiniteError(
                 f"the weights are NaN or infinite: {name}/ was not written. "
@@ -374,6 +377,8 @@ class RunDir:
                 save_model_files(tmp, copy.deepcopy(model).merge_and_unload(), tokenizer)
             else:
                 save_model_files(tmp, model, tokenizer, weights)
+            if card is not None:
+                (tmp / "README.md").write_text(card)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -385,8 +390,9 @@ class RunDir:
     def check_weights(self, params, step: int, lr: float, world: int = 1) -> None:
         """After an optimiser step: stop with NonFiniteError, naming the last good checkpoint, if
         any weight is NaN or infinite (every process takes part when world > 1)."""
-        local = (p.to_local() if hasattr(p, "to_local") else p for p in params)  # FSDP shards
-        ok = torch.tensor(float(all_finite(local)))
+        local = [p.to_local() if hasattr(p, "to_local") else p for p in params]  # FSDP shards
+        device = local[0].device if local else "cpu"  # NCCL reduces CUDA tensors only
+        ok = torch.tensor(float(all_finite(local)), device=device)
         if world > 1:
             import torch.distributed as dist
 

@@ -120,6 +120,28 @@ class TrainConfig(RunSettings, ObjectiveSettings):
 
     RESUME_MUTABLE: typing.ClassVar[tuple] = TRAIN_RESUME_MUTABLE
 
+    def model_card(self) -> str:
+        """The README.md of final/ and best/ (giftlab.models.card)."""
+        from giftlab.models.card import model_card
+
+        return model_card(
+            objective=self.objective,
+            base_model=self.model,
+            data=self.train_file,
+            trainer="giftlab train",
+            settings=self,
+            reference=self.ref_model or None,
+            extra={
+                "steps": self.max_steps,
+                "learning rate": self.lr,
+                "batch size": self.batch_size,
+                "LoRA rank": self.lora_rank,
+                "bf16": self.bf16 or self.bf16_weights,
+            },
+            selection="best/: the step with the lowest held-out one-hot cross-entropy (val/ce); "
+            "final/: the last step.",
+        )
+
     def check(self):
         check_objective_settings(self)
         if self.lora_rank > 0 and self.ref_model:

@@ -106,7 +106,7 @@ def train(
         bar = progress_bar(
             cfg.max_steps, start_step, f"train {cfg.objective}", cfg.progress and is_main
         )
-        last = {}
+        last, card = {}, cfg.model_card()
         if start_step == 0 and val_examples:  # the base line: the initial model on held-out data
             row0 = {"step": 0} | validate(cfg, m, val_examples, pad_id, device)
             best_val = row0["val/ce"]
@@ -126,7 +126,7 @@ def train(
             if "val/ce" in row and row["val/ce"] < best_val:
                 best_val = row["val/ce"]
                 if cfg.save_final:
-                    run.save_model("best", m.policy, tokenizer, full_weights(m), merge_lora=m.lora)
+                    run.save_model("best", m.policy, tokenizer, full_weights(m), m.lora, card)
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
                 state = _state(cfg, step + 1, m, opt, sched, order, best_val, world)
                 run.save_checkpoint(
@@ -135,7 +135,7 @@ def train(
             last = row
         bar.close()
         if cfg.save_final:
-            run.save_model("final", m.policy, tokenizer, full_weights(m), merge_lora=m.lora)
+            run.save_model("final", m.policy, tokenizer, full_weights(m), m.lora, card)
     last["data/train_examples"] = train_stats.kept
     last["data/skipped_overlong"] = train_stats.skipped_overlong
     return last
@@ -288,4 +288,4 @@ def _preflight(cfg, device, model, ref_model) -> None:
 
 def _grad_norm(params):
     grads = [p.grad.detach().float().norm() for p in params if p.grad is not None]
-    return torch.stack(grads).norm() if grads else torch.zeros(())
+    return torch.stack(grads).norm() if grads else torch.zeros((), device=params[0].device)

@@ -176,3 +176,126 @@ def test_gift_config_checks_the_shared_objective_rules(kw, message):
 
     with pytest.raises(ConfigError, match=message):
         GIFTConfig(output_dir="x", report_to=[], use_cpu=True, **kw)
+
+
+def _conversations(n=8):
+    return Dataset.from_list(
+        [
+            {
+                "messages": [
+                    {"role": "system", "content": "Solve it."},
+                    {"role": "user", "content": f"add {a} {b}"},
+                    {"role": "assistant", "content": str(a + b)},
+                ]
+            }
+            for a in range(n // 2)
+            for b in range(2)
+        ]
+    )
+
+
+def test_conversations_train_on_the_assistant_turns_as_giftlab_train_does(model_dir, tmp_path):
+    from giftlab.data.tokenize import encode_records
+
+    data = _conversations()
+    trainer = _trainer(model_dir, tmp_path, max_steps=1)
+    trainer = GIFTTrainer(
+        model=trainer.model,
+        args=trainer.args,
+        train_dataset=data,
+        processing_class=tiny_tokenizer(),
+    )
+    tok = tiny_tokenizer()
+    for i, row in enumerate(trainer.train_dataset):
+        msgs = data[i]["messages"]
+        record = {"messages": msgs[:-1], "response": msgs[-1]["content"], "where": f"r{i}"}
+        (own,), _ = encode_records([record], tok, 256)
+        assert row["input_ids"][: len(own["input_ids"])] == own["input_ids"]
+        labels = row["labels"]
+        assert labels[: len(own["labels"])] == own["labels"]  # system and user turns: -100
+        assert all(t == -100 for t in labels[len(own["labels"]) :])
+        assert tok.decode([t for t in labels if t != -100]) == msgs[-1]["content"] + "<|end|>"
+
+
+def test_every_token_is_trained_when_asked(model_dir, tmp_path):
+    trainer = _trainer(model_dir, tmp_path, max_steps=1, assistant_only_loss=False)
+    trainer = GIFTTrainer(
+        model=trainer.model,
+        args=trainer.args,
+        train_dataset=_conversations(),
+        processing_class=tiny_tokenizer(),
+    )
+    batch = next(iter(trainer.get_train_dataloader()))
+    real = batch["attention_mask"].bool() if "attention_mask" in batch else batch["labels"] != -100
+    assert bool((batch["labels"][real] != -100).all())
+
+
+def test_a_template_that_is_not_prefix_preserving_is_refused_with_the_way_out(model_dir, tmp_path):
+    tok = tiny_tokenizer()
+    tok.chat_template = (  # puts the number of messages first: no prefix of the whole
+        "{{ messages | length }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
+        "<|end|>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+    trainer = _trainer(model_dir, tmp_path, max_steps=1)
+    with pytest.raises(ValueError, match=r"train_dataset record 0: .*assistant_only_loss=False"):
+        GIFTTrainer(
+            model=trainer.model,
+            args=trainer.args,
+            train_dataset=_conversations(),
+            processing_class=tok,
+        )
+
+
+def _naive_ce(model, dataloader):
+    total, n = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for b in dataloader:
+            logits = model(input_ids=b["input_ids"], attention_mask=b.get("attention_mask")).logits
+            labels = b["labels"][:, 1:]
+            valid = labels != -100
+            logp = torch.log_softmax(logits[:, :-1][valid].double(), -1)
+            total -= float(logp.gather(-1, labels[valid][:, None]).sum())
+            n += int(valid.sum())
+    return total / n
+
+
+def test_evaluation_reports_the_held_out_one_hot_ce(model_dir, tmp_path):
+    trainer = _trainer(model_dir, tmp_path, eval_dataset=_dataset(8), objective="gift")
+    metrics = trainer.evaluate()
+    want = _naive_ce(trainer.model, trainer.get_eval_dataloader())
+    assert metrics["eval_ce"] == pytest.approx(want, rel=1e-9)
+    assert metrics["eval_ce"] != pytest.approx(metrics["eval_loss"], rel=1e-3)  # not the objective
+
+
+def test_the_checkpoint_is_chosen_by_held_out_ce(model_dir, tmp_path):
+    trainer = _trainer(
+        model_dir,
+        tmp_path,
+        eval_dataset=_dataset(8),
+        max_steps=4,
+        learning_rate=0.05,
+        eval_strategy="steps",
+        eval_steps=1,
+        save_strategy="steps",
+        save_steps=1,
+        metric_for_best_model="eval_ce",
+        greater_is_better=False,
+        load_best_model_at_end=True,
+    )
+    trainer.train()
+    ces = {h["step"]: h["eval_ce"] for h in trainer.state.log_history if "eval_ce" in h}
+    assert len(ces) == 4
+    best_step = min(ces, key=ces.get)
+    assert trainer.state.best_metric == pytest.approx(ces[best_step])
+    assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best_step}")
+
+
+def test_the_model_card_names_gift_beta_the_base_model_and_the_data(model_dir, tmp_path):
+    trainer = _trainer(model_dir, tmp_path, objective="gift", beta=3.0)
+    trainer.create_model_card()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "base_model: " + str(model_dir) in card
+    assert "| objective | gift |" in card and "| beta | 3 |" in card
+    assert "GIFT: finite-temperature SFT" in card and "fine-tuned version of [None]" not in card
+    assert "12 records" in card  # the data it was given
