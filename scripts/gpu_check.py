@@ -4,8 +4,11 @@ transformers and triton (no install step, no package registry needed):
     PYTHONPATH=. python scripts/gpu_check.py            # or: make gpu-check
     PYTHONPATH=. python scripts/gpu_check.py --quick    # smaller shapes (a smoke run, ~2 min)
 
-1. the GPU tests: tests/gpu (marker `gpu`) and the Triton kernel's tests, which on a GPU run the
-   compiled kernel (on the CPU they run in Triton's interpreter);
+1. the GPU tests: tests/gpu (marker `gpu`: the kernel at a real vocabulary, trainer steps, the
+   model-family matrix in bf16, a tiny pipeline (fine-tune, GRPO, evaluation) and GIFTTrainer in
+   bf16), the Triton kernel's tests, which on a GPU run the compiled kernel (on the CPU they run
+   in Triton's interpreter), the family matrix and the precision / device tests (trainer, GRPO,
+   evaluation on the model's device, bf16, the kernel inside a trainer step);
 2. bench_loss at N = 16384, H = 3584, V = 151936 in bf16 (a 7B model's head): torch cross-entropy
    on materialised logits, the chunked torch GIFT, the Triton GIFT and SFT heads, and Liger /
    Cut-CE when importable;
@@ -105,8 +108,10 @@ def main() -> int:
         "no:cacheprovider",
         "tests/gpu",
         "tests/losses/test_triton_gift.py",
+        "tests/models/test_families.py",
+        "tests/runtime/test_precision_and_device.py",
     ]
-    rc_tests, text = _run(test_cmd, 240, log)
+    rc_tests, text = _run(test_cmd, 360, log)
     summary = [x for x in text.splitlines() if " passed" in x or " failed" in x or "error" in x]
     report += [
         "## GPU tests",
