@@ -159,8 +159,10 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
             e = min(n, s + chunk)
             h = hidden[s:e]
             z = _linear(h, weight, bias)  # (c, V) in the input dtype
+            d_post = None
             if post is not None:  # the model's logit map z' = post(z), in float32 / float64
                 z = post(upcast(z))
+                d_post = post.grad(z)  # before the chunk: the Triton kernel overwrites z
             finite &= torch.isfinite(z).all()
             zr = None
             if ref_fn is not None:
@@ -175,9 +177,9 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
             per_token, grad_z = chunk_fn(
                 z, zr, labels[s:e], beta_tok[s:e], smoothing, row_scale[s:e], chunk_stats
             )
-            if post is not None:  # chain rule through the elementwise map: dL/dz = dL/dz' dz'/dz
-                grad_z = grad_z.to(z.dtype).mul_(post.grad(z))
-            del z, zr
+            if d_post is not None:  # chain rule through the elementwise map: dL/dz = dL/dz' dz'/dz
+                grad_z = grad_z.to(d_post.dtype).mul_(d_post)
+            del z, zr, d_post
             for k, t in (chunk_stats or {}).items():
                 stats_out[k][s:e] = t
             total += per_token.to(acc).sum()

@@ -162,3 +162,37 @@ def test_chunked_rejects_bad_input():
         fused_linear_gift_loss(hid, w, labels, ref_hidden=rh, ref_weight=rw, beta=-2.0)
     with pytest.raises(ValueError, match="NaN or infinite"):
         fused_linear_gift_loss(hid, w, labels, ref_hidden=rh * float("nan"), ref_weight=rw)
+
+
+@pytest.mark.parametrize("kernel", ["torch", "triton"])
+@pytest.mark.parametrize("objective", ["sft", "gift", "gift_seq"])
+@pytest.mark.parametrize("scale, cap", [(3.0, None), (0.25, None), (1.0, 1.5), (2.0, 0.7)])
+def test_a_models_logit_map_is_in_the_loss_and_its_gradient(kernel, objective, scale, cap):
+    """Soft-capping and logit scale (giftlab.models.head.LogitMap) after a biased head, for the
+    policy and (another map) the reference: loss and gradients of hidden, weight and bias equal
+    autograd through the dense formula on the mapped logits."""
+    from giftlab.models.head import LogitMap
+
+    if kernel == "triton":
+        pytest.importorskip("triton")
+    dtype = torch.float64 if kernel == "torch" else torch.float32
+    tol = {"rtol": 1e-9, "atol": 1e-11} if kernel == "torch" else {"rtol": 2e-4, "atol": 2e-5}
+    hid, w, rh, rw, labels, bb = _problem(7, 2, 6, 5, 11, dtype=dtype, bias=True)
+    pol, ref = LogitMap(scale, cap), LogitMap(1.0 / scale, None if cap is None else 2 * cap)
+    z = pol(hid @ w.T + bb)
+    zr = ref(rh @ rw.T)
+    kw = {"bias": bb, "chunk_size": 4, "kernel": kernel, "logit_map": pol}
+    if objective == "sft":
+        want = F.cross_entropy(z.reshape(-1, 11), labels.reshape(-1), ignore_index=-100)
+        got = fused_linear_sft_loss(hid, w, labels, **kw)
+    else:
+        kw |= {"ref_hidden": rh, "ref_weight": rw, "ref_logit_map": ref}
+        if objective == "gift":
+            want = gift_loss(z, zr, labels, beta=3.0)
+            got = fused_linear_gift_loss(hid, w, labels, beta=3.0, **kw)
+        else:
+            want = sequence_consistent_gift_loss(z, zr, labels, eta=3.0)
+            got = fused_linear_sequence_consistent_gift_loss(hid, w, labels, eta=3.0, **kw)
+    torch.testing.assert_close(got.to(want.dtype), want, **tol)
+    for g_got, g_want in zip(_grads(got, (hid, w, bb)), _grads(want, (hid, w, bb))):
+        torch.testing.assert_close(g_got, g_want, **tol)
