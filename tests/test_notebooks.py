@@ -1,10 +1,11 @@
 """Every notebook executes top to bottom (stored without outputs)."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
@@ -14,9 +15,22 @@ def _run(path):
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} is stored with outputs"
     )
-    NotebookClient(
-        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()
+    # In a fresh process: nbclient's client inside the long-lived test process (torch, TRL and
+    # asyncio state from earlier tests) was seen to wait forever on an idle kernel.
+    script = (
+        "import sys, nbformat\n"
+        "from nbclient import NotebookClient\n"
+        "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+        "NotebookClient(nb, timeout=300, kernel_name='python3',\n"
+        "               resources={'metadata': {'path': sys.argv[2]}}).execute()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(path.parent)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.parametrize(
