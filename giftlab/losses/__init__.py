@@ -20,6 +20,7 @@ from giftlab.losses.baselines import (
     sft_entropy_loss,
     sft_loss,
 )
+from giftlab.losses.cached import CachedReference, cached_reference_logp, truncation_bounds
 from giftlab.losses.fused import (
     default_chunk_size,
     fused_linear_gift_loss,
@@ -265,7 +266,10 @@ __all__ = [
     "register_objective",
     "target_cross_entropy",
     "STAT_NAMES",
+    "CachedReference",
     "asft_loss",
+    "cached_reference_logp",
+    "truncation_bounds",
     "default_chunk_size",
     "dft_loss",
     "fused_linear_gift_loss",

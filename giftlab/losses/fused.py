@@ -166,7 +166,8 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
             finite &= torch.isfinite(z).all()
             zr = None
             if ref_fn is not None:
-                zr = ref_fn(s, e)
+                # a cached reference fills its tail from the policy's own (docs: losses.cached)
+                zr = ref_fn(s, e, z) if getattr(ref_fn, "needs_policy", False) else ref_fn(s, e)
                 if zr.shape != (e - s, v):
                     raise ValueError(
                         f"reference logits for tokens [{s}, {e}) have shape {tuple(zr.shape)}, "
@@ -344,6 +345,13 @@ def _gold_logp_chunked(ref_fn, labels, valid, smoothing, chunk):
     parts = []
     for s in range(0, labels.shape[0], chunk):
         e = min(labels.shape[0], s + chunk)
+        if hasattr(ref_fn, "gold_logp"):  # a cached reference: log pi0(y) itself
+            gold = upcast(ref_fn.gold_logp(s, e))
+            if smoothing > 0:  # log((1 - s) pi0(y) + s / V)
+                log_u = torch.full_like(gold, math.log(smoothing / ref_fn.vocab))
+                gold = torch.logaddexp(gold + math.log1p(-smoothing), log_u)
+            parts.append(gold)
+            continue
         base = smoothed_base_logp(upcast(ref_fn(s, e)), smoothing)
         parts.append(base.gather(-1, lab[s:e].unsqueeze(-1)).squeeze(-1))
     return torch.cat(parts)

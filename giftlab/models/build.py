@@ -9,9 +9,12 @@ import torch
 from giftlab.runtime.objective import CausalLMBody, Models
 
 
-def build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
+def build_models(cfg, model, ref_model, tokenizer, device, mode, ref_cache=None) -> Models:
+    """The policy and the reference (none with `ref_cache`, a giftlab.refcache.RefCache: the
+    reference's distribution is read from it, and memory is SFT's)."""
+    from giftlab.errors import InputError
     from giftlab.models import check_same_vocabulary, load_model
-    from giftlab.models.head import check_head
+    from giftlab.models.head import check_head, lm_head
 
     dtype = torch.bfloat16 if cfg.bf16_weights else None
     ref_dtype = torch.bfloat16 if (cfg.bf16 or cfg.bf16_weights) else None
@@ -28,6 +31,8 @@ def build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
             LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules="all-linear"),
         )
         ref_model = policy  # same weights, adapters disabled in Models.ref_context
+    elif ref_cache is not None:
+        ref_model = None
     else:
         if ref_model is None:
             ref_model = (
@@ -38,23 +43,29 @@ def build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
         ref_model.requires_grad_(False).eval()
         if ref_dtype is not None:  # the reference only runs forward: bf16 halves its memory
             ref_model.to(ref_dtype)
-    check_same_vocabulary(
-        policy,
-        ref_model,
-        (f"model={cfg.model}", f"ref_model={cfg.ref_model or cfg.model}"),
-        tokenizer,
-    )
+    if ref_model is not None:
+        check_same_vocabulary(
+            policy,
+            ref_model,
+            (f"model={cfg.model}", f"ref_model={cfg.ref_model or cfg.model}"),
+            tokenizer,
+        )
+    elif ref_cache.manifest["vocab"] != lm_head(policy).weight.shape[0]:
+        raise InputError(
+            f"ref_cache={cfg.ref_cache} holds a vocabulary of {ref_cache.manifest['vocab']}, "
+            f"model={cfg.model} one of {lm_head(policy).weight.shape[0]}"
+        )
     if cfg.grad_checkpointing:
         policy.gradient_checkpointing_enable()
     policy.to(device).train()
-    if not lora:
+    if ref_model is not None and not lora:
         ref_model.to(device)
     if mode != "fsdp":  # FSDP takes its logits from the model's own forward
         check_head(policy, name=f"model={cfg.model}")
-        if not lora:
+        if ref_model is not None and not lora:
             check_head(ref_model, name=f"ref_model={cfg.ref_model or cfg.model}")
     body = CausalLMBody(policy)
-    ref_body = body if lora else CausalLMBody(ref_model)
+    ref_body = body if lora else (CausalLMBody(ref_model) if ref_model is not None else None)
     if mode == "ddp":
         body = torch.nn.parallel.DistributedDataParallel(
             body, device_ids=[device.index] if device.type == "cuda" else None
@@ -65,7 +76,7 @@ def build_models(cfg, model, ref_model, tokenizer, device, mode) -> Models:
         for layer in policy.get_decoder().layers:
             fully_shard(layer)
         fully_shard(policy)
-    return Models(policy, body, ref_model, ref_body, lora, mode == "fsdp")
+    return Models(policy, body, ref_model, ref_body, lora, mode == "fsdp", ref_cache)
 
 
 def frozen_copy(model):

@@ -17,7 +17,9 @@ import torch
 from giftlab.data import collate
 from giftlab.diagnostics import topk_overlap
 from giftlab.losses import (
+    CachedReference,
     Objective,
+    cached_reference_logp,
     fused_linear_gift_loss,
     fused_linear_sequence_consistent_gift_loss,
     gift_token_stats,
@@ -72,6 +74,7 @@ class Models:
     ref_body: CausalLMBody
     lora: bool
     fsdp: bool
+    ref_cache: object = None  # a giftlab.refcache.RefCache: no reference model runs
 
     def head(self):
         return (self.body.module if hasattr(self.body, "module") else self.body).head()
@@ -94,15 +97,18 @@ class Forward:
     ref_hidden: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     ref_logits: torch.Tensor | None = None
+    ref_cached: object = None  # giftlab.refcache.CachedRows of the n tokens (ref_cache runs)
 
     @property
     def n(self) -> int:
         return self.labels.shape[0]
 
 
-def forward(m: Models, batch: dict, with_ref: bool) -> Forward:
+def forward(m: Models, batch: dict, with_ref: bool, split: str = "train") -> Forward:
     """Hidden states (or logits) at the response positions: only these reach the head, so its
-    (tokens x V) work scales with response tokens, not with prompt length."""
+    (tokens x V) work scales with response tokens, not with prompt length. With a reference
+    cache the reference's rows of the batch's examples (batch["example_index"], in `split`) are
+    read instead of running a reference model."""
     labels = batch["labels"][:, 1:]
     valid = labels != -100
     rows = torch.arange(labels.shape[0], device=labels.device)[:, None].expand_as(labels)[valid]
@@ -112,7 +118,10 @@ def forward(m: Models, batch: dict, with_ref: bool) -> Forward:
         f.logits = m.policy(input_ids=ids, attention_mask=mask).logits[:, :-1][valid]  # (n, V)
     else:
         f.hidden = m.body(ids, mask)[:, :-1][valid]  # (n, H)
-    if with_ref:
+    if with_ref and m.ref_cache is not None:
+        index = batch["example_index"].tolist()
+        f.ref_cached = m.ref_cache.rows(split, index, labels.device)
+    elif with_ref:
         with torch.no_grad(), m.ref_context():
             if m.fsdp:
                 f.ref_logits = m.ref(input_ids=ids, attention_mask=mask).logits[:, :-1][valid]
@@ -140,19 +149,10 @@ def objective_sum(cfg, obj: Objective, m: Models, f: Forward, stats: dict | None
             "kernel": cfg.kernel,
         }
         if obj.needs_ref:
-            ref_head = m.ref_body.head()
-            kw |= {
-                "ref_hidden": f.ref_hidden,
-                "ref_weight": ref_head.weight.detach(),
-                "ref_bias": _detached(ref_head.bias),
-                "ref_logit_map": ref_head.post,
-                "stats": stats,
-            }
+            kw |= {"stats": stats} | _fused_reference(m, f, head.weight.shape[0])
         return obj.fused(f.hidden, head.weight, labels, **kw, **hyper) * f.n
     logits = f.logits if m.fsdp else head.logits(f.hidden)  # (n, V)
-    ref_logits = None
-    if obj.needs_ref:
-        ref_logits = f.ref_logits if m.fsdp else m.ref_body.head().logits(f.ref_hidden)
+    ref_logits = _dense_reference(m, f, logits) if obj.needs_ref else None
     if obj.needs_old_logp:  # the sampling policy is the current one: ratio 1, gradient of r
         z = logits.detach()
         z = z if z.dtype == torch.float64 else z.float()  # the loss's own precision
@@ -170,20 +170,18 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
     per_sequence = cfg.objective == "gift_seq"
     if m.fsdp:
         beta = cfg.beta
+        ref_logits = _dense_reference(m, f, f.logits)
         if per_sequence:
             beta = sequence_gains_from_logits(
-                f.ref_logits[None], f.labels[None], cfg.eta, cfg.smoothing, segment_ids=f.rows[None]
+                ref_logits[None], f.labels[None], cfg.eta, cfg.smoothing, segment_ids=f.rows[None]
             )[0]
-        stats = gift_token_stats(f.logits, f.ref_logits, f.labels, beta, cfg.smoothing)
-        stats["topk_overlap"] = topk_overlap(f.logits, f.ref_logits, cfg.top_k)
+        stats = gift_token_stats(f.logits, ref_logits, f.labels, beta, cfg.smoothing)
+        stats["topk_overlap"] = topk_overlap(f.logits, ref_logits, cfg.top_k)
         return stats
-    head, ref_head = m.head(), m.ref_body.head()
+    head = m.head()
     stats = {}
     kw = {
-        "ref_hidden": f.ref_hidden,
-        "ref_weight": ref_head.weight,
-        "ref_bias": ref_head.bias,
-        "ref_logit_map": ref_head.post,
+        **_fused_reference(m, f, head.weight.shape[0], detach=False),
         "bias": head.bias,
         "logit_map": head.post,
         "smoothing": cfg.smoothing,
@@ -202,8 +200,46 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
         )
     else:
         fused_linear_gift_loss(hidden, head.weight.detach(), f.labels, beta=cfg.beta, **kw)
-    stats["topk_overlap"] = topk_from_hidden(hidden, f.ref_hidden, head, ref_head, cfg.top_k)
+    stats["topk_overlap"] = _topk(cfg, m, f, hidden)
     return stats
+
+
+def _fused_reference(m: Models, f: Forward, vocab: int, detach: bool = True) -> dict:
+    """The fused losses' reference keywords: the cached rows (ref_logits_fn), or the reference
+    model's hidden states, head weight, bias and logit map."""
+    if f.ref_cached is not None:
+        return {"ref_logits_fn": CachedReference(f.ref_cached, f.labels, vocab)}
+    ref_head = m.ref_body.head()
+    return {
+        "ref_hidden": f.ref_hidden,
+        "ref_weight": ref_head.weight.detach() if detach else ref_head.weight,
+        "ref_bias": _detached(ref_head.bias) if detach else ref_head.bias,
+        "ref_logit_map": ref_head.post,
+    }
+
+
+def _dense_reference(m: Models, f: Forward, policy_logits: torch.Tensor) -> torch.Tensor:
+    """The reference's logits (n, V) for the dense losses: from the cache (log pi0~, filled from
+    the policy's own tail), the FSDP forward, or the reference's head."""
+    if f.ref_cached is not None:
+        r = f.ref_cached
+        return cached_reference_logp(policy_logits, r.ids, r.logp, r.gold, r.tail, f.labels)
+    if m.fsdp:
+        return f.ref_logits
+    return m.ref_body.head().logits(f.ref_hidden)
+
+
+def _topk(cfg, m: Models, f: Forward, hidden) -> torch.Tensor:
+    """Top-K overlap of policy and reference; from the cached ids when there is a cache (NaN
+    when the cache keeps fewer than top_k tokens)."""
+    if f.ref_cached is None:
+        return topk_from_hidden(hidden, f.ref_hidden, m.head(), m.ref_body.head(), cfg.top_k)
+    ids = f.ref_cached.ids
+    if ids.shape[1] < cfg.top_k:
+        return torch.full((f.n,), float("nan"), device=hidden.device)
+    pol = m.head().logits(hidden).topk(cfg.top_k, -1).indices
+    ref = ids[:, : cfg.top_k].long()
+    return (pol[:, :, None] == ref[:, None, :]).any(-1).sum(-1).double() / cfg.top_k
 
 
 def topk_from_hidden(hidden, ref_hidden, head, ref_head, k, rows=256):
@@ -226,8 +262,8 @@ def validate(cfg, m: Models, examples, pad_id, device) -> dict:
     sums, gates, n = {}, [], 0
     m.policy.eval()
     for s in range(0, len(examples), cfg.batch_size):
-        batch = to_device(collate(examples[s : s + cfg.batch_size], pad_id), device)
-        f = forward(m, batch, with_ref=True)
+        batch = indexed_batch(examples, range(s, min(s + cfg.batch_size, len(examples))), pad_id)
+        f = forward(m, to_device(batch, device), with_ref=True, split="val")
         stats = token_stats(cfg, m, f)
         for k, t in stats.items():
             sums[k] = sums.get(k, 0.0) + float(t.double().sum())
@@ -244,10 +280,17 @@ def validate(cfg, m: Models, examples, pad_id, device) -> dict:
 
 def with_topk(cfg, m, f, stats):
     """The fused loss pass's statistics, plus top-K overlap from the same hidden states."""
-    stats["topk_overlap"] = topk_from_hidden(
-        f.hidden.detach(), f.ref_hidden, m.head(), m.ref_body.head(), cfg.top_k
-    )
+    stats["topk_overlap"] = _topk(cfg, m, f, f.hidden.detach())
     return stats
+
+
+def indexed_batch(examples, indices, pad_id) -> dict:
+    """collate of examples[i] for i in indices, with their indices as example_index (B,): the
+    rows a reference cache holds for them."""
+    indices = list(indices)
+    batch = collate([examples[i] for i in indices], pad_id)
+    batch["example_index"] = torch.tensor(indices, dtype=torch.long, device="cpu")
+    return batch
 
 
 def to_device(batch, device):

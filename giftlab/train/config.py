@@ -52,6 +52,11 @@ class TrainConfig(RunSettings, ObjectiveSettings):
     bf16_weights: bool = _f(
         False, "keep the policy's and the reference's weights in bf16 (AdamW on bf16 weights)"
     )
+    ref_cache: str = _f(
+        "",
+        "a giftlab ref-cache folder built for this run: the reference's top-K distribution is "
+        "read from it and no reference model is loaded (memory as SFT's)",
+    )
     attn_implementation: str = _f(
         "sdpa", "attention kernel passed to from_pretrained: sdpa, eager or flash_attention_2"
     )

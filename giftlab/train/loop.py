@@ -20,13 +20,14 @@ from contextlib import nullcontext
 
 import torch
 
-from giftlab.data import collate, encode_records, read_records
+from giftlab.data import encode_records, read_records
 from giftlab.diagnostics import summarize_token_stats
 from giftlab.errors import InputError, NonFiniteError
 from giftlab.losses import OBJECTIVES
 from giftlab.models import load_tokenizer
 from giftlab.models.build import build_models
 from giftlab.provenance import provenance
+from giftlab.refcache import open_ref_cache
 from giftlab.runtime import (
     DataOrder,
     RunDir,
@@ -48,6 +49,7 @@ from giftlab.runtime.distributed import (
 )
 from giftlab.runtime.objective import (
     forward,
+    indexed_batch,
     objective_sum,
     to_device,
     token_stats,
@@ -73,6 +75,8 @@ def train(
     _preflight(cfg, device, model, ref_model)
     train_records = _read(cfg, cfg.train_file, cfg.max_train_examples)
     val_records = _read(cfg, cfg.val_file, cfg.max_val_examples) if cfg.val_file else None
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
+    cache = open_ref_cache(cfg, tokenizer, ref_model if ref_model is not None else model)
     with RunDir(
         cfg.out_dir,
         resume=resume,
@@ -85,9 +89,7 @@ def train(
     ) as run:
         barrier(world)
         seed_all(cfg.seed)
-        if tokenizer is None:
-            tokenizer = load_tokenizer(cfg.model)
-        m = build_models(cfg, model, ref_model, tokenizer, device, mode)
+        m = build_models(cfg, model, ref_model, tokenizer, device, mode, cache)
         train_examples, train_stats = _encode(cfg, train_records, tokenizer, cfg.train_file, log)
         val = _encode(cfg, val_records, tokenizer, cfg.val_file, log) if val_records else None
         val_examples = val[0] if val else None
@@ -181,7 +183,7 @@ def _step(cfg, step, m, examples, order, pad_id, device, world, mode, run) -> di
     t0 = time.perf_counter()
     obj = OBJECTIVES[cfg.objective]
     micro = [
-        to_device(collate([examples[i] for i in order.next_indices()], pad_id), device)
+        to_device(indexed_batch(examples, order.next_indices(), pad_id), device)
         for _ in range(cfg.grad_accum)
     ]
     local_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in micro)
