@@ -424,6 +424,31 @@ def run_eval(args) -> int:
     return 0
 
 
+def add_ref_cache_parser(sub) -> None:
+    from giftlab.refcache import RefCacheConfig
+
+    p = _flat_config_parser(
+        sub,
+        "ref-cache",
+        HELP["ref-cache"],
+        "One pass of the frozen reference over the training (and validation) examples, "
+        "tokenised as giftlab train tokenises them: per response token its top-K ids and "
+        "log-probabilities, the gold token's and the log tail mass, in memory-mapped shards. "
+        "Then `giftlab train ref_cache=OUT_DIR ...` with the same model, data and tokenisation "
+        "keys loads no reference model. Running the same command again resumes a stopped build.",
+        RefCacheConfig,
+        resume=False,
+    )
+    p.set_defaults(func=run_ref_cache)
+
+
+def run_ref_cache(args) -> int:
+    from giftlab.refcache import RefCacheConfig, build_ref_cache
+
+    build_ref_cache(_load_config(RefCacheConfig, args))
+    return 0
+
+
 def add_pipeline_parser(sub) -> None:
     from giftlab.pipeline import PipelineConfig
 
@@ -518,6 +543,7 @@ HELP = {
     "figures": "regenerate every figure (giftlab/figures/fig*.py) with its CSV",
     "demo": "the main job: exact figures and a markdown report",
     "validate": "a target variant against the exact Gibbs policy (exact tabular instances)",
+    "ref-cache": "the reference's top-K distribution per training token, computed once",
 }
 
 # The modules each extra brings; a command that needs a missing one says which extra to install.
@@ -534,6 +560,7 @@ COMMANDS = {
     "train": (add_train_parser, ("train", "data")),
     "rl": (add_rl_parser, ("train", "data")),
     "eval": (add_eval_parser, ("train", "data")),
+    "ref-cache": (add_ref_cache_parser, ("train", "data")),
     "pipeline": (add_pipeline_parser, ("train", "data")),
     "figures": (add_figures_parser, ()),
     "demo": (add_demo_parser, ()),
@@ -572,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         build(sub)
-    flat = chosen in ("train", "rl", "eval", "pipeline")  # the KEY=VALUE commands
+    flat = chosen in ("train", "rl", "eval", "pipeline", "ref-cache")  # the KEY=VALUE commands
     args = parser.parse_args(_overrides_last(argv) if flat else argv)
     from giftlab.errors import InputError
 

@@ -128,14 +128,32 @@ def pipeline_layout(name: str) -> bool:
     import re
 
     return name in ("data", "results.json", "report.md", "pipeline.png") or bool(
-        re.match(r"^[a-z_]+(-[0-9.e+inf]+)?-seed-?\d+$", name)
+        re.match(r"^[a-z_]+(-[0-9.e+inf]+)?(-k\d+)?-seed-?\d+$", name)
+        or re.match(r"^ref-cache-k\d+$", name)
     )
 
 
 def _init_args(spec: str) -> tuple[str, dict]:
     """'gift:5' -> ('gift', {'beta': 5.0}): the value after the colon sets the objective's main
     parameter (beta for gift, eta for gift_seq, alpha for sft_entropy, a registered objective's
-    first); errors name the init and the allowed objectives and values."""
+    first); errors name the init and the allowed objectives and values. A suffix '@kN'
+    ('gift:5@k16') trains from a reference cache of the top N tokens (giftlab ref-cache), built
+    once per N in the pipeline's folder: {'ref_cache_k': N}."""
+    spec, at, cache = spec.partition("@")
+    name, extra = _objective_args(spec)
+    if not at:
+        return name, extra
+    if not (cache.startswith("k") and cache[1:].isdigit() and int(cache[1:]) >= 1):
+        raise ConfigError(
+            f"inits: {spec}@{cache}: after '@' give kN, the reference cache's top N (e.g. @k16)",
+            "inits",
+        )
+    if not OBJECTIVES[name].needs_ref:
+        raise ConfigError(f"inits: {spec}@{cache}: {name} uses no reference to cache", "inits")
+    return name, extra | {"ref_cache_k": int(cache[1:])}
+
+
+def _objective_args(spec: str) -> tuple[str, dict]:
     from giftlab.losses import HYPER_SETTINGS
     from giftlab.losses.settings import OBJECTIVE_RULES
 
@@ -169,8 +187,10 @@ def _init_args(spec: str) -> tuple[str, dict]:
 def init_display(spec: str) -> str:
     """One form per start: 'gift:5.0' and 'gift:5' are both 'gift:5'."""
     name, extra = _init_args(spec)
+    k = extra.pop("ref_cache_k", None)
     values = list((extra.get("hyper") or extra).values())
-    return f"{name}:{values[0]:g}" if values else name
+    shown = f"{name}:{values[0]:g}" if values else name
+    return shown if k is None else f"{shown}@k{k}"
 
 
 def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
@@ -277,6 +297,9 @@ class _Run:
 
         cfg = self.cfg
         objective, extra = _init_args(spec)
+        k = extra.pop("ref_cache_k", None)
+        if k is not None:
+            extra["ref_cache"] = str(self.ref_cache(k))
         tcfg = TrainConfig(
             model=cfg.model,
             train_file=str(self.paths["train"]),
@@ -302,6 +325,30 @@ class _Run:
             train(tcfg, resume=(folder / "sft" / "config.json").exists())
         start = folder / "sft" / cfg.select
         return start if start.exists() else folder / "sft" / "final"  # none beat the base: final
+
+    def ref_cache(self, k: int) -> Path:
+        """The base model's reference cache of the top k tokens over the training and selection
+        examples (built once, resumed if stopped)."""
+        from giftlab.refcache import RefCacheConfig, build_ref_cache
+
+        cfg = self.cfg
+        folder = self.out / f"ref-cache-k{k}"
+        if not (folder / "manifest.json").exists() or not _complete(folder):
+            self.log(f"building the reference cache, top {k}")
+            build_ref_cache(
+                RefCacheConfig(
+                    model=cfg.model,
+                    train_file=str(self.paths["train"]),
+                    val_file=str(self.paths["val"]),
+                    max_val_examples=cfg.select_examples,
+                    max_length=cfg.max_length,
+                    top_k=k,
+                    out_dir=str(folder),
+                    progress=False,
+                ),
+                log=self.log,
+            )
+        return folder
 
     def grpo(self, start: Path, seed: int, folder: Path) -> Path:
         """GRPO (or resume) from `start`; returns its final model folder."""
@@ -334,7 +381,7 @@ class _Run:
         if self.done(spec, seed, last):
             self.log(f"[{spec} seed {seed}] kept (finished before)")
             return
-        folder = self.out / f"{spec.replace(':', '-')}-seed{seed}"
+        folder = self.out / f"{spec.replace(':', '-').replace('@', '-')}-seed{seed}"
         start = self.fine_tune(spec, seed, folder)
         if not self.done(spec, seed, "before RL"):
             before = self.evaluate(start, seed) | {"start_checkpoint": start.name}
@@ -360,6 +407,10 @@ def _run(cfg: PipelineConfig, out: Path, log, started: dict, resume: bool = Fals
     _write_results(out, cfg, run.results, started, run.minutes())
     _report(out, cfg, run.results, run.minutes())
     return out / "report.md"
+
+
+def _complete(folder: Path) -> bool:
+    return bool(json.loads((folder / "manifest.json").read_text()).get("complete"))
 
 
 def _reward_curve(path: Path) -> list[float]:

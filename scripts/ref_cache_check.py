@@ -1,0 +1,76 @@
+"""The reference cache on a real model: GIFT (beta 5) on SmolLM2 with few-shot countdown prompts,
+trained from the live reference and from caches of its top 16 and top 64 tokens
+(`giftlab pipeline rl_steps=0 inits=gift:5,gift:5@k16,gift:5@k64`, the SFT-stage sweep's
+settings), 300 held-out problems x 8 samples each; then each cached run minus the live run on the
+same problems and training seeds, with the 95% interval over seeds and problems and the smallest
+difference the design resolves.
+
+    python scripts/ref_cache_check.py out_dir=runs/ref_cache_check      # about 60 min here
+    python scripts/ref_cache_check.py --table paper_figures/ref_cache_check   # the table only
+
+Writes OUT/results.json, report.md and pipeline.png (the pipeline's) and OUT/cache_check.md.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+CHECK = [
+    "rl_steps=0",
+    "prompt_style=fewshot",
+    "inits=gift:5,gift:5@k16,gift:5@k64",
+    "seeds=0,1",
+    "n_train=256",
+    "n_val=300",
+    "eval_samples=8",
+    "eval_temperature=0.6",
+    "eval_stats_samples=0",
+    "sft_steps=20",
+    "sft_batch=4",
+    "sft_lr=1e-5",
+    "select=best",
+    "select_every=10",
+    "select_examples=64",
+    "max_length=256",
+    "out_dir=paper_figures/ref_cache_check",
+]
+KEYS = ["pass@1", "pass@8", "distinct_correct"]
+
+
+def table(folder: Path) -> str:
+    from giftlab.pipeline import format_paired, paired_vs_sft
+    from giftlab.results import load_results
+
+    data = load_results(folder / "results.json")
+    n = data["config"]["eval_samples"]
+    rows = paired_vs_sft(data["results"], n, KEYS, against="gift:5")
+    lines = [
+        "| run | metric | cached - live | n problems x seeds |",
+        "|---|---|---|---|",
+    ]
+    for d in rows:
+        lines.append(
+            f"| {d['init']} | {d['metric']} | {format_paired(d)} | {d['n']} x {d['n_seeds']} |"
+        )
+    text = "\n".join(lines) + "\n"
+    (folder / "cache_check.md").write_text(text)
+    return text
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["--table"]:
+        print(table(Path(sys.argv[2])))
+        return 0
+    from giftlab.cli import main as cli
+
+    args = [*CHECK, *sys.argv[1:]]
+    rc = cli(["pipeline", *args])
+    if rc == 0:
+        out = Path(next(a for a in reversed(args) if a.startswith("out_dir=")).split("=", 1)[1])
+        print(table(out))
+        print(json.dumps({"wrote": str(out / "cache_check.md")}))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
