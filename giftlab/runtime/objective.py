@@ -234,12 +234,13 @@ def _topk(cfg, m: Models, f: Forward, hidden) -> torch.Tensor:
     when the cache keeps fewer than top_k tokens)."""
     if f.ref_cached is None:
         return topk_from_hidden(hidden, f.ref_hidden, m.head(), m.ref_body.head(), cfg.top_k)
-    ids = f.ref_cached.ids
-    if ids.shape[1] < cfg.top_k:
+    ids, logits = f.ref_cached.ids, m.head().logits(hidden)
+    k = min(cfg.top_k, logits.shape[-1])
+    if ids.shape[1] < k:
         return torch.full((f.n,), float("nan"), device=hidden.device)
-    pol = m.head().logits(hidden).topk(cfg.top_k, -1).indices
-    ref = ids[:, : cfg.top_k].long()
-    return (pol[:, :, None] == ref[:, None, :]).any(-1).sum(-1).double() / cfg.top_k
+    pol = logits.topk(k, -1).indices
+    ref = ids[:, :k].long()  # the cache's ids are sorted by the reference's probability
+    return (pol[:, :, None] == ref[:, None, :]).any(-1).float().mean(-1)
 
 
 def topk_from_hidden(hidden, ref_hidden, head, ref_head, k, rows=256):

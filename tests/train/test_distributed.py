@@ -19,12 +19,31 @@ def _run(args, env_extra, cwd):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
-def test_two_process_run_matches_one_process(tmp_path, mode):
+@pytest.mark.parametrize(
+    "mode, cached", [("ddp", False), ("fsdp", False), ("ddp", True), ("fsdp", True)]
+)
+def test_two_process_run_matches_one_process(tmp_path, mode, cached):
+    """cached: both runs read the reference from a cache (giftlab ref-cache, K >= V): each
+    process reads its own examples' rows."""
     save_tiny_model(tmp_path / "model")
     rows = [{"prompt": f"add {a} {b}", "response": str(a + b)} for a in range(6) for b in range(4)]
     write_jsonl(tmp_path / "train.jsonl", rows)
+    cache = []
+    if cached:
+        cache = [f"ref_cache={tmp_path / 'cache'}"]
+        build = [
+            f"model={tmp_path / 'model'}",
+            f"train_file={tmp_path / 'train.jsonl'}",
+            "val_file=",
+            "max_length=64",
+            "top_k=100000",
+            "dtype=float32",
+            f"out_dir={tmp_path / 'cache'}",
+            "progress=false",
+        ]
+        _run([sys.executable, "-m", "giftlab.cli", "ref-cache", *build], {}, tmp_path)
     common = [
+        *cache,
         f"model={tmp_path / 'model'}",
         f"train_file={tmp_path / 'train.jsonl'}",
         "val_file=",
