@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-CONFIGS = [("sft", False), ("sft", True), ("gift", False), ("gift", True)]
+CONFIGS = [("sft", False), ("sft", True), ("gift", False), ("gift", True), ("gift_cached", True)]
+CACHE_KS = (16, 64, 256)
 
 
 def _random_model(name: str):
@@ -54,9 +55,12 @@ def run_child(args, objective: str, chunked: bool) -> dict:
     dev = torch.device(args.device)
     torch.manual_seed(0)
     model = _random_model(args.model) if args.model != "smollm2" else load_model("smollm2")
-    # SFT runs without a reference model in memory, as in the trainer
-    ref = None
-    if objective != "sft":
+    # SFT (and GIFT from a cache) run without a reference model in memory, as in the trainer
+    ref, cache = None, None
+    cached = objective == "gift_cached"
+    if cached:
+        objective, cache = "gift", _RowsCache(torch.load(args.cache_file), dev)
+    elif objective != "sft":
         ref = _random_model(args.model) if args.model != "smollm2" else load_model("smollm2")
         ref.to(dev).eval().requires_grad_(False)
     model.to(dev).train()
@@ -74,6 +78,7 @@ def run_child(args, objective: str, chunked: bool) -> dict:
         "input_ids": ids.to(dev),
         "attention_mask": torch.ones_like(ids).to(dev),
         "labels": labels.to(dev),
+        "example_index": torch.arange(args.batch, device=dev),
     }
     obj = OBJECTIVES[objective]
     m = Models(
@@ -83,6 +88,7 @@ def run_child(args, objective: str, chunked: bool) -> dict:
         None if ref is None else CausalLMBody(ref),
         lora=False,
         fsdp=False,
+        ref_cache=cache,
     )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.95), weight_decay=0.01)
@@ -115,7 +121,7 @@ def run_child(args, objective: str, chunked: bool) -> dict:
     )
     best = min(times)
     return {
-        "objective": objective,
+        "objective": "gift_cached" if cached else objective,
         "loss_form": "chunked" if chunked else "dense",
         "model": args.model,
         "device": args.device,
@@ -131,6 +137,75 @@ def run_child(args, objective: str, chunked: bool) -> dict:
     }
 
 
+class _RowsCache:
+    """The benchmark batch's cached reference rows (as giftlab.refcache.RefCache.rows gives)."""
+
+    def __init__(self, rows: dict, device):
+        from giftlab.refcache import CachedRows
+
+        self._rows = CachedRows(*(rows[k].to(device) for k in ("ids", "logp", "gold", "tail")))
+
+    def rows(self, split, index, device):
+        return self._rows
+
+
+def build_cache_child(args) -> dict:
+    """The reference's pass over the benchmark batch: the cache's build time per token, its rows
+    at K = args.cache_k (saved to args.cache_file) and the bytes per token at each K of CACHE_KS
+    (float16 log-probabilities, as giftlab ref-cache stores them by default)."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from giftlab.models import load_model
+    from giftlab.models.head import lm_head
+    from giftlab.refcache import reference_rows
+    from giftlab.runtime.objective import CausalLMBody
+
+    dev = torch.device(args.device)
+    torch.manual_seed(0)
+    ref = _random_model(args.model) if args.model != "smollm2" else load_model("smollm2")
+    ref.to(dev).eval()
+    if args.bf16:
+        ref.to(torch.bfloat16)
+    v = ref.get_output_embeddings().weight.shape[0]
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, v, (args.batch, args.seq), generator=g).to(dev)
+    labels = ids.clone()
+    labels[:, : args.seq // 4] = -100
+    out = {}
+    with torch.no_grad():
+        for k in (args.cache_k, *CACHE_KS):
+            t0 = time.perf_counter()
+            shifted = labels[:, 1:]
+            valid = shifted != -100
+            hidden = CausalLMBody(ref)(ids, torch.ones_like(ids))[:, :-1][valid]
+            rows = reference_rows(hidden, lm_head(ref), shifted[valid], k)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            n = int(valid.sum())
+            if k == args.cache_k and "build_s_per_token" not in out:
+                out["build_s_per_token"] = dt / n
+                names = ("ids", "logp", "gold", "tail")
+                torch.save({a: t.cpu() for a, t in zip(names, rows)}, args.cache_file)
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                arrays = {
+                    "ids": rows[0].cpu().numpy(),
+                    "logp": rows[1].half().cpu().numpy(),
+                    "gold": rows[2].cpu().numpy(),
+                    "tail": rows[3].cpu().numpy(),
+                }
+                size = 0
+                for name, a in arrays.items():
+                    np.save(Path(tmp) / f"{name}.npy", a)
+                    size += (Path(tmp) / f"{name}.npy").stat().st_size
+            out[f"bytes_per_token_k{k}"] = size / n
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
@@ -144,40 +219,45 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--cache-k", type=int, default=64, help="K of the cached-GIFT row")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--build-cache", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--cache-file", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.build_cache:
+        print("RESULT " + json.dumps(build_cache_child(args)))
+        return
     if args.child:
         print("RESULT " + json.dumps(run_child(args, args.child[0], args.child[1] == "1")))
         return
 
+    import tempfile
+
     from giftlab.provenance import write_csv
 
     rows = []
+    common = ["--device", args.device, "--model", args.model, "--batch", str(args.batch)]
+    common += ["--seq", str(args.seq), "--steps", str(args.steps), "--cache-k", str(args.cache_k)]
+    common += ["--bf16"] if args.bf16 else []
+    cache_dir = tempfile.mkdtemp(prefix="bench-cache")
+    common += ["--cache-file", str(Path(cache_dir) / "rows.pt")]
+    built = subprocess.run(
+        [sys.executable, __file__, "--build-cache", *common], capture_output=True, text=True
+    )
+    line = [x for x in built.stdout.splitlines() if x.startswith("RESULT ")]
+    cache_info = json.loads(line[0][7:]) if line else {}
+    if not cache_info:
+        print(f"cache build failed\n{built.stderr[-2000:]}")
     for objective, chunked in CONFIGS:
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            objective,
-            str(int(chunked)),
-            "--device",
-            args.device,
-            "--model",
-            args.model,
-            "--batch",
-            str(args.batch),
-            "--seq",
-            str(args.seq),
-            "--steps",
-            str(args.steps),
-        ]
-        cmd += ["--bf16"] if args.bf16 else []
+        if objective == "gift_cached" and not cache_info:
+            continue
+        cmd = [sys.executable, __file__, "--child", objective, str(int(chunked)), *common]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
         if out.returncode != 0 or not line:
             print(f"{objective} chunked={chunked}: failed\n{out.stderr[-2000:]}")
             continue
-        row = json.loads(line[0][7:])
+        row = json.loads(line[0][7:]) | (cache_info if objective == "gift_cached" else {})
         rows.append(row)
         print(
             f"{objective:5s} {row['loss_form']:8s} step {row['step_s']:7.3f} s  {row['tokens_per_s']:9.1f} tok/s  "
@@ -194,9 +274,29 @@ def main() -> None:
                 f"{form}: GIFT/SFT step time {ratio:.2f}x, GIFT peak - SFT peak {extra:+.2f} GiB "
                 f"(reference weights: {ref_gib:.2f} GiB)"
             )
+    if ("gift_cached", "chunked") in by and ("sft", "chunked") in by:
+        c, sft = by[("gift_cached", "chunked")], by[("sft", "chunked")]
+        live = by.get(("gift", "chunked"))
+        print(
+            f"cached GIFT (K = {args.cache_k}) / SFT step time {c['step_s'] / sft['step_s']:.3f}x, "
+            f"peak {c['peak_gib'] - sft['peak_gib']:+.3f} GiB "
+            f"({100 * (c['peak_gib'] / sft['peak_gib'] - 1):+.1f}%)"
+        )
+        tokens = args.batch * (args.seq - args.seq // 4)  # response tokens per step
+        build = cache_info["build_s_per_token"] * tokens  # the cache's pass, per step of data
+        for k in CACHE_KS:
+            print(
+                f"cache disk use at K = {k}: {cache_info[f'bytes_per_token_k{k}']:.0f} bytes/token"
+            )
+        if live:
+            for e in (1, 3, 10):
+                ratio = (build + e * c["step_s"]) / (e * live["step_s"])
+                print(f"{e:2d} epoch(s): cache build + cached GIFT = {ratio:.2f}x live GIFT's time")
     out = args.out or Path(f"paper_figures/benchmarks/bench_train_{args.device}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(out, rows)
+    keys = [k for r in rows for k in r]
+    keys = list(dict.fromkeys(keys))  # the cache's columns are empty on the other rows
+    write_csv(out, [{k: r.get(k, "") for k in keys} for r in rows])
     print(f"wrote {out}")
 
 

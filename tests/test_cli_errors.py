@@ -75,6 +75,13 @@ def env(tmp_path_factory):
         json.dumps({"config": typed_wrong, "results": [], "minutes": 1})
     )
     common = _train_args(d)
+    cache = [f"model={d / 'model'}", f"train_file={d / 'train.jsonl'}", "val_file=", "top_k=4"]
+    assert (
+        main(["ref-cache", *cache, "max_length=64", f"out_dir={d / 'cache'}", "progress=false"])
+        == 0
+    )
+    (d / "own_files").mkdir()
+    (d / "own_files" / "notes.txt").write_text("mine")
     assert main(["train", *common, f"out_dir={d / 'done'}", "save_every=1"]) == 0
     assert main(["train", *common, f"out_dir={d / 'corrupt'}", "save_every=0"]) == 0
     for ckpt in (d / "corrupt").glob("ckpt-*"):
@@ -347,6 +354,38 @@ CASES = [
         "report_to without its package",
         _train("report_to=wandb"),
         r"report_to must be a tracker whose package is installed; wandb needs `pip install wandb`",
+    ),
+    (
+        "train from a cache built with another max_length",
+        lambda d: [*_train()(d), f"ref_cache={d / 'cache'}", "max_length=48"],
+        r"ref_cache=.*cache was built for another run: max_length differ",
+    ),
+    (
+        "train from a cache folder that is not one",
+        lambda d: [*_train()(d), f"ref_cache={d / 'own_files'}"],
+        r"ref_cache=.*own_files: no manifest.json \(build it with giftlab ref-cache\)",
+    ),
+    (
+        "ref-cache into a folder of the user's files",
+        lambda d: [
+            "ref-cache",
+            f"model={d / 'model'}",
+            f"train_file={d / 'train.jsonl'}",
+            "val_file=",
+            f"out_dir={d / 'own_files'}",
+            "progress=false",
+        ],
+        r"out_dir=.*own_files holds files and no manifest.json: not a reference cache",
+    ),
+    (
+        "ref-cache top_k=0",
+        lambda d: ["ref-cache", f"model={d / 'model'}", "top_k=0"],
+        r"top_k must be >= 1, got 0",
+    ),
+    (
+        "ref-cache dtype=int8",
+        lambda d: ["ref-cache", f"model={d / 'model'}", "dtype=int8"],
+        r"dtype must be one of \['float16', 'bfloat16', 'float32', 'float64'\]",
     ),
     (
         "train a model whose head giftlab cannot reproduce",
