@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import time
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -258,12 +259,9 @@ def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) 
     """Write (or resume) the cache of `cfg`; returns its folder. `model`: the reference as an
     object (tests); else cfg.ref_model or cfg.model is loaded."""
     from giftlab.data import read_records
-    from giftlab.data.tokenize import collate, encode_records
+    from giftlab.data.tokenize import encode_records
     from giftlab.models import check_model_name, load_model, load_tokenizer
-    from giftlab.models.head import check_head
     from giftlab.runtime.distributed import default_device
-    from giftlab.runtime.objective import CausalLMBody
-    from giftlab.runtime.progress import progress_bar
 
     ref_name = cfg.ref_model or cfg.model
     if model is None:
@@ -290,60 +288,108 @@ def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) 
     manifest = _claim(out, manifest, cfg.overwrite, log)
     ref = model if model is not None else load_model(ref_name)
     device = next(ref.parameters()).device if model is not None else default_device()
-    ref.to(device).eval()
-    head = check_head(ref, name=f"ref_model={ref_name}")
-    body = CausalLMBody(ref)
-    exact = cfg.dtype == "float64"
+    examples = {
+        split: encode_records(recs, tokenizer, cfg.max_length, cfg.overlong)[0]
+        for split, recs in records.items()
+    }
+    settings = {k: getattr(cfg, k) for k in ("top_k", "dtype", "shard_examples", "batch_size")}
+    write_cache(
+        out,
+        manifest,
+        examples,
+        ref.to(device),
+        tokenizer.pad_token_id,
+        settings,
+        cfg.progress,
+        name=f"ref_model={ref_name}",
+        log=log,
+        t0=t0,
+    )
+    return out
+
+
+def example_key(input_ids) -> int:
+    """A content key of one tokenised example (its token ids): how a trainer that batches its
+    own way (GIFTTrainer, packing) finds an example's rows."""
+    a = np.asarray(input_ids, dtype=np.int64)
+    return int.from_bytes(hashlib.blake2b(a.tobytes(), digest_size=8).digest(), "little") >> 1
+
+
+@torch.no_grad()
+def write_cache(
+    out,
+    manifest,
+    examples,
+    ref,
+    pad_id,
+    settings,
+    progress=True,
+    name="ref_model",
+    log=print,
+    t0=None,
+) -> None:
+    """The reference's rows of `examples` ({split: [{"input_ids", "labels"}]}, labels aligned
+    with input_ids, -100 where not trained) written into `out` shard by shard (a shard already in
+    manifest["shards"] is kept: a stopped build resumes), then the manifest marked complete.
+    settings: top_k, dtype, shard_examples, batch_size."""
+    from giftlab.data.tokenize import collate
+    from giftlab.models.head import check_head
+    from giftlab.runtime.objective import CausalLMBody
+    from giftlab.runtime.progress import progress_bar
+
+    t0 = time.perf_counter() if t0 is None else t0
+    ref.eval()
+    exact = settings["dtype"] == "float64"
     if exact:
         ref.double()
-        head = check_head(ref, name=f"ref_model={ref_name}")
+    head = check_head(ref, name=name)
+    body, device = CausalLMBody(ref), next(ref.parameters()).device
+    k, size, bs = settings["top_k"], settings["shard_examples"], settings["batch_size"]
     stats = {}
-    for split, recs in records.items():
-        examples, _ = encode_records(recs, tokenizer, cfg.max_length, cfg.overlong)
-        n_shards = -(-len(examples) // cfg.shard_examples)
+    for split, exs in examples.items():
+        n_shards = -(-len(exs) // size)
         done = set(manifest["shards"].get(split, []))
-        bar = progress_bar(n_shards, len(done), f"ref-cache {split}", cfg.progress)
+        bar = progress_bar(n_shards, len(done), f"ref-cache {split}", progress)
         for sh in range(n_shards):
             if sh in done:
                 continue
-            part = examples[sh * cfg.shard_examples : (sh + 1) * cfg.shard_examples]
+            part = exs[sh * size : (sh + 1) * size]
             cols = {"ids": [], "logp": [], "gold": [], "tail": []}
             offsets = [0]
-            for s in range(0, len(part), cfg.batch_size):
-                b = collate(part[s : s + cfg.batch_size], tokenizer.pad_token_id, device)
+            for s in range(0, len(part), bs):
+                b = collate(part[s : s + bs], pad_id, device)
                 labels = b["labels"][:, 1:]
                 valid = labels != -100
                 hidden = body(b["input_ids"], b["attention_mask"])[:, :-1][valid]
-                rows = reference_rows(hidden, head, labels[valid], cfg.top_k, exact)
-                for name, t in zip(cols, rows):
-                    cols[name].append(t)
+                for c, t in zip(cols, reference_rows(hidden, head, labels[valid], k, exact)):
+                    cols[c].append(t)
                 offsets += (valid.sum(1).cumsum(0) + offsets[-1]).tolist()
-            cat = {k: torch.cat(v) for k, v in cols.items()}
+            cat = {c: torch.cat(v) for c, v in cols.items()}
             arrays = {
                 "ids": cat["ids"].cpu().numpy(),
-                "logp": _logp_to_numpy(cat["logp"], cfg.dtype),
+                "logp": _logp_to_numpy(cat["logp"], settings["dtype"]),
                 "gold": cat["gold"].cpu().numpy(),
                 "tail": cat["tail"].cpu().numpy(),
                 "offsets": np.asarray(offsets, dtype=np.int64),
+                "keys": np.asarray([example_key(e["input_ids"]) for e in part], dtype=np.int64),
             }
-            _write_shard(out / split / f"{sh:05d}", arrays)
+            _write_shard(Path(out) / split / f"{sh:05d}", arrays)
             manifest["shards"].setdefault(split, []).append(sh)
-            _write_manifest(out, manifest)
+            _write_manifest(Path(out), manifest)
             bar.update(1)
         bar.close()
-        stats[split] = {"examples": len(examples), "shards": n_shards}
+        stats[split] = {"examples": len(exs), "shards": n_shards}
     manifest["complete"] = True
     manifest["vocab"] = int(head.weight.shape[0])
     manifest["splits"] = stats
     manifest["build_s"] = manifest.get("build_s", 0.0) + (time.perf_counter() - t0)
-    _write_manifest(out, manifest)
-    size = sum(p.stat().st_size for p in out.rglob("*.npy"))
-    tokens = sum(int(np.load(p, mmap_mode="r").shape[0]) for p in out.rglob("gold.npy"))
+    _write_manifest(Path(out), manifest)
+    nbytes = sum(p.stat().st_size for p in Path(out).rglob("*.npy"))
+    tokens = sum(int(np.load(p, mmap_mode="r").shape[0]) for p in Path(out).rglob("gold.npy"))
     log(
-        f"{out}: {tokens} response tokens, K = {min(cfg.top_k, manifest['vocab'])}, "
-        f"{size / max(tokens, 1):.0f} bytes per token, {manifest['build_s']:.1f} s"
+        f"{out}: {tokens} response tokens, K = {min(k, manifest['vocab'])}, "
+        f"{nbytes / max(tokens, 1):.0f} bytes per token, {manifest['build_s']:.1f} s"
     )
-    return out
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -357,6 +403,7 @@ class CachedRows:
     logp: torch.Tensor  # (n, K)
     gold: torch.Tensor  # (n,)
     tail: torch.Tensor  # (n,)
+    NAMES: typing.ClassVar[tuple] = ("ids", "logp", "gold", "tail")
 
     def slice(self, s: int, e: int) -> CachedRows:
         return CachedRows(self.ids[s:e], self.logp[s:e], self.gold[s:e], self.tail[s:e])
@@ -381,7 +428,7 @@ class RefCache:
             )
         self.dtype = self.manifest["dtype"]
         self.shard = self.manifest["shard_examples"]
-        self._open = {}
+        self._open, self._keys = {}, {}
 
     def check(self, parts: dict) -> None:
         """RefCacheError naming every part in which the run (`parts`, from `fingerprint`)
@@ -402,6 +449,24 @@ class RefCache:
                 for n in ("ids", "logp", "gold", "tail", "offsets")
             }
         return self._open[key]
+
+    def rows_by_key(self, keys, device) -> CachedRows:
+        """The rows of the examples with these content keys (example_key), in that order, from
+        whichever split holds them; RefCacheError when the cache holds some of them in none."""
+        if not self._keys:
+            for split in sorted(self.manifest["shards"]):
+                for sh in sorted(self.manifest["shards"][split]):
+                    folder = self.path / split / f"{sh:05d}"
+                    for j, kk in enumerate(np.load(folder / "keys.npy").tolist()):
+                        self._keys.setdefault(kk, (split, sh * self.shard + j))
+        missing = [kk for kk in keys if kk not in self._keys]
+        if missing:
+            raise RefCacheError(
+                f"ref_cache={self.path}: {len(missing)} example(s) of this batch are not in the "
+                "cache (tokenised differently, or other data): rebuild it"
+            )
+        parts = [self.rows(*self._keys[kk][:1], [self._keys[kk][1]], device) for kk in keys]
+        return CachedRows(*(torch.cat([getattr(p, n) for p in parts]) for n in CachedRows.NAMES))
 
     def rows(self, split: str, indices, device) -> CachedRows:
         """The rows of the examples `indices` (in that order), concatenated, on `device`."""

@@ -63,6 +63,18 @@ class GIFTConfig(ObjectiveSettings, SFTConfig):
     ref_model_path: str | None = field(
         default=None, metadata={"help": "reference model; None: a frozen copy of the initial model"}
     )
+    ref_cache: str = field(
+        default="",
+        metadata={
+            "help": "a reference cache folder (giftlab.refcache): built here once, from the "
+            "prepared training and evaluation data, when it holds no cache yet; training then "
+            "keeps no reference model (memory as SFT's)"
+        },
+    )
+    ref_cache_top_k: int = field(default=64, metadata={"help": "K of a cache built here"})
+    ref_cache_dtype: str = field(
+        default="float16", metadata={"help": "log-probability storage of a cache built here"}
+    )
     assistant_only_loss: bool = field(
         default=True,
         metadata={
@@ -156,7 +168,11 @@ class GIFTTrainer(SFTTrainer):
         base = policy.get_base_model() if self._peft else policy
         check_head(base, name="model")  # the fused head must give the model's own logits
         add_response_hidden(base)
-        if self._peft:
+        self.ref_cache = None
+        if args.ref_cache:  # the reference's rows come from the cache: no reference model kept
+            self.ref_cache = self._open_or_build_cache(ref_model, base)
+            self.ref_model = None
+        elif self._peft:
             self.ref_model = None  # the policy with its adapters off
         else:
             if ref_model is None and args.ref_model_path:
@@ -185,16 +201,118 @@ class GIFTTrainer(SFTTrainer):
     def _models(self, model):
         policy = self.accelerator.unwrap_model(model)
         base = policy.get_base_model() if self._peft else policy
-        ref = base if self._peft else self.accelerator.unwrap_model(self.ref_model)
         body = CausalLMBody(base)  # the trainer's own body: its head() is what the loss reads
+        if self.ref_cache is not None:
+            return Models(policy, body, None, None, False, False, self.ref_cache)
+        ref = base if self._peft else self.accelerator.unwrap_model(self.ref_model)
         return Models(policy, body, ref, CausalLMBody(ref), lora=False, fsdp=False)
+
+    # -- the reference cache ------------------------------------------------------------------
+
+    def _cache_examples(self) -> dict:
+        """{split: [{"input_ids", "labels"}]} of the prepared datasets (train; val: every
+        evaluation dataset)."""
+
+        def rows(ds):  # packed rows (seq_lengths) are split into their documents
+            out = []
+            for r in ds:
+                ids, labels = list(r["input_ids"]), list(r.get("labels") or r["input_ids"])
+                s = 0
+                for n in r.get("seq_lengths") or [len(ids)]:
+                    out.append({"input_ids": ids[s : s + n], "labels": labels[s : s + n]})
+                    s += n
+            return out
+
+        out = {"train": rows(self.train_dataset)}
+        evals = self.eval_dataset
+        if evals is not None:
+            evals = evals.values() if isinstance(evals, dict) else [evals]
+            out["val"] = [r for ds in evals for r in rows(ds)]
+        return out
+
+    def _open_or_build_cache(self, ref_model, base):
+        """The cache of args.ref_cache: checked against this trainer's reference and tokenizer
+        when it exists, else built from the prepared data (the reference runs once, then is
+        dropped)."""
+        from pathlib import Path
+
+        from giftlab.refcache import (
+            RefCache,
+            _claim,
+            tokenizer_hash,
+            weights_hash,
+            write_cache,
+        )
+
+        a = self.args
+        if ref_model is None:
+            ref_model = a.ref_model_path or None
+        reference = ref_model if ref_model is not None else base
+        parts = {
+            "reference weights": weights_hash(reference),
+            "tokenizer": tokenizer_hash(self.processing_class),
+        }
+        out = Path(a.ref_cache)
+        manifest_file = out / "manifest.json"
+        if manifest_file.exists():
+            cache = RefCache(out)
+            saved = cache.manifest["fingerprint"]
+            cache.check({k: parts.get(k, saved.get(k)) for k in saved})
+            return cache
+        manifest = {
+            "version": 1,
+            "fingerprint": parts,
+            "top_k": a.ref_cache_top_k,
+            "dtype": a.ref_cache_dtype,
+            "shard_examples": 512,
+            "shards": {},
+            "complete": False,
+        }
+        manifest = _claim(out, manifest, False, print)
+        if isinstance(reference, str):
+            from transformers import AutoModelForCausalLM
+
+            reference = AutoModelForCausalLM.from_pretrained(reference, dtype=base.dtype)
+        else:
+            reference = copy.deepcopy(reference)
+            if "forward" in reference.__dict__:
+                del reference.forward
+        reference.to(base.device)
+        settings = {"top_k": a.ref_cache_top_k, "dtype": a.ref_cache_dtype}
+        settings |= {"shard_examples": 512, "batch_size": max(1, a.per_device_train_batch_size)}
+        pad = self.processing_class.pad_token_id
+        write_cache(out, manifest, self._cache_examples(), reference, pad, settings, False)
+        del reference
+        return RefCache(out)
+
+    def _cached_rows(self, inputs):
+        """The cache's rows of this batch's documents, in the order the loss flattens them: a
+        document is a row (up to its padding) or, packed, a run of position ids from 0."""
+        from giftlab.refcache import example_key
+
+        ids = inputs["input_ids"]
+        keys = []
+        for r in range(ids.shape[0]):
+            row = ids[r]
+            if "position_ids" in inputs:
+                starts = (inputs["position_ids"][r] == 0).nonzero().flatten().tolist()
+                bounds = [*starts, row.shape[0]]
+                keys += [example_key(row[s:e].tolist()) for s, e in zip(bounds, bounds[1:])]
+            elif "attention_mask" in inputs:
+                keys.append(example_key(row[inputs["attention_mask"][r].bool()].tolist()))
+            else:
+                keys.append(example_key(row.tolist()))
+        return self.ref_cache.rows_by_key(keys, ids.device)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
         labels = inputs["labels"]
         model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
         f = _forward(model, model_inputs, labels)
-        f.ref_hidden = self._reference_hidden(model, model_inputs, labels)
+        if self.ref_cache is not None:
+            f.ref_cached = self._cached_rows(inputs)
+        else:
+            f.ref_hidden = self._reference_hidden(model, model_inputs, labels)
         m = self._models(model)
         stats = {}
         total = objective_sum(
@@ -204,7 +322,9 @@ class GIFTTrainer(SFTTrainer):
             not stats
         ):  # objectives without a fused GIFT pass: statistics from the same hidden states
             stats = token_stats(
-                self.args, m, Forward(f.labels, f.rows, f.hidden.detach(), f.ref_hidden)
+                self.args,
+                m,
+                Forward(f.labels, f.rows, f.hidden.detach(), f.ref_hidden, ref_cached=f.ref_cached),
             )
         n_local = torch.tensor(f.n, device=total.device)
         denominator = n_local if num_items_in_batch is None else num_items_in_batch

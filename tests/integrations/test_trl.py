@@ -299,3 +299,38 @@ def test_the_model_card_names_gift_beta_the_base_model_and_the_data(model_dir, t
     assert "| objective | gift |" in card and "| beta | 3 |" in card
     assert "GIFT: finite-temperature SFT" in card and "fine-tuned version of [None]" not in card
     assert "12 records" in card  # the data it was given
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_a_reference_cache_gives_the_live_loss_and_keeps_no_reference(model_dir, tmp_path, packing):
+    """GIFTTrainer(ref_cache=DIR): the cache is built once from the prepared data (K >= V,
+    float64: exact), training keeps no reference model, and loss and gradients equal the live
+    reference's, padded or packed; a second trainer reads the cache without building it."""
+    kw = dict(objective="gift", per_device_train_batch_size=12, ref_cache_dtype="float64")
+    kw |= {"packing": True, "packing_strategy": "bfd"} if packing else {}
+    live = _trainer(model_dir, tmp_path / "live", **kw)
+    cache = tmp_path / "cache"
+    cached = _trainer(model_dir, tmp_path / "c1", ref_cache=str(cache), ref_cache_top_k=10**6, **kw)
+    assert cached.ref_model is None and (cache / "manifest.json").exists()
+    built = (cache / "manifest.json").read_text()
+    again = _trainer(model_dir, tmp_path / "c2", ref_cache=str(cache), **kw)
+    assert (cache / "manifest.json").read_text() == built  # read, not rebuilt
+    results = []
+    for tr in (live, cached, again):
+        batch = dict(next(iter(tr.get_train_dataloader())))
+        loss = tr.compute_loss(tr.model, dict(batch))
+        results.append((loss, torch.autograd.grad(loss, list(tr.model.parameters()))))
+    for loss, grads in results[1:]:
+        torch.testing.assert_close(loss, results[0][0], rtol=1e-10, atol=1e-12)
+        for g, w in zip(grads, results[0][1]):
+            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)
+
+
+def test_a_cache_of_another_reference_is_refused(model_dir, tmp_path):
+    from giftlab.refcache import RefCacheError
+
+    _trainer(model_dir, tmp_path / "a", ref_cache=str(tmp_path / "cache"))
+    other = tmp_path / "other"
+    save_tiny_model(other, seed=9)
+    with pytest.raises(RefCacheError, match="built for another run: reference weights"):
+        _trainer(other, tmp_path / "b", ref_cache=str(tmp_path / "cache"))
