@@ -210,7 +210,7 @@ def _write_manifest(out: Path, manifest: dict) -> None:
     os.replace(tmp, out / MANIFEST)
 
 
-def _claim(out: Path, manifest: dict, overwrite: bool, log) -> dict:
+def claim_cache_folder(out: Path, manifest: dict, overwrite: bool, log) -> dict:
     """The manifest to continue (same settings: resume) or a fresh one; refuses a folder of
     other files, and a cache of other settings unless overwrite."""
     if out.exists() and any(out.iterdir()):
@@ -285,7 +285,7 @@ def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) 
         "complete": False,
     }
     out = Path(cfg.out_dir)
-    manifest = _claim(out, manifest, cfg.overwrite, log)
+    manifest = claim_cache_folder(out, manifest, cfg.overwrite, log)
     ref = model if model is not None else load_model(ref_name)
     device = next(ref.parameters()).device if model is not None else default_device()
     examples = {

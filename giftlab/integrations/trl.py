@@ -238,7 +238,7 @@ class GIFTTrainer(SFTTrainer):
 
         from giftlab.refcache import (
             RefCache,
-            _claim,
+            claim_cache_folder,
             tokenizer_hash,
             weights_hash,
             write_cache,
@@ -268,7 +268,7 @@ class GIFTTrainer(SFTTrainer):
             "shards": {},
             "complete": False,
         }
-        manifest = _claim(out, manifest, False, print)
+        manifest = claim_cache_folder(out, manifest, False, print)
         if isinstance(reference, str):
             from transformers import AutoModelForCausalLM
 
