@@ -38,20 +38,39 @@ KEYS = ["pass@1", "pass@8", "distinct_correct"]
 
 
 def table(folder: Path) -> str:
-    from giftlab.pipeline import format_paired, paired_vs_sft
+    """Each cached run minus the live run. Per training seed: the paired difference over the
+    problems with its 95% clustered interval and resolvable difference (the two runs share the
+    seed's data order, initialisation and sampling seeds, so the difference is the cache's);
+    with two or more seeds also the interval over seeds and problems."""
+    from giftlab.pipeline import _per_problem, format_paired, paired_vs_sft
     from giftlab.results import load_results
+    from giftlab.stats import paired_problem_difference
 
     data = load_results(folder / "results.json")
     n = data["config"]["eval_samples"]
-    rows = paired_vs_sft(data["results"], n, KEYS, against="gift:5")
+    rows = [r for r in data["results"] if r["stage"] == "before RL"]
+    live = {r["seed"]: r for r in rows if r["init"] == "gift:5"}
     lines = [
-        "| run | metric | cached - live | n problems x seeds |",
-        "|---|---|---|---|",
+        "| run | metric | training seed | cached - live [95% CI over problems] | resolvable | problems |",
+        "|---|---|---|---|---|---|",
     ]
-    for d in rows:
-        lines.append(
-            f"| {d['init']} | {d['metric']} | {format_paired(d)} | {d['n']} x {d['n_seeds']} |"
-        )
+    for r in sorted(rows, key=lambda r: (r["init"], r["seed"])):
+        if r["init"] in ("gift:5", "base") or r["seed"] not in live:
+            continue
+        for key in KEYS:
+            a = _per_problem([r], key, n)
+            b = _per_problem([live[r["seed"]]], key, n)
+            d = paired_problem_difference(a, b)
+            lines.append(
+                f"| {r['init']} | {key} | {r['seed']} | {d['mean']:+.4f} "
+                f"[{d['low']:+.4f}, {d['high']:+.4f}] | {d['mdd']:.4f} | {len(a)} |"
+            )
+    two_level = [
+        d for d in paired_vs_sft(data["results"], n, KEYS, against="gift:5") if d["n_seeds"] >= 2
+    ]
+    if two_level:
+        lines += ["", "Over training seeds and problems together:", ""]
+        lines += [f"- {d['init']} {d['metric']}: {format_paired(d)}" for d in two_level]
     text = "\n".join(lines) + "\n"
     (folder / "cache_check.md").write_text(text)
     return text
