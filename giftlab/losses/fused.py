@@ -155,6 +155,10 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
         if stats_out is not None:
             for k in STAT_NAMES:
                 stats_out[k] = torch.zeros(n, dtype=acc, device=hidden.device)
+        # the torch chunk from a cache: the reference's own fast chunk (no statistics asked)
+        fast_cached = (
+            hasattr(ref_fn, "chunk") and chunk_fn is _torch_chunk and stats_out is None
+        ) and smoothing == 0
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
             h = hidden[s:e]
@@ -167,17 +171,28 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
             zr = None
             if ref_fn is not None:
                 # a cached reference fills its tail from the policy's own (docs: losses.cached)
-                zr = ref_fn(s, e, z) if getattr(ref_fn, "needs_policy", False) else ref_fn(s, e)
-                if zr.shape != (e - s, v):
+                if fast_cached:
+                    zr = None
+                elif getattr(ref_fn, "needs_policy", False):
+                    zr = ref_fn(s, e, z)
+                else:
+                    zr = ref_fn(s, e)
+                if zr is not None and zr.shape != (e - s, v):
                     raise ValueError(
                         f"reference logits for tokens [{s}, {e}) have shape {tuple(zr.shape)}, "
                         f"expected {(e - s, v)} (policy vocabulary {v})"
                     )
-                finite &= torch.isfinite(zr).all()
+                if zr is not None:
+                    finite &= torch.isfinite(zr).all()
             chunk_stats = {} if stats_out is not None and ref_fn is not None else None
-            per_token, grad_z = chunk_fn(
-                z, zr, labels[s:e], beta_tok[s:e], smoothing, row_scale[s:e], chunk_stats
-            )
+            if fast_cached:  # a cached reference's own chunk: no (c, V) reference row
+                per_token, grad_z = ref_fn.chunk(
+                    s, e, z, labels[s:e], beta_tok[s:e], row_scale[s:e]
+                )
+            else:
+                per_token, grad_z = chunk_fn(
+                    z, zr, labels[s:e], beta_tok[s:e], smoothing, row_scale[s:e], chunk_stats
+                )
             if d_post is not None:  # chain rule through the elementwise map: dL/dz = dL/dz' dz'/dz
                 grad_z = grad_z.to(d_post.dtype).mul_(d_post)
             del z, zr, d_post

@@ -105,9 +105,23 @@ def test_at_infinite_beta_the_cache_does_not_matter():
     torch.testing.assert_close(_per_token(z, cached, y, math.inf), _per_token(z, zr, y, math.inf))
 
 
+def _dense_gift(z, ref_logits, y, beta):
+    """GIFT's mean loss written out, with a per-token beta (inf: one-hot)."""
+    valid = y != -100
+    yc = y.clamp(min=0)
+    b = torch.as_tensor(beta, dtype=z.dtype).expand(y.shape)
+    onehot = torch.nn.functional.one_hot(yc, z.shape[-1]).bool()
+    base = torch.log_softmax(ref_logits.to(z.dtype), -1)
+    q = torch.softmax(base + torch.where(onehot, torch.where(b.isinf(), 0, b)[:, None], 0), -1)
+    q = torch.where(b.isinf()[:, None], onehot.to(z.dtype), q)
+    per = -(q * torch.log_softmax(z, -1)).sum(-1)
+    return per[valid].mean()
+
+
+@pytest.mark.parametrize("beta", [4.0, math.inf, "per-token"])
 @pytest.mark.parametrize("kernel", ["torch", "triton"])
 @pytest.mark.parametrize("k", [3, 40])
-def test_both_fused_kernels_take_the_cached_target(kernel, k):
+def test_both_fused_kernels_take_the_cached_target(kernel, k, beta):
     """The fused loss from a CachedReference equals the dense GIFT loss on log pi0~ (with
     K >= V: on the live reference), forward and backward."""
     if kernel == "triton":
@@ -120,7 +134,11 @@ def test_both_fused_kernels_take_the_cached_target(kernel, k):
     w = (torch.randn(v, h, generator=g, dtype=torch.float64)).to(dtype).requires_grad_(True)
     zr = 2 * torch.randn(n, v, generator=g, dtype=torch.float64)
     y = torch.randint(0, v, (n,), generator=g)
-    ids, logp, gold, tail = _cache_rows(zr, y, k)
+    y[3] = zr[3].argmax()  # a gold token inside the top-K
+    y[5] = -100  # an ignored token
+    ids, logp, gold, tail = _cache_rows(zr, y.clamp(min=0), k)
+    if beta == "per-token":
+        beta = torch.rand(n, generator=g, dtype=torch.float64).to(dtype) * 10
 
     class Rows:
         pass
@@ -132,13 +150,14 @@ def test_both_fused_kernels_take_the_cached_target(kernel, k):
         w,
         y,
         ref_logits_fn=CachedReference(rows, y, v),
-        beta=4.0,
+        beta=beta,
         chunk_size=4,
         kernel=kernel,
     )
     z = hid @ w.T
-    ref = zr.to(dtype) if k >= v else cached_reference_logp(z, ids, logp, gold, tail, y)
-    want = gift_loss(z, ref, y, 4.0)
+    yc = y.clamp(min=0)
+    ref = zr.to(dtype) if k >= v else cached_reference_logp(z, ids, logp, gold, tail, yc)
+    want = _dense_gift(z, ref, y, beta)
     torch.testing.assert_close(got.to(want.dtype), want, **tol)
     for a, b in zip(torch.autograd.grad(got, (hid, w)), torch.autograd.grad(want, (hid, w))):
         torch.testing.assert_close(a, b, **tol)
@@ -176,9 +195,10 @@ def _cache(tmp_path, train_file, val_file, tok, base, name="cache", **kw):
     return tmp_path / name
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("objective", ["gift", "gift_seq", "kd_base"])
 @pytest.mark.parametrize("chunked", [True, False])
-def test_a_cached_run_equals_a_live_run_step_for_step(setup, objective, chunked):
+def test_a_cached_run_equals_a_live_run_step_for_step(setup, objective, chunked, smoothing):
     tmp_path, train_file, val_file, tok, base = setup
     cache = _cache(tmp_path, train_file, val_file, tok, base)
     rows, models = {}, {}
@@ -192,7 +212,7 @@ def test_a_cached_run_equals_a_live_run_step_for_step(setup, objective, chunked)
             objective=objective,
             beta=3.0,
             eta=3.0,
-            smoothing=0.1,
+            smoothing=smoothing,
             max_steps=3,
             eval_every=1,
             diag_every=1,
