@@ -164,7 +164,12 @@ def cached_gift_chunk(z, ids, logp, gold, log_tail, labels, beta, row_scale):
     grad = lp.exp()  # becomes the gradient
     p_s = grad.gather(-1, idx)
     grad.scatter_(-1, idx, 0.0)  # p on T only
-    p_t = grad.sum(-1)
+    # p(T) = 1 - p(S) without a pass over V; where that cancels (p(T) small), the tail's own sum
+    p_t = (1 - torch.where(dup, 0.0, p_s).sum(-1)).clamp(min=0)
+    small = p_t < 1e-3
+    if bool(small.any()):
+        p_t = p_t.clone()
+        p_t[small] = grad[small].sum(-1)
     tail_plogp = torch.bmm(grad[:, None, :], lp[:, :, None])[:, 0, 0]  # sum_T p log p
     # GIFT's target on the compressed distribution: S (the gold's top-K copy removed), then T
     compressed = torch.cat([logp.to(lp.dtype), gold.to(lp.dtype)[:, None]], -1)
@@ -177,8 +182,7 @@ def cached_gift_chunk(z, ids, logp, gold, log_tail, labels, beta, row_scale):
     q_t = log_q[:, k + 1].exp()
     ratio = torch.where(p_t > 0, q_t / p_t.clamp(min=torch.finfo(lp.dtype).tiny), 0.0)
     per_token = -(torch.where(dup, 0.0, q_s) * lp_s).sum(-1) - ratio * tail_plogp
-    grad.mul_((1 - ratio)[:, None])
-    grad.scatter_(-1, idx, p_s - q_s)  # duplicate indices write the same value
-    per_token = torch.where(valid, per_token, 0.0)
-    grad.mul_(row_scale.to(grad.dtype)[:, None])
-    return per_token, grad
+    scale = row_scale.to(grad.dtype)
+    grad.mul_(((1 - ratio) * scale)[:, None])  # one pass: the tail's factor and the row's scale
+    grad.scatter_(-1, idx, (p_s - q_s) * scale[:, None])  # duplicates write the same value
+    return torch.where(valid, per_token, 0.0), grad
