@@ -486,7 +486,7 @@ def _write_results(out: Path, cfg, results: list[dict], started: dict, minutes: 
     tmp.replace(out / "results.json")
 
 
-def _per_problem(rows: list[dict], key: str, n: int):
+def per_problem_values(rows: list[dict], key: str, n: int):
     """Per-problem values of `key` averaged over the rows' seeds (None if not per-problem)."""
     from giftlab.diagnostics import pass_at_k
 
@@ -524,7 +524,10 @@ def paired_vs_sft(
             continue
         for k in keys:
             rows = [
-                (_per_problem([r], k, n_samples), _per_problem([by_seed[r["seed"]]], k, n_samples))
+                (
+                    per_problem_values([r], k, n_samples),
+                    per_problem_values([by_seed[r["seed"]]], k, n_samples),
+                )
                 for r in rs
             ]
             if any(a is None or b is None or len(a) < 2 for a, b in rows):
@@ -633,7 +636,7 @@ def _summary_table(results: list[dict], cfg, keys: list[str]) -> list[str]:
     for (init, stage), rs in groups.items():
         cells = []
         for k in keys:
-            per_problem = _per_problem(rs, k, cfg.eval_samples)
+            per_problem = per_problem_values(rs, k, cfg.eval_samples)
             if per_problem is not None:  # problems are the unit: clustered CI over problems
                 ci = clustered_mean_ci(per_problem) if len(per_problem) > 1 else None
                 cells.append(

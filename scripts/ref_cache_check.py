@@ -42,7 +42,7 @@ def table(folder: Path) -> str:
     problems with its 95% clustered interval and resolvable difference (the two runs share the
     seed's data order, initialisation and sampling seeds, so the difference is the cache's);
     with two or more seeds also the interval over seeds and problems."""
-    from giftlab.pipeline import _per_problem, format_paired, paired_vs_sft
+    from giftlab.pipeline import format_paired, paired_vs_sft, per_problem_values
     from giftlab.results import load_results
     from giftlab.stats import paired_problem_difference
 
@@ -58,8 +58,8 @@ def table(folder: Path) -> str:
         if r["init"] in ("gift:5", "base") or r["seed"] not in live:
             continue
         for key in KEYS:
-            a = _per_problem([r], key, n)
-            b = _per_problem([live[r["seed"]]], key, n)
+            a = per_problem_values([r], key, n)
+            b = per_problem_values([live[r["seed"]]], key, n)
             d = paired_problem_difference(a, b)
             lines.append(
                 f"| {r['init']} | {key} | {r['seed']} | {d['mean']:+.4f} "
