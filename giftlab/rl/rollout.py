@@ -16,6 +16,21 @@ import torch
 from giftlab.data.tokenize import prompt_text
 
 
+def _cache_key() -> str:
+    """The name transformers gives the KV cache: `cache` (5.x, where `past_key_values` is a
+    deprecated alias) or `past_key_values` (older releases)."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return (
+        "cache"
+        if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+        else ("past_key_values")
+    )
+
+
+CACHE_KEY = _cache_key()
+
+
 @dataclass
 class Rollout:
     sequences: torch.Tensor  # (N, Tp + Tc) left-padded prompt + completion
@@ -76,19 +91,20 @@ def sample_groups(
     cache = None
     if width > 1:  # prefill all but the last prompt token, once per prompt, as generate would
         positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, :-1]
-        cache = model(
+        prefill = model(
             input_ids=ids[:, :-1],
             attention_mask=mask[:, :-1],
             position_ids=positions,
             use_cache=True,
-        ).past_key_values
+        )
+        cache = prefill.cache if CACHE_KEY == "cache" else prefill.past_key_values
         cache.batch_repeat_interleave(group)
     ids, mask = ids.repeat_interleave(group, 0), mask.repeat_interleave(group, 0)
     torch.manual_seed(seed)
     out = model.generate(
         input_ids=ids,
         attention_mask=mask,
-        past_key_values=cache,
+        **{CACHE_KEY: cache},
         do_sample=temperature > 0,
         temperature=temperature if temperature > 0 else None,
         top_p=None,
