@@ -373,3 +373,37 @@ class RunSettings(FlatConfig):
         "progress",
         "overwrite",
     )
+
+
+# -- the data and tokenisation settings (train and ref-cache: one declaration) ---------------------
+
+
+@dataclasses.dataclass
+class DataSettings:
+    """The records a run trains on and how they are tokenised: `giftlab train` and
+    `giftlab ref-cache` take the same keys, so a cache is built for exactly the run's examples."""
+
+    train_file: str = setting("data/countdown/train.jsonl", "training records (.jsonl or .parquet)")
+    val_file: str = setting("data/countdown/val.jsonl", "validation records; empty: no validation")
+    prompt_key: str = setting("prompt", "record key of the prompt (reference trainer: sft_prompt)")
+    response_key: str = setting(
+        "response", "record key of the response (reference trainer: solution)"
+    )
+    messages_key: str = setting(
+        "messages", "record key of chat messages (last one is the response)"
+    )
+    max_length: int = setting(256, "maximum tokens per example (prompt + response + end token)")
+    overlong: str = setting(
+        "skip", "over-long examples: skip (counted), fail, or truncate the response"
+    )
+    max_train_examples: int = setting(0, "use at most this many training records (0: all)")
+    max_val_examples: int = setting(32, "use at most this many validation records (0: all)")
+
+
+DATA_RULES = (
+    ("overlong", one_of("skip", "fail", "truncate"), "skip, fail or truncate"),
+    ("max_length", at_least(2), ">= 2"),
+    ("max_train_examples", at_least(0), ">= 0 (0: all)"),
+    ("max_val_examples", at_least(0), ">= 0 (0: all)"),
+    ("train_file", bool, "a .jsonl or .parquet file"),
+)

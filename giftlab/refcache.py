@@ -26,6 +26,7 @@ shard.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -39,21 +40,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from giftlab.config import FlatConfig, at_least, one_of
+from giftlab.config import DATA_RULES, DataSettings, FlatConfig, at_least, one_of
 from giftlab.config import setting as _f
 from giftlab.errors import InputError
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 MANIFEST = "manifest.json"
 VERSION = 1
-TOKENISATION_KEYS = (
-    "prompt_key",
-    "response_key",
-    "messages_key",
-    "max_length",
-    "overlong",
-    "max_train_examples",
-    "max_val_examples",
+# every data key but the files themselves (hashed by content): a key added to DataSettings is
+# part of the fingerprint without a change here
+TOKENISATION_KEYS = tuple(
+    f.name for f in dataclasses.fields(DataSettings) if f.name not in ("train_file", "val_file")
 )
 
 
@@ -62,23 +59,14 @@ class RefCacheError(InputError):
 
 
 @dataclass
-class RefCacheConfig(FlatConfig):
+class RefCacheConfig(FlatConfig, DataSettings):
     """`giftlab ref-cache`: the model, reference, data and tokenisation keys of `giftlab train`
-    (same names, same defaults), plus the cache's own."""
+    (giftlab.config.DataSettings: one declaration for both), plus the cache's own."""
 
     model: str = _f(
         "smollm2", "the initial policy (its tokenizer; the reference when ref_model is empty)"
     )
     ref_model: str = _f("", "the reference model; empty: the initial policy, as in giftlab train")
-    train_file: str = _f("data/countdown/train.jsonl", "training records (.jsonl or .parquet)")
-    val_file: str = _f("data/countdown/val.jsonl", "validation records; empty: none")
-    prompt_key: str = _f("prompt", "record key of the prompt")
-    response_key: str = _f("response", "record key of the response")
-    messages_key: str = _f("messages", "record key of chat messages (last one is the response)")
-    max_length: int = _f(256, "maximum tokens per example (prompt + response + end token)")
-    overlong: str = _f("skip", "over-long examples: skip, fail, or truncate the response")
-    max_train_examples: int = _f(0, "use at most this many training records (0: all)")
-    max_val_examples: int = _f(32, "use at most this many validation records (0: all)")
     top_k: int = _f(64, "reference tokens kept per position (>= the vocabulary: exact)")
     dtype: str = _f("float16", f"storage of the log-probabilities: one of {list(DTYPES)}")
     out_dir: str = _f("runs/ref-cache", "the cache folder")
@@ -92,11 +80,7 @@ class RefCacheConfig(FlatConfig):
         ("dtype", one_of(*DTYPES), f"one of {list(DTYPES)}"),
         ("batch_size", at_least(1), ">= 1"),
         ("shard_examples", at_least(1), ">= 1"),
-        ("max_length", at_least(2), ">= 2"),
-        ("overlong", one_of("skip", "fail", "truncate"), "skip, fail or truncate"),
-        ("max_train_examples", at_least(0), ">= 0 (0: all)"),
-        ("max_val_examples", at_least(0), ">= 0 (0: all)"),
-        ("train_file", bool, "a .jsonl or .parquet file"),
+        *DATA_RULES,
         ("model", bool, "a model folder, 'smollm2' or a hub id"),
     )
 

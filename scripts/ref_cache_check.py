@@ -15,23 +15,15 @@ import json
 import sys
 from pathlib import Path
 
+from real_sft_sweep import SWEEP  # scripts/ is on the path when a script runs
+
+# the few-shot SFT-stage sweep's settings (scripts/real_sft_sweep.py), then the check's own:
+# later KEY=VALUE overrides earlier ones
 CHECK = [
-    "rl_steps=0",
+    *SWEEP,
     "prompt_style=fewshot",
     "inits=gift:5,gift:5@k16,gift:5@k64",
     "seeds=0,1",
-    "n_train=256",
-    "n_val=300",
-    "eval_samples=8",
-    "eval_temperature=0.6",
-    "eval_stats_samples=0",
-    "sft_steps=20",
-    "sft_batch=4",
-    "sft_lr=1e-5",
-    "select=best",
-    "select_every=10",
-    "select_examples=64",
-    "max_length=256",
     "out_dir=paper_figures/ref_cache_check",
 ]
 KEYS = ["pass@1", "pass@8", "distinct_correct"]

@@ -10,7 +10,9 @@ import typing
 from dataclasses import dataclass
 
 from giftlab.config import (
+    DATA_RULES,
     ConfigError,
+    DataSettings,
     RunSettings,
     at_least,
     finite_positive,
@@ -38,7 +40,7 @@ TRAIN_RESUME_MUTABLE = (
 
 
 @dataclass
-class TrainConfig(RunSettings, ObjectiveSettings):
+class TrainConfig(RunSettings, ObjectiveSettings, DataSettings):
     # -- model (model: giftlab.config.RunSettings)
     ref_model: str = _f(
         "", "reference (base) model folder; empty: the initial policy (or, with LoRA, adapters off)"
@@ -60,16 +62,8 @@ class TrainConfig(RunSettings, ObjectiveSettings):
     attn_implementation: str = _f(
         "sdpa", "attention kernel passed to from_pretrained: sdpa, eager or flash_attention_2"
     )
-    # -- data
-    train_file: str = _f("data/countdown/train.jsonl", "training records (.jsonl or .parquet)")
-    val_file: str = _f("data/countdown/val.jsonl", "validation records; empty: no validation")
-    prompt_key: str = _f("prompt", "record key of the prompt (reference trainer: sft_prompt)")
-    response_key: str = _f("response", "record key of the response (reference trainer: solution)")
-    messages_key: str = _f("messages", "record key of chat messages (last one is the response)")
-    max_length: int = _f(256, "maximum tokens per example (prompt + response + end token)")
-    overlong: str = _f("skip", "over-long examples: skip (counted), fail, or truncate the response")
-    max_train_examples: int = _f(0, "use at most this many training records (0: all)")
-    max_val_examples: int = _f(32, "use at most this many validation records (0: all)")
+    # -- data: train_file, val_file, prompt_key, response_key, messages_key, max_length,
+    #    overlong, max_train_examples, max_val_examples (giftlab.config.DataSettings)
     # -- objective: objective, beta, eta, smoothing, alpha, label_eps, clip_low, clip_high
     #    (giftlab.losses.settings.ObjectiveSettings)
     chunked: bool = _f(True, "chunked fused-linear loss (sft, gift, gift_seq); false: dense logits")
@@ -101,16 +95,13 @@ class TrainConfig(RunSettings, ObjectiveSettings):
     RULES = (
         *RunSettings.RULES,
         *OBJECTIVE_RULES,
-        ("overlong", one_of("skip", "fail", "truncate"), "skip, fail or truncate"),
+        *DATA_RULES,
         ("schedule", one_of("constant", "cosine"), "constant or cosine"),
         ("adam_beta1", lambda x: 0 <= x < 1, "in [0, 1)"),
         ("adam_beta2", lambda x: 0 <= x < 1, "in [0, 1)"),
         ("lora_alpha", finite_positive, "a finite number > 0"),
         ("batch_size", at_least(1), ">= 1"),
         ("grad_accum", at_least(1), ">= 1"),
-        ("max_length", at_least(2), ">= 2"),
-        ("max_train_examples", at_least(0), ">= 0 (0: all)"),
-        ("max_val_examples", at_least(0), ">= 0 (0: all)"),
         ("chunk_size", at_least(0), ">= 0 (0: automatic)"),
         ("warmup_steps", at_least(0), ">= 0"),
         ("lora_rank", at_least(0), ">= 0 (0: full fine-tuning)"),
@@ -120,7 +111,6 @@ class TrainConfig(RunSettings, ObjectiveSettings):
         ("top_k", at_least(1), ">= 1"),
         ("kernel", one_of(*KERNELS), f"one of {list(KERNELS)}"),
         ("attn_implementation", one_of(*ATTENTION), f"one of {list(ATTENTION)}"),
-        ("train_file", bool, "a .jsonl or .parquet file"),
     )
 
     RESUME_MUTABLE: typing.ClassVar[tuple] = TRAIN_RESUME_MUTABLE
