@@ -281,7 +281,8 @@ class GIFTTrainer(SFTTrainer):
         settings = {"top_k": a.ref_cache_top_k, "dtype": a.ref_cache_dtype}
         settings |= {"shard_examples": 512, "batch_size": max(1, a.per_device_train_batch_size)}
         pad = self.processing_class.pad_token_id
-        write_cache(out, manifest, self._cache_examples(), reference, pad, settings, False)
+        progress = self.is_world_process_zero() and not a.disable_tqdm
+        write_cache(out, manifest, self._cache_examples(), reference, pad, settings, progress)
         del reference
         return RefCache(out)
 
