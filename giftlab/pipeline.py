@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from giftlab.config import (
+    ATTENTION_HELP,
+    ATTENTION_RULE,
     ConfigError,
     FlatConfig,
     at_least,
@@ -68,8 +70,10 @@ class PipelineConfig(FlatConfig):
     bf16: bool = _f(
         False, "every stage under bf16 autocast (CUDA or CPU), the references' weights in bf16"
     )
+    attn_implementation: str = _f("auto", ATTENTION_HELP)
 
     RULES = (
+        ATTENTION_RULE,
         ("task", one_of(*TASK_DEFAULTS), f"one of {sorted(TASK_DEFAULTS)}"),
         ("prompt_style", one_of("short", "fewshot"), "short or fewshot"),
         ("n_train", at_least(1), ">= 1"),
@@ -200,7 +204,7 @@ def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
     from giftlab.models import check_model_name
     from giftlab.provenance import provenance
 
-    check_model_name(cfg.model, "model")  # before the folder is touched
+    check_model_name(cfg.model, "model", cfg.attn_implementation)  # before the folder is touched
     with RunDir(
         cfg.out_dir,
         resume=resume,
@@ -249,7 +253,8 @@ class _Run:
         _check_lengths(cfg, self.paths["train"], load_tokenizer(cfg.model))
         self.val = load_task_records(self.paths["val"])
         self.val_demos = read_records(self.paths["val"])
-        self.base = load_model(cfg.model).to(default_device())
+        self.base = load_model(cfg.model, attn_implementation=cfg.attn_implementation)
+        self.base.to(default_device())
         self.results, self.earlier = [], 0.0
         if resume and (out / "results.json").exists():  # a stopped or finished run: keep it
             data = load_results(out / "results.json")
@@ -276,7 +281,8 @@ class _Run:
         cfg = self.cfg
         model = model_or_path
         if isinstance(model_or_path, (str, Path)):
-            model = load_model(model_or_path).to(default_device())
+            model = load_model(model_or_path, attn_implementation=cfg.attn_implementation)
+            model.to(default_device())
         return evaluate_model(
             model,
             self.base,
@@ -317,6 +323,7 @@ class _Run:
             diag_every=5,
             max_length=cfg.max_length,
             bf16=cfg.bf16,
+            attn_implementation=cfg.attn_implementation,
             progress=False,
             **extra,
         )
@@ -344,6 +351,7 @@ class _Run:
                     max_length=cfg.max_length,
                     top_k=k,
                     out_dir=str(folder),
+                    attn_implementation=cfg.attn_implementation,
                     progress=False,
                 ),
                 log=self.log,
@@ -368,6 +376,7 @@ class _Run:
             seed=seed,
             save_every=max(1, cfg.rl_steps // 4),
             bf16=cfg.bf16,
+            attn_implementation=cfg.attn_implementation,
             progress=False,
         )
         if not (folder / "rl" / "final").exists():

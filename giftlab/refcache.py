@@ -40,7 +40,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from giftlab.config import DATA_RULES, DataSettings, FlatConfig, at_least, one_of
+from giftlab.config import (
+    ATTENTION_HELP,
+    ATTENTION_RULE,
+    DATA_RULES,
+    DataSettings,
+    FlatConfig,
+    at_least,
+    one_of,
+)
 from giftlab.config import setting as _f
 from giftlab.errors import InputError
 
@@ -74,8 +82,10 @@ class RefCacheConfig(FlatConfig, DataSettings):
     shard_examples: int = _f(512, "examples per shard (the unit a stopped build resumes at)")
     overwrite: bool = _f(False, "replace a cache in out_dir built with other settings")
     progress: bool = _f(True, "progress bar")
+    attn_implementation: str = _f("auto", ATTENTION_HELP)
 
     RULES = (
+        ATTENTION_RULE,
         ("top_k", at_least(1), ">= 1"),
         ("dtype", one_of(*DTYPES), f"one of {list(DTYPES)}"),
         ("batch_size", at_least(1), ">= 1"),
@@ -249,7 +259,9 @@ def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) 
 
     ref_name = cfg.ref_model or cfg.model
     if model is None:
-        check_model_name(ref_name, "ref_model" if cfg.ref_model else "model")
+        check_model_name(
+            ref_name, "ref_model" if cfg.ref_model else "model", cfg.attn_implementation
+        )
     splits = {"train": (cfg.train_file, cfg.max_train_examples)}
     if cfg.val_file:
         splits["val"] = (cfg.val_file, cfg.max_val_examples)
@@ -270,7 +282,11 @@ def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) 
     }
     out = Path(cfg.out_dir)
     manifest = claim_cache_folder(out, manifest, cfg.overwrite, log)
-    ref = model if model is not None else load_model(ref_name)
+    ref = (
+        model
+        if model is not None
+        else load_model(ref_name, attn_implementation=cfg.attn_implementation)
+    )
     device = next(ref.parameters()).device if model is not None else default_device()
     examples = {
         split: encode_records(recs, tokenizer, cfg.max_length, cfg.overlong)[0]

@@ -3,7 +3,9 @@ plus tiny random models and tokenizers for tests."""
 
 from giftlab.models.head import check_head, lm_head
 from giftlab.models.loading import (
+    ATTENTION,
     DEFAULT_MODEL,
+    attention_choices,
     check_model_name,
     check_same_vocabulary,
     load_model,
@@ -14,7 +16,9 @@ from giftlab.models.loading import (
 from giftlab.models.tiny import FAMILIES, tiny_llama, tiny_model, tiny_tokenizer
 
 __all__ = [
+    "ATTENTION",
     "DEFAULT_MODEL",
+    "attention_choices",
     "FAMILIES",
     "check_head",
     "lm_head",

@@ -18,7 +18,7 @@ def build_models(cfg, model, ref_model, tokenizer, device, mode, ref_cache=None)
 
     dtype = torch.bfloat16 if cfg.bf16_weights else None
     ref_dtype = torch.bfloat16 if (cfg.bf16 or cfg.bf16_weights) else None
-    attn = {"attn_implementation": cfg.attn_implementation}
+    attn = {"attn_implementation": getattr(cfg, "attn_implementation", "auto")}
     policy = model if model is not None else load_model(cfg.model, dtype=dtype, **attn)
     if dtype is not None:
         policy.to(dtype)

@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from giftlab.config import ATTENTION
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2"
@@ -97,9 +99,20 @@ def is_hub_id(name) -> bool:
     )
 
 
-def check_model_name(name_or_path: str, key: str = "model") -> None:
+def check_model_name(name_or_path: str, key: str = "model", attn_implementation="auto") -> None:
     """Raise FileNotFoundError (naming `key` and the path) unless `name_or_path` is "smollm2", a
-    hub id, or a local folder that from_pretrained loads. Loads nothing: run before any work."""
+    hub id, or a local folder that from_pretrained loads; InputError when the folder's model class
+    does not support `attn_implementation`. Loads no weights: run before any work."""
+    _check_model_path(name_or_path, key)
+    if attn_implementation != "auto" and isinstance(name_or_path, (str, Path)):
+        folder = Path(name_or_path).expanduser()
+        if (folder / "config.json").exists():  # the bundled model (Llama) and hub ids: at load
+            model_cls = _causal_lm_class(folder)
+            if model_cls is not None and attn_implementation not in attention_choices(model_cls):
+                raise _attention_error(name_or_path, attn_implementation, model_cls)
+
+
+def _check_model_path(name_or_path: str, key: str) -> None:
     if name_or_path == DEFAULT_MODEL:
         if not (cache_dir() / "smollm2-135m-instruct" / "config.json").exists():
             _smollm2_gguf_folder()  # the package must be there to convert it
@@ -179,16 +192,81 @@ def load_tokenizer(name_or_path: str):
     return prepare_tokenizer(tok)
 
 
-def load_model(name_or_path: str, dtype=None, **kwargs):
-    """A causal LM (float32 unless `dtype`); kwargs go to from_pretrained (attn_implementation)."""
+# `attn_implementation=` (giftlab.config.ATTENTION) of every command that loads a model. "auto":
+# transformers' own choice for the class (SDPA where supported, eager otherwise: Gemma-2 has none).
+_SUPPORT_FLAG = {
+    "sdpa": "_supports_sdpa",
+    "flash_attention_2": "_supports_flash_attn",
+    "flex_attention": "_supports_flex_attn",
+}
+
+
+def attention_choices(model_cls) -> list[str]:
+    """The values of `attn_implementation` a causal-LM class accepts: auto and eager always, the
+    others where the class declares support (transformers' `_supports_*` flags)."""
+    flags = {k: bool(getattr(model_cls, f, False)) for k, f in _SUPPORT_FLAG.items()}
+    return ["auto", "eager"] + [
+        k for k in ("sdpa", "flash_attention_2", "flex_attention") if flags[k]
+    ]
+
+
+def _causal_lm_class(resolved):
+    """The class AutoModelForCausalLM would build for `resolved`, or None when that needs more
+    than the folder's config (remote code, an unknown architecture)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(resolved, local_files_only=_local_only(resolved))
+        return AutoModelForCausalLM._model_mapping[type(config)]
+    except (KeyError, ValueError, OSError):
+        return None
+
+
+def _attention_error(name_or_path, attn, model_cls, err=None):
+    from giftlab.errors import InputError
+
+    cls = model_cls.__name__ if model_cls is not None else "this model"
+    choices = attention_choices(model_cls) if model_cls is not None else ["auto", "eager"]
+    why = f" ({str(err).strip().splitlines()[0][:160]})" if err is not None else ""
+    return InputError(
+        f"attn_implementation={attn}: {cls} (model={name_or_path}) does not support it{why}; "
+        f"choose one of {choices} (auto: transformers' choice for the class)"
+    )
+
+
+def load_model(name_or_path: str, dtype=None, attn_implementation: str = "auto", **kwargs):
+    """A causal LM (float32 unless `dtype`); kwargs go to from_pretrained.
+
+    attn_implementation: one of ATTENTION. "auto" lets transformers choose for the model's
+    class (SDPA where supported, else eager); an explicit choice the class does not support is an
+    InputError naming the class and its choices (never transformers' traceback)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from giftlab.errors import InputError
+
+    if attn_implementation not in ATTENTION:
+        raise InputError(
+            f"attn_implementation must be one of {list(ATTENTION)}, got {attn_implementation!r}"
+        )
     resolved = resolve_model_path(name_or_path)
+    if attn_implementation != "auto":
+        model_cls = _causal_lm_class(resolved)
+        if model_cls is not None and attn_implementation not in attention_choices(model_cls):
+            raise _attention_error(name_or_path, attn_implementation, model_cls)
+        kwargs["attn_implementation"] = attn_implementation
     try:
         return AutoModelForCausalLM.from_pretrained(
             resolved, local_files_only=_local_only(resolved), dtype=dtype or torch.float32, **kwargs
         )
+    except (ValueError, ImportError) as err:
+        # the class claims support, but the kernel's package is missing (flash-attn), or the
+        # check above could not see the class
+        if attn_implementation != "auto" and "attention" in str(err).lower():
+            raise _attention_error(
+                name_or_path, attn_implementation, _causal_lm_class(resolved), err
+            ) from None
+        raise
     except OSError as err:
         if _local_only(resolved):
             raise

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from giftlab.config import FlatConfig, at_least, finite_non_negative
+from giftlab.config import ATTENTION_HELP, ATTENTION_RULE, FlatConfig, at_least, finite_non_negative
 from giftlab.config import setting as _f
 from giftlab.data.verifiers import score
 from giftlab.diagnostics import distinct_correct, majority_at_k, pass_at_k
@@ -160,6 +160,7 @@ class EvalConfig(FlatConfig):
     temperature: float = _f(1.0, "sampling temperature, >= 0 (0: greedy)")
     seed: int = _f(0, "sampling seed")
     bf16: bool = _f(False, "evaluate under bf16 autocast (the precision of a bf16 run)")
+    attn_implementation: str = _f("auto", ATTENTION_HELP)
     out: str = _f("", "also write the JSON to this file (its folder is made before any work)")
 
     RULES = (
@@ -169,6 +170,7 @@ class EvalConfig(FlatConfig):
         ("temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
         ("model", bool, "a model folder, 'smollm2' or a hub id"),
         ("ref_model", bool, "a model folder, 'smollm2' or a hub id"),
+        ATTENTION_RULE,
     )
 
 
@@ -249,14 +251,16 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     from giftlab.rl.loop import load_task_records
 
     recs = load_task_records(cfg.data, limit=cfg.limit or None)
-    check_model_name(cfg.model, "model")
-    check_model_name(cfg.ref_model, "ref_model")
+    check_model_name(cfg.model, "model", cfg.attn_implementation)
+    check_model_name(cfg.ref_model, "ref_model", cfg.attn_implementation)
     out = check_output_file(cfg.out) if cfg.out else None
     from giftlab.runtime.distributed import default_device
 
     tok = load_tokenizer(cfg.model)
     device = default_device()
-    model, base = load_model(cfg.model).to(device), load_model(cfg.ref_model).to(device)
+    attn = cfg.attn_implementation
+    model = load_model(cfg.model, attn_implementation=attn).to(device)
+    base = load_model(cfg.ref_model, attn_implementation=attn).to(device)
     check_same_vocabulary(model, base, (f"model={cfg.model}", f"ref_model={cfg.ref_model}"))
     m = evaluate_model(
         model,

@@ -67,9 +67,9 @@ def rl(
     # every check that needs no training runs before the run folder is touched
     records = load_task_records(cfg.train_file, check=score_fn is score)
     if model is None:
-        check_model_name(cfg.model, "model")
+        check_model_name(cfg.model, "model", cfg.attn_implementation)
     if ref_model is None:
-        check_model_name(cfg.ref_model, "ref_model")
+        check_model_name(cfg.ref_model, "ref_model", cfg.attn_implementation)
     with RunDir(
         cfg.out_dir,
         resume=resume,
@@ -81,8 +81,14 @@ def rl(
         seed_all(cfg.seed)
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
         tokenizer.padding_side = "left"
-        policy = (model if model is not None else load_model(cfg.model)).to(device)
-        ref = (ref_model if ref_model is not None else load_model(cfg.ref_model)).to(device)
+        attn = cfg.attn_implementation
+        policy = model if model is not None else load_model(cfg.model, attn_implementation=attn)
+        ref = (
+            ref_model
+            if ref_model is not None
+            else load_model(cfg.ref_model, attn_implementation=attn)
+        )
+        policy, ref = policy.to(device), ref.to(device)
         ref.eval().requires_grad_(False)
         if cfg.bf16:  # the reference only runs forward: bf16 halves its memory
             ref.to(torch.bfloat16)

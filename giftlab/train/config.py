@@ -25,9 +25,8 @@ from giftlab.losses.settings import (
     check_objective_settings,
 )
 
-# the fused loss heads (giftlab.losses.fused) and the attention kernels transformers takes
+# the fused loss heads (giftlab.losses.fused)
 KERNELS = ("auto", "torch", "triton")
-ATTENTION = ("sdpa", "eager", "flash_attention_2", "flex_attention")
 # keys a resumed run may change (recorded in config.json's history); any other is refused
 TRAIN_RESUME_MUTABLE = (
     *RunSettings.RESUME_MUTABLE,
@@ -58,9 +57,6 @@ class TrainConfig(RunSettings, ObjectiveSettings, DataSettings):
         "",
         "a giftlab ref-cache folder built for this run: the reference's top-K distribution is "
         "read from it and no reference model is loaded (memory as SFT's)",
-    )
-    attn_implementation: str = _f(
-        "sdpa", "attention kernel passed to from_pretrained: sdpa, eager or flash_attention_2"
     )
     # -- data: train_file, val_file, prompt_key, response_key, messages_key, max_length,
     #    overlong, max_train_examples, max_val_examples (giftlab.config.DataSettings)
@@ -110,7 +106,6 @@ class TrainConfig(RunSettings, ObjectiveSettings, DataSettings):
         ("eval_every", at_least(0), ">= 1, or 0 for only at the end"),
         ("top_k", at_least(1), ">= 1"),
         ("kernel", one_of(*KERNELS), f"one of {list(KERNELS)}"),
-        ("attn_implementation", one_of(*ATTENTION), f"one of {list(ATTENTION)}"),
     )
 
     RESUME_MUTABLE: typing.ClassVar[tuple] = TRAIN_RESUME_MUTABLE

@@ -275,9 +275,9 @@ def _preflight(cfg, device, model, ref_model) -> None:
     from giftlab.models import check_model_name
 
     if model is None:
-        check_model_name(cfg.model, "model")
+        check_model_name(cfg.model, "model", cfg.attn_implementation)
     if cfg.ref_model and ref_model is None:
-        check_model_name(cfg.ref_model, "ref_model")
+        check_model_name(cfg.ref_model, "ref_model", cfg.attn_implementation)
     if cfg.kernel == "triton" and device.type != "cuda":
         import os
 

@@ -21,6 +21,10 @@ from giftlab.losses import (
 from giftlab.theory import TabularLM, gibbs_policy, soft_bellman
 from giftlab.theory.gift import exact_gains, gate_weight, gold_path, gold_reward
 
+# float64 paths held to each other or to the naive formula at 1e-9 or tighter: CI also runs
+# them under other CPU capabilities (make test-exact-cpus)
+pytestmark = pytest.mark.exact
+
 
 def naive_reference_gift(logits, ref_logits, labels, beta, smoothing, ignore_index=-100):
     """The public reference trainer's formula: softmax, uniform mixing, log, +beta at the label,

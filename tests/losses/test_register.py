@@ -15,6 +15,10 @@ from giftlab.train import TrainConfig
 from tests.test_cli_errors import _train_args
 from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture
 
+# float64 paths held to each other or to the naive formula at 1e-9 or tighter: CI also runs
+# them under other CPU capabilities (make test-exact-cpus)
+pytestmark = pytest.mark.exact
+
 
 def test_a_target_that_is_not_the_losses_target_is_refused_at_registration():
     """A float32 leak (int one-hot times a float is float32 in torch) is caught."""
