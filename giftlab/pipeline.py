@@ -64,6 +64,12 @@ class PipelineConfig(FlatConfig):
     eval_stats_samples: int = _f(
         1, "samples per problem the entropy / KL-to-base passes run on (0: none; costly)"
     )
+    eval_sampler: str = _f(
+        "fast",
+        "fast (the prompts' shared prefix computed once, finished samples leave the batch) or "
+        "plain (model.generate, the sampler of results before 2026-12): the same distribution",
+    )
+    eval_batch: int = _f(16, "held-out problems sampled together (x eval_samples rows)")
     max_new_tokens: int = _f(16, "completion length limit")
     max_length: int = _f(256, "fine-tuning sequence limit in tokens (prompt + response)")
     model: str = _f("smollm2", "base model: 'smollm2' or a local folder")
@@ -85,6 +91,8 @@ class PipelineConfig(FlatConfig):
         ("select_every", at_least(1), ">= 1"),
         ("select_examples", at_least(1), ">= 1"),
         ("eval_stats_samples", at_least(0), ">= 0"),
+        ("eval_sampler", one_of("fast", "plain"), "fast or plain"),
+        ("eval_batch", at_least(1), ">= 1"),
         ("rl_steps", at_least(0), ">= 0 (0: the fine-tuning stage only)"),
         ("rl_prompts", at_least(1), ">= 1"),
         ("group_size", at_least(2), ">= 2"),
@@ -294,6 +302,8 @@ class _Run:
             seed=seed,
             stats_samples=cfg.eval_stats_samples,
             demos=self.val_demos,
+            sampler=cfg.eval_sampler,
+            prompts_per_batch=cfg.eval_batch,
             bf16=cfg.bf16,
         )
 

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from giftlab.config import ATTENTION_HELP, ATTENTION_RULE, FlatConfig, at_least, finite_non_negative
+from giftlab.config import (
+    ATTENTION_HELP,
+    ATTENTION_RULE,
+    FlatConfig,
+    at_least,
+    finite_non_negative,
+    one_of,
+)
 from giftlab.config import setting as _f
 from giftlab.data.verifiers import score
 from giftlab.diagnostics import distinct_correct, majority_at_k, pass_at_k
@@ -21,6 +28,7 @@ from giftlab.rl.rollout import (
     token_logp_and_entropy,
     verifier_rewards,
 )
+from giftlab.rl.sampler import sample_groups_fast, shared_prefix
 
 
 @torch.no_grad()
@@ -37,9 +45,13 @@ def evaluate(
     device=None,
     progress=None,
     stats_samples=None,
+    sampler="fast",
 ) -> dict:
     """Metrics over `records` (each needs task/index/seed/config for the verifier).
 
+    sampler: "fast" (giftlab.rl.sampler: the prompts' shared prefix run once per evaluation,
+    finished rows leave the batch) or "plain" (giftlab.rl.rollout.sample_groups, model.generate);
+    the same distribution, greedy completions equal token for token.
     device: where the prompts go; None: the model's own device.
     stats_samples: how many samples of each problem (the first ones) the teacher-forced passes
     for entropy and KL to the base run on; None: all n_samples; 0: none (entropy and KL are then
@@ -58,22 +70,39 @@ def evaluate(
     s_stats = n_samples if stats_samples is None else min(int(stats_samples), n_samples)
     if s_stats < 0:
         raise ValueError(f"stats_samples must be >= 0 or None, got {stats_samples}")
+    if sampler not in ("fast", "plain"):
+        raise ValueError(f"sampler must be 'fast' or 'plain', got {sampler!r}")
+    prompts = encode_prompts(tokenizer, records)
+    prefix = shared_prefix(model, prompts) if sampler == "fast" and records else None
     per_problem = []
     acc = {"entropy": 0.0, "kl": 0.0, "tokens": 0, "kl_seq": [], "empty": 0, "gen_s": 0.0}
     acc["gen_tokens"] = 0
     for b in range(0, len(records), prompts_per_batch):
         recs = records[b : b + prompts_per_batch]
         t0 = time.perf_counter()
-        ro = sample_groups(
-            model,
-            tokenizer,
-            encode_prompts(tokenizer, recs),
-            n_samples,
-            max_new_tokens,
-            temperature,
-            seed + b,
-            device,
-        )
+        batch_prompts = prompts[b : b + prompts_per_batch]
+        if sampler == "fast":
+            ro = sample_groups_fast(
+                model,
+                tokenizer,
+                batch_prompts,
+                n_samples,
+                max_new_tokens,
+                temperature,
+                seed + b,
+                prefix=prefix,
+            )
+        else:
+            ro = sample_groups(
+                model,
+                tokenizer,
+                batch_prompts,
+                n_samples,
+                max_new_tokens,
+                temperature,
+                seed + b,
+                device,
+            )
         acc["gen_s"] += time.perf_counter() - t0
         acc["gen_tokens"] += int(ro.completion_mask[:, 1:].sum())
         _, scores, failures = verifier_rewards(recs, ro, score)
@@ -94,7 +123,9 @@ def evaluate(
             per_problem.append({"c": sum(correct), "answers": answers, "correct": correct})
         if progress is not None:
             progress(len(per_problem), len(records))
-    return _summary(per_problem, n_samples, s_stats, acc)
+    out = _summary(per_problem, n_samples, s_stats, acc)
+    out["sampler"] = sampler
+    return out
 
 
 def _teacher_forced(model, ref_model, ro, n_samples: int, s_stats: int, acc: dict) -> None:
@@ -160,6 +191,12 @@ class EvalConfig(FlatConfig):
     temperature: float = _f(1.0, "sampling temperature, >= 0 (0: greedy)")
     seed: int = _f(0, "sampling seed")
     bf16: bool = _f(False, "evaluate under bf16 autocast (the precision of a bf16 run)")
+    sampler: str = _f(
+        "fast",
+        "fast (the prompts' shared prefix computed once, finished samples leave the batch) or "
+        "plain (model.generate): the same distribution, greedy completions equal",
+    )
+    prompts_per_batch: int = _f(16, "problems sampled together (x samples rows)")
     attn_implementation: str = _f("auto", ATTENTION_HELP)
     out: str = _f("", "also write the JSON to this file (its folder is made before any work)")
 
@@ -171,6 +208,8 @@ class EvalConfig(FlatConfig):
         ("model", bool, "a model folder, 'smollm2' or a hub id"),
         ("ref_model", bool, "a model folder, 'smollm2' or a hub id"),
         ATTENTION_RULE,
+        ("sampler", one_of("fast", "plain"), "fast or plain"),
+        ("prompts_per_batch", at_least(1), ">= 1"),
     )
 
 
@@ -205,6 +244,8 @@ def evaluate_model(
     stats_samples=None,
     demos=None,
     bf16=False,
+    sampler="fast",
+    prompts_per_batch=16,
 ) -> dict:
     """One checkpoint's evaluation, written once for `giftlab eval` and the pipeline: `evaluate`
     on `records` (device from the model) and, given the held-out `demos` and a model that is not
@@ -228,6 +269,8 @@ def evaluate_model(
                 temperature=temperature,
                 seed=seed,
                 stats_samples=stats_samples,
+                sampler=sampler,
+                prompts_per_batch=prompts_per_batch,
             )
     finally:
         tokenizer.padding_side = side
@@ -272,6 +315,8 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
         temperature=cfg.temperature,
         seed=cfg.seed,
         bf16=cfg.bf16,
+        sampler=cfg.sampler,
+        prompts_per_batch=cfg.prompts_per_batch,
     )
     if out is not None:
         out.write_text(json.dumps(m, indent=2))

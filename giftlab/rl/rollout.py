@@ -38,6 +38,9 @@ class Rollout:
     completion_mask: torch.Tensor  # (N, Tp + Tc) True on completion tokens up to and including eos
     prompt_index: torch.Tensor  # (N,) which prompt of the step each row answers
     texts: list[str]  # decoded completions
+    # (N, Tp + Tc - 1) log pi(y_t | y_<t) of the sampled tokens as the sampler saw them (float32,
+    # untempered), aligned with completion_mask[:, 1:], 0 elsewhere; None: not recorded
+    sample_logp: torch.Tensor | None = None
 
     def select(self, rows) -> Rollout:
         """The rollout of the given row indices (a 1-D index tensor or list), in that order."""
@@ -48,6 +51,7 @@ class Rollout:
             self.completion_mask[idx],
             self.prompt_index[idx],
             [self.texts[int(i)] for i in idx],
+            None if self.sample_logp is None else self.sample_logp[idx],
         )
 
 
@@ -140,8 +144,11 @@ def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):
     from giftlab.models.head import lm_head
 
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    # positions count real tokens only, as when sampling (a left-padded row is scored as it was
+    # sampled: models with absolute position embeddings, GPT-2, depend on it)
+    positions = (rollout.attention_mask.cumsum(-1) - 1).clamp(min=0)
     hidden = m.get_decoder()(
-        input_ids=rollout.sequences, attention_mask=rollout.attention_mask
+        input_ids=rollout.sequences, attention_mask=rollout.attention_mask, position_ids=positions
     ).last_hidden_state
     mask = rollout.completion_mask[:, 1:]
     logits = lm_head(m).logits(hidden[:, :-1][mask])  # (n, V)

@@ -1,0 +1,183 @@
+"""The evaluation sampler: `sample_groups` (giftlab.rl.rollout) at the speed of the work it must do.
+
+Three costs of the plain path are not paid here:
+
+- the token prefix every prompt shares (the few-shot demonstrations, ~150 of ~170 tokens) is
+  run through the model once per evaluation (`shared_prefix`), not once per batch of prompts;
+  each batch starts from a copy of its KV cache;
+- each prompt's own tokens are run once and their cache repeated for the prompt's samples (as in
+  `sample_groups`);
+- a row that has produced its end token leaves the batch (its KV cache rows are dropped), so
+  finished samples stop costing; `model.generate` keeps computing them until the last row ends.
+
+Layout of a batch while sampling: [shared prefix | left padding | the prompt's own tokens |
+completion], the padding masked out and the positions counted over real tokens only, so each row
+sees exactly the tokens and positions it would see alone. The returned Rollout has the plain
+path's layout (each whole prompt left-padded, then its completion). Tokens are drawn from softmax(logits / temperature) of
+the model's own logits (greedy at temperature 0) with a generator seeded per call.
+
+Naive equivalent: sample_groups(model, tokenizer, prompt_ids, group, ...) (the same distribution;
+greedy completions are equal token for token, tests/rl/test_sampler.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from giftlab.rl.rollout import CACHE_KEY, Rollout, model_device
+
+
+@dataclass
+class SharedPrefix:
+    """The KV cache (batch 1) of `ids`, a token prefix of every prompt, for one model."""
+
+    ids: list[int]
+    cache: object
+    model: object
+
+
+def common_prefix_length(prompt_ids: list[list[int]]) -> int:
+    """The length of the longest token prefix all prompts share, leaving each prompt at least
+    one token of its own (its last token starts sampling)."""
+    if not prompt_ids:
+        return 0
+    first, n = prompt_ids[0], min(len(p) for p in prompt_ids) - 1
+    for p in prompt_ids[1:]:
+        i = 0
+        while i < n and p[i] == first[i]:
+            i += 1
+        n = i
+    return max(n, 0)
+
+
+@torch.no_grad()
+def shared_prefix(model, prompt_ids: list[list[int]], min_tokens: int = 8) -> SharedPrefix | None:
+    """The shared prefix of `prompt_ids` run once through `model`; None when it is shorter than
+    `min_tokens` (nothing worth sharing)."""
+    n = common_prefix_length(prompt_ids)
+    if n < min_tokens:
+        return None
+    ids = torch.tensor([prompt_ids[0][:n]], dtype=torch.long, device=model_device(model))
+    was_training = model.training
+    model.eval()
+    out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+    model.train(was_training)
+    return SharedPrefix(list(prompt_ids[0][:n]), getattr(out, CACHE_KEY), model)
+
+
+@torch.no_grad()
+def sample_groups_fast(
+    model,
+    tokenizer,
+    prompt_ids: list[list[int]],
+    group: int,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    prefix: SharedPrefix | None = None,
+) -> Rollout:
+    """`group` completions of every prompt (module docstring); the same Rollout as
+    giftlab.rl.rollout.sample_groups (left-padded prompt + completion, masks, texts)."""
+    device = model_device(model)
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    n_pre = 0
+    if prefix is not None:
+        if prefix.model is not model:
+            raise ValueError("the shared prefix was computed with another model")
+        n_pre = len(prefix.ids)
+        if any(p[:n_pre] != prefix.ids or len(p) <= n_pre for p in prompt_ids):
+            raise ValueError("a prompt does not start with the shared prefix (or is no longer)")
+    own = [p[n_pre:] for p in prompt_ids]
+    width = max(len(p) for p in own)
+    n = len(prompt_ids)
+    ids = torch.full((n, n_pre + width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((n, n_pre + width), dtype=torch.long, device=device)
+    if n_pre:
+        ids[:, :n_pre] = torch.tensor(prefix.ids, dtype=torch.long, device=device)
+        mask[:, :n_pre] = 1
+    for i, p in enumerate(own):  # left padding after the prefix: each prompt ends at the right
+        ids[i, n_pre + width - len(p) :] = torch.tensor(p, dtype=torch.long, device=device)
+        mask[i, n_pre + width - len(p) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    was_training = model.training
+    model.eval()
+    cache = None
+    if n_pre:
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(n)
+    if width > 1:  # the prompts' own tokens but the last, once per prompt
+        out = model(
+            input_ids=ids[:, n_pre:-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[:, n_pre:-1],
+            use_cache=True,
+            logits_to_keep=1,
+            **({CACHE_KEY: cache} if cache is not None else {}),
+        )
+        cache = getattr(out, CACHE_KEY)
+    # the group's samples of each prompt share its cache rows
+    if cache is not None:
+        cache.batch_repeat_interleave(group)
+    ids, mask = ids.repeat_interleave(group, 0), mask.repeat_interleave(group, 0)
+    pos = positions[:, -1].repeat_interleave(group, 0)
+    rows = ids.shape[0]
+    completion = torch.full((rows, max_new_tokens), pad, dtype=torch.long, device=device)
+    comp_logp = torch.zeros((rows, max_new_tokens), dtype=torch.float32, device=device)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    active = torch.arange(rows, device=device)
+    cur, cur_mask = ids[:, -1], mask
+    for t in range(max_new_tokens):
+        out = model(
+            input_ids=cur[:, None],
+            attention_mask=cur_mask,
+            position_ids=pos[:, None],
+            use_cache=True,
+            **({CACHE_KEY: cache} if cache is not None else {}),
+        )
+        cache = getattr(out, CACHE_KEY)
+        logits = out.logits[:, -1].float()  # (rows still running, V)
+        if temperature > 0:
+            probs = torch.softmax(logits / temperature, -1)
+            nxt = torch.multinomial(probs, 1, generator=gen)[:, 0]
+        else:
+            nxt = logits.argmax(-1)
+        completion[active, t] = nxt
+        comp_logp[active, t] = torch.log_softmax(logits, -1).gather(-1, nxt[:, None])[:, 0]
+        running = nxt != eos
+        if t + 1 == max_new_tokens or not bool(running.any()):
+            break
+        if not bool(running.all()):  # finished rows leave the batch and its cache
+            keep = running.nonzero()[:, 0]
+            cache.batch_select_indices(keep)
+            active, nxt, cur_mask, pos = active[keep], nxt[keep], cur_mask[keep], pos[keep]
+        cur = nxt
+        cur_mask = torch.cat([cur_mask, torch.ones_like(cur_mask[:, :1])], 1)
+        pos = pos + 1
+    model.train(was_training)
+    completion, comp_logp = completion[:, : t + 1], comp_logp[:, : t + 1]
+    # the Rollout's layout is the plain path's: each whole prompt left-padded, then its completion
+    full = n_pre + width
+    ids = torch.full((n, full), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((n, full), dtype=torch.long, device=device)
+    for i, p in enumerate(prompt_ids):
+        ids[i, full - len(p) :] = torch.tensor(p, dtype=torch.long, device=device)
+        mask[i, full - len(p) :] = 1
+    ids, mask = ids.repeat_interleave(group, 0), mask.repeat_interleave(group, 0)
+    is_eos = completion == eos
+    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
+    comp_mask = ~after_eos
+    full_mask = torch.cat([mask, comp_mask.long()], dim=1)
+    completion_mask = torch.cat([torch.zeros_like(mask, dtype=torch.bool), comp_mask], dim=1)
+    texts = tokenizer.batch_decode(
+        torch.where(comp_mask & ~is_eos, completion, pad), skip_special_tokens=True
+    )
+    index = torch.arange(n, device=device).repeat_interleave(group)
+    sequences = torch.cat([ids, torch.where(comp_mask, completion, pad)], dim=1)
+    sample_logp = torch.cat([torch.zeros_like(mask[:, 1:], dtype=torch.float32), comp_logp], 1)
+    sample_logp = sample_logp * completion_mask[:, 1:]
+    return Rollout(
+        sequences, full_mask, completion_mask, index, [t.strip() for t in texts], sample_logp
+    )
