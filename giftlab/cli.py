@@ -484,6 +484,60 @@ def run_pipeline_cmd(args) -> int:
     return 0
 
 
+def add_plan_parser(sub) -> None:
+    p = sub.add_parser(
+        "plan",
+        help=HELP["plan"],
+        description="From a pipeline's results.json with two or more training seeds: the variance "
+        "components (training seed, problem, residual) of each start minus SFT per metric, and "
+        "for candidate designs the 95%% interval's half-width, the resolvable difference and the "
+        "CPU minutes (giftlab/planner.py).",
+    )
+    p.add_argument("results", help="a giftlab pipeline results.json")
+    p.add_argument("--against", default="sft", help="the start differences are taken against")
+    p.add_argument("--metrics", default="pass@1,pass@8,distinct_correct", help="comma-separated")
+    p.add_argument("--seeds", default="2,3,5,8,10", help="candidate training seeds")
+    p.add_argument("--problems", default="300,600", help="candidate held-out problems")
+    p.add_argument("--samples", default="8,16", help="candidate samples per problem (pass@1)")
+    p.add_argument(
+        "--finetune-min", type=float, default=None, help="minutes to fine-tune one cell here"
+    )
+    p.add_argument(
+        "--eval-min", type=float, default=None, help="minutes to evaluate 300 problems x 8 here"
+    )
+    p.add_argument("--out", default=None, help="also write plan.csv and plan.png in this folder")
+    p.set_defaults(func=run_plan_cmd)
+
+
+def _int_list(text: str, name: str) -> tuple[int, ...]:
+    from giftlab.errors import InputError
+
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"{name}: comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 2:
+        raise InputError(f"{name}: whole numbers >= 2, got {text!r}")
+    return values
+
+
+def run_plan_cmd(args) -> int:
+    from giftlab import planner
+
+    planner.run_plan(
+        args.results,
+        out=args.out,
+        against=args.against,
+        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
+        seeds=_int_list(args.seeds, "--seeds"),
+        problems=_int_list(args.problems, "--problems"),
+        samples=_int_list(args.samples, "--samples"),
+        finetune_min=planner.FINETUNE_MIN if args.finetune_min is None else args.finetune_min,
+        eval_min=planner.EVAL_MIN if args.eval_min is None else args.eval_min,
+    )
+    return 0
+
+
 def add_figures_parser(sub) -> None:
     p = sub.add_parser(
         "figures",
@@ -544,6 +598,7 @@ HELP = {
     "demo": "the main job: exact figures and a markdown report",
     "validate": "a target variant against the exact Gibbs policy (exact tabular instances)",
     "ref-cache": "the reference's top-K distribution per training token, computed once",
+    "plan": "which seeds x problems x samples resolve a difference, and the CPU minutes",
 }
 
 # The modules each extra brings; a command that needs a missing one says which extra to install.
@@ -565,6 +620,7 @@ COMMANDS = {
     "figures": (add_figures_parser, ()),
     "demo": (add_demo_parser, ()),
     "validate": (add_validate_parser, ()),
+    "plan": (add_plan_parser, ("train",)),  # reads results through giftlab.pipeline
 }
 
 

@@ -20,6 +20,8 @@ __all__ = [
     "minimum_detectable_paired_difference",
     "paired_difference",
     "paired_pass_at_k_difference",
+    "predicted_resolution",
+    "variance_components",
 ]
 
 
@@ -201,14 +203,11 @@ def seed_problem_difference(diffs, confidence: float = 0.95) -> dict:
         raise ValueError(f"diffs must be (seeds, problems) with >= 2 problems, got {d.shape}")
     s, p = d.shape
     mean = float(d.mean())
-    seed_means, problem_means = d.mean(1), d.mean(0)
+    seed_means = d.mean(1)
     out = {"mean": mean, "n_seeds": s, "n_problems": p, "per_seed": seed_means.tolist()}
     if s < 2:
         return out | {"low": math.nan, "high": math.nan, "se": math.nan, "df": 0, "mdd": math.nan}
-    ms_seed = p * float(((seed_means - mean) ** 2).sum()) / (s - 1)
-    ms_problem = s * float(((problem_means - mean) ** 2).sum()) / (p - 1)
-    resid = d - seed_means[:, None] - problem_means[None, :] + mean
-    ms_resid = float((resid**2).sum()) / ((s - 1) * (p - 1))
+    ms_seed, ms_problem, ms_resid = _mean_squares(d)
     var = max(ms_seed + ms_problem - ms_resid, ms_resid) / (s * p)  # never below the noise term
     num = (ms_seed + ms_problem - ms_resid) ** 2
     den = ms_seed**2 / (s - 1) + ms_problem**2 / (p - 1) + ms_resid**2 / ((s - 1) * (p - 1))
@@ -217,3 +216,67 @@ def seed_problem_difference(diffs, confidence: float = 0.95) -> dict:
     t = float(sps.t.ppf(0.5 + confidence / 2, df))
     mdd = (t + float(sps.t.ppf(0.8, df))) * se
     return out | {"low": mean - t * se, "high": mean + t * se, "se": se, "df": df, "mdd": mdd}
+
+
+def _mean_squares(d: np.ndarray) -> tuple[float, float, float]:
+    """The two-way mean squares (seed, problem, residual) of a crossed (S, P) table."""
+    s, p = d.shape
+    mean = d.mean()
+    seed_means, problem_means = d.mean(1), d.mean(0)
+    ms_seed = p * float(((seed_means - mean) ** 2).sum()) / (s - 1)
+    ms_problem = s * float(((problem_means - mean) ** 2).sum()) / (p - 1)
+    resid = d - seed_means[:, None] - problem_means[None, :] + mean
+    return ms_seed, ms_problem, float((resid**2).sum()) / ((s - 1) * (p - 1))
+
+
+def variance_components(diffs) -> dict:
+    """The variance components of seed_problem_difference's model d_sp = delta + a_s + b_p + e_sp
+    from a crossed (S, P) table of paired differences (S >= 2 training seeds, P >= 2 problems),
+    by the method of moments (expected mean squares), negative estimates set to 0:
+
+        sigma_e^2 = MS_residual
+        sigma_a^2 = (MS_seed - MS_residual) / P          (training seed)
+        sigma_b^2 = (MS_problem - MS_residual) / S       (problem)
+
+    Returns {seed, problem, residual, n_seeds, n_problems, mean}.
+    """
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim != 2 or d.shape[0] < 2 or d.shape[1] < 2:
+        raise ValueError(f"diffs must be (seeds >= 2, problems >= 2), got shape {d.shape}")
+    s, p = d.shape
+    ms_seed, ms_problem, ms_resid = _mean_squares(d)
+    return {
+        "seed": max((ms_seed - ms_resid) / p, 0.0),
+        "problem": max((ms_problem - ms_resid) / s, 0.0),
+        "residual": ms_resid,
+        "n_seeds": s,
+        "n_problems": p,
+        "mean": float(d.mean()),
+    }
+
+
+def predicted_resolution(
+    components: dict, seeds: int, problems: int, residual_scale: float = 1.0
+) -> dict:
+    """What seed_problem_difference would give, on average, for a design of `seeds` training
+    seeds and `problems` problems, from `variance_components`: the expected mean squares
+
+        E MS_seed = P sigma_a^2 + sigma_e^2,  E MS_problem = S sigma_b^2 + sigma_e^2,
+        E MS_residual = sigma_e^2  (sigma_e^2 times residual_scale: e.g. n / n' for n' samples)
+
+    put into its SE, Satterthwaite df, half-width (t_df(0.975) SE) and mdd
+    ((t_df(0.975) + t_df(0.8)) SE). Returns {se, df, half_width, mdd}.
+    """
+    if seeds < 2 or problems < 2:
+        raise ValueError(f"need seeds >= 2 and problems >= 2, got {seeds} and {problems}")
+    e = components["residual"] * residual_scale
+    ms_seed = problems * components["seed"] + e
+    ms_problem = seeds * components["problem"] + e
+    var = max(ms_seed + ms_problem - e, e) / (seeds * problems)
+    num = (ms_seed + ms_problem - e) ** 2
+    den = ms_seed**2 / (seeds - 1) + ms_problem**2 / (problems - 1)
+    den += e**2 / ((seeds - 1) * (problems - 1))
+    df = float(min(max(num / den, 1.0), (seeds - 1) * problems)) if den > 0 else float(seeds - 1)
+    se = math.sqrt(var)
+    t = float(sps.t.ppf(0.975, df))
+    return {"se": se, "df": df, "half_width": t * se, "mdd": (t + float(sps.t.ppf(0.8, df))) * se}

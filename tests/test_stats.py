@@ -172,3 +172,49 @@ def test_seed_problem_difference_by_hand_and_with_one_seed():
     assert r["per_seed"] == pytest.approx([0.1, 0.3])
     one = seed_problem_difference(d[:1])
     assert one["n_seeds"] == 1 and math.isnan(one["low"]) and math.isnan(one["mdd"])
+
+
+def test_variance_components_recover_simulated_ones_and_predict_the_spread_of_the_mean():
+    """Crossed seeds x problems drawn from d = delta + a_s + b_p + e_sp with known variances: the
+    components' Monte Carlo means lie within 4 Monte Carlo standard errors of the truth, and the
+    predicted SE equals the SD of the grand mean over simulations within 4 of its standard errors."""
+    import math
+
+    from giftlab.stats import predicted_resolution, variance_components
+
+    rng = np.random.default_rng(0)
+    true = {"seed": 0.004, "problem": 0.02, "residual": 0.05}
+    s, p, sims = 4, 150, 600
+    est, means = [], []
+    for _ in range(sims):
+        d = (
+            0.01
+            + rng.normal(0, math.sqrt(true["seed"]), (s, 1))
+            + rng.normal(0, math.sqrt(true["problem"]), (1, p))
+            + rng.normal(0, math.sqrt(true["residual"]), (s, p))
+        )
+        est.append(variance_components(d))
+        means.append(d.mean())
+    for key, value in true.items():
+        got = np.array([e[key] for e in est])
+        assert abs(got.mean() - value) <= 4 * got.std(ddof=1) / math.sqrt(sims), key
+    se = predicted_resolution(true, s, p)["se"]
+    sd = float(np.std(means, ddof=1))
+    assert abs(se - sd) <= 4 * sd / math.sqrt(2 * (sims - 1))
+    assert se == pytest.approx(
+        math.sqrt(true["seed"] / s + true["problem"] / p + true["residual"] / (s * p)), rel=1e-12
+    )
+
+
+def test_the_residual_scale_multiplies_only_the_residual_term():
+    import math
+
+    from giftlab.stats import predicted_resolution
+
+    comp = {"seed": 0.001, "problem": 0.01, "residual": 0.08}
+    got = predicted_resolution(comp, 5, 300, residual_scale=0.5)["se"]
+    assert got == pytest.approx(math.sqrt(0.001 / 5 + 0.01 / 300 + 0.5 * 0.08 / 1500), rel=1e-12)
+    more_seeds = predicted_resolution(comp, 10, 300)
+    assert more_seeds["mdd"] < predicted_resolution(comp, 5, 300)["mdd"]
+    with pytest.raises(ValueError, match="seeds >= 2"):
+        predicted_resolution(comp, 1, 300)
