@@ -276,6 +276,7 @@ class _Run:
         return any((r["init"], r["seed"], r["stage"]) == (init, seed, stage) for r in self.results)
 
     def keep(self, row: dict) -> None:
+        row["minutes"] = self.minutes()  # cumulative: a cell's cost is the gap to the row before
         self.results.append(row)
         _write_results(self.out, self.cfg, self.results, self.started, self.minutes())
 

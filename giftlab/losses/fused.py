@@ -147,7 +147,7 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
         want_b = bias is not None and bias.requires_grad
         grad_h = torch.zeros_like(hidden) if want_h else None
         acc = upcast(weight[:0]).dtype  # float32, or float64 for float64 inputs
-        grad_w = torch.zeros(weight.shape, dtype=acc, device=weight.device) if want_w else None
+        grad_w = None  # the first chunk's product, then accumulated in place (no (V, H) zeros)
         grad_b = torch.zeros(v, dtype=acc, device=weight.device) if want_b else None
         total = torch.zeros((), dtype=acc, device=hidden.device)
         finite = torch.ones((), dtype=torch.bool, device=hidden.device)
@@ -203,8 +203,13 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
             del grad_z
             if want_h:
                 grad_h[s:e] = g @ weight
-            if want_w:
-                grad_w += (g.T @ h).to(acc)  # float32 accumulation across chunks
+            if want_w:  # float32 (float64) accumulation across chunks, in place
+                if grad_w is None:
+                    grad_w = (g.T @ h).to(acc)
+                elif g.dtype == acc:
+                    grad_w.addmm_(g.T, h)
+                else:
+                    grad_w += (g.T @ h).to(acc)
             if want_b:
                 grad_b += g.sum(0, dtype=acc)
             del g
@@ -219,7 +224,10 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
         grad_h, grad_w, grad_b = ctx.saved_tensors
         g = grad_output
         out_h = None if grad_h is None else grad_h * g.to(grad_h.dtype)
-        out_w = None if grad_w is None else (grad_w * g).to(ctx.weight_dtype)
+        if grad_w is not None and bool(g == 1):  # the usual case: no pass over (V, H) to scale
+            out_w = grad_w.to(ctx.weight_dtype)
+        else:
+            out_w = None if grad_w is None else (grad_w * g).to(ctx.weight_dtype)
         out_b = None if grad_b is None else (grad_b * g).to(ctx.weight_dtype)
         return out_h, out_w, out_b, None, None, None, None, None, None, None, None
 
