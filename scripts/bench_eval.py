@@ -137,7 +137,8 @@ def main() -> None:
         args.out
         or Path(__file__).resolve().parents[1] / f"paper_figures/benchmarks/bench_eval_{dev}.csv"
     )
-    write_csv(out, rows)
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # the two tables' columns
+    write_csv(out, [{k: r.get(k, "") for k in keys} for r in rows])
     cells = {r["sampler"]: r for r in rows if r["table"] == "cell"}
     if len(cells) == 2:
         print(

@@ -128,3 +128,17 @@ def assistant_labels(tokenizer, messages: list[dict], where: str = "record") -> 
         for t, (s, _) in zip(ids, enc["offset_mapping"])
     ]
     return {"input_ids": ids, "labels": labels}
+
+
+def common_prefix_length(prompt_ids: list[list[int]]) -> int:
+    """The length of the longest token prefix all prompts share, leaving each prompt at least
+    one token of its own (its last token starts sampling)."""
+    if not prompt_ids:
+        return 0
+    first, n = prompt_ids[0], min(len(p) for p in prompt_ids) - 1
+    for p in prompt_ids[1:]:
+        i = 0
+        while i < n and p[i] == first[i]:
+            i += 1
+        n = i
+    return max(n, 0)

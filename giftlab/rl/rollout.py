@@ -14,21 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from giftlab.data.tokenize import prompt_text
-
-
-def _cache_key() -> str:
-    """The name transformers gives the KV cache: `cache` (5.x, where `past_key_values` is a
-    deprecated alias) or `past_key_values` (older releases)."""
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-
-    return (
-        "cache"
-        if "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
-        else ("past_key_values")
-    )
-
-
-CACHE_KEY = _cache_key()
+from giftlab.models.kv import CACHE_KEY
 
 
 @dataclass

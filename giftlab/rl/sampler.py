@@ -27,7 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-from giftlab.rl.rollout import CACHE_KEY, Rollout, model_device
+from giftlab.data.tokenize import common_prefix_length
+from giftlab.models.kv import CACHE_KEY
+from giftlab.rl.rollout import Rollout, model_device
 
 
 @dataclass
@@ -37,20 +39,6 @@ class SharedPrefix:
     ids: list[int]
     cache: object
     model: object
-
-
-def common_prefix_length(prompt_ids: list[list[int]]) -> int:
-    """The length of the longest token prefix all prompts share, leaving each prompt at least
-    one token of its own (its last token starts sampling)."""
-    if not prompt_ids:
-        return 0
-    first, n = prompt_ids[0], min(len(p) for p in prompt_ids) - 1
-    for p in prompt_ids[1:]:
-        i = 0
-        while i < n and p[i] == first[i]:
-            i += 1
-        n = i
-    return max(n, 0)
 
 
 @torch.no_grad()
