@@ -24,11 +24,13 @@ import numpy as np
 
 from giftlab.errors import InputError
 
-# One cell on the 2-core CPU (SmolLM2-135M-Instruct, the few-shot sweep's settings, fast sampler;
-# scripts/bench_eval.py, paper_figures/benchmarks/bench_eval_cpu.csv). Override with --finetune-min
-# and --eval-min on another machine.
-FINETUNE_MIN = 1.6  # provisional until scripts/bench_eval.py has run
-EVAL_MIN = 1.5
+# One cell on the 2-core CPU here (SmolLM2-135M-Instruct, the few-shot sweep's settings, fast
+# sampler): E, the evaluation of 300 problems x 8 samples, 3.2 min (scripts/bench_eval.py,
+# paper_figures/benchmarks/bench_eval_cpu.csv); F, the rest of a cell (fine-tune with held-out CE
+# selection, drift on the demonstrations), 6.1 min (the campaign's kd_base seed-2 cell took 9.3
+# min in all). Override with --finetune-min and --eval-min on another machine.
+FINETUNE_MIN = 6.1
+EVAL_MIN = 3.2
 
 
 @dataclass
