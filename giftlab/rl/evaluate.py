@@ -80,29 +80,12 @@ def evaluate(
     for b in range(0, len(records), prompts_per_batch):
         recs = records[b : b + prompts_per_batch]
         t0 = time.perf_counter()
-        batch_prompts = prompts[b : b + prompts_per_batch]
+        args = (model, tokenizer, prompts[b : b + prompts_per_batch], n_samples)
+        args += (max_new_tokens, temperature, seed + b)
         if sampler == "fast":
-            ro = sample_groups_fast(
-                model,
-                tokenizer,
-                batch_prompts,
-                n_samples,
-                max_new_tokens,
-                temperature,
-                seed + b,
-                prefix=prefix,
-            )
+            ro = sample_groups_fast(*args, prefix=prefix)
         else:
-            ro = sample_groups(
-                model,
-                tokenizer,
-                batch_prompts,
-                n_samples,
-                max_new_tokens,
-                temperature,
-                seed + b,
-                device,
-            )
+            ro = sample_groups(*args, device)
         acc["gen_s"] += time.perf_counter() - t0
         acc["gen_tokens"] += int(ro.completion_mask[:, 1:].sum())
         _, scores, failures = verifier_rewards(recs, ro, score)
