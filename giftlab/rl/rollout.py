@@ -53,6 +53,40 @@ def encode_prompts(tokenizer, records) -> list[list[int]]:
     ]
 
 
+def left_padded(prompt_ids: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) (P, width): each prompt right-aligned after `pad` tokens (mask 0 there)."""
+    width = max(len(p) for p in prompt_ids)
+    ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long, device=device)
+    for i, p in enumerate(prompt_ids):
+        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long, device=device)
+        mask[i, width - len(p) :] = 1
+    return ids, mask
+
+
+def completed_rollout(ids, mask, completion, tokenizer, group: int, sample_logp=None) -> Rollout:
+    """The Rollout of left-padded prompts `ids`/`mask` (N, Tp), already repeated `group` times,
+    and their sampled `completion` (N, Tc): completion tokens count up to and including the first
+    end token, pad after it. sample_logp: (N, Tc) the sampler's log-probs of the completion."""
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    is_eos = completion == eos
+    comp_mask = ~((is_eos.cumsum(1) - is_eos.long()) > 0)
+    full_mask = torch.cat([mask, comp_mask.long()], dim=1)
+    completion_mask = torch.cat([torch.zeros_like(mask, dtype=torch.bool), comp_mask], dim=1)
+    texts = tokenizer.batch_decode(
+        torch.where(comp_mask & ~is_eos, completion, pad), skip_special_tokens=True
+    )
+    index = torch.arange(ids.shape[0] // group, device=ids.device).repeat_interleave(group)
+    sequences = torch.cat([ids, torch.where(comp_mask, completion, pad)], dim=1)
+    if sample_logp is not None:
+        sample_logp = torch.cat(
+            [torch.zeros_like(mask[:, 1:], dtype=sample_logp.dtype), sample_logp], 1
+        )
+        sample_logp = sample_logp * completion_mask[:, 1:]
+    texts = [t.strip() for t in texts]
+    return Rollout(sequences, full_mask, completion_mask, index, texts, sample_logp)
+
+
 @torch.no_grad()
 def sample_groups(
     model,
@@ -70,12 +104,8 @@ def sample_groups(
     if device is None:
         device = model_device(model)
     pad = tokenizer.pad_token_id
-    width = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long, device=device)
-    for i, p in enumerate(prompt_ids):  # left padding: generation continues from the last column
-        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long, device=device)
-        mask[i, width - len(p) :] = 1
+    ids, mask = left_padded(prompt_ids, pad, device)  # generation continues from the last column
+    width = ids.shape[1]
     was_training = model.training
     model.eval()
     cache = None
@@ -105,18 +135,7 @@ def sample_groups(
         use_cache=True,
     )
     model.train(was_training)
-    completion = out[:, width:]
-    is_eos = completion == tokenizer.eos_token_id
-    # completion tokens: up to and including the first eos; generate pads after it
-    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
-    comp_mask = ~after_eos
-    full_mask = torch.cat([mask, comp_mask.long()], dim=1)
-    completion_mask = torch.cat([torch.zeros_like(mask, dtype=torch.bool), comp_mask], dim=1)
-    texts = tokenizer.batch_decode(
-        torch.where(comp_mask & ~is_eos, completion, pad), skip_special_tokens=True
-    )
-    index = torch.arange(len(prompt_ids), device=device).repeat_interleave(group)
-    return Rollout(out, full_mask, completion_mask, index, [t.strip() for t in texts])
+    return completed_rollout(ids, mask, out[:, width:], tokenizer, group)
 
 
 def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):

@@ -29,7 +29,7 @@ import torch
 
 from giftlab.data.tokenize import common_prefix_length
 from giftlab.models.kv import CACHE_KEY
-from giftlab.rl.rollout import Rollout, model_device
+from giftlab.rl.rollout import Rollout, completed_rollout, left_padded, model_device
 
 
 @dataclass
@@ -147,25 +147,6 @@ def sample_groups_fast(
     model.train(was_training)
     completion, comp_logp = completion[:, : t + 1], comp_logp[:, : t + 1]
     # the Rollout's layout is the plain path's: each whole prompt left-padded, then its completion
-    full = n_pre + width
-    ids = torch.full((n, full), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((n, full), dtype=torch.long, device=device)
-    for i, p in enumerate(prompt_ids):
-        ids[i, full - len(p) :] = torch.tensor(p, dtype=torch.long, device=device)
-        mask[i, full - len(p) :] = 1
+    ids, mask = left_padded(prompt_ids, pad, device)
     ids, mask = ids.repeat_interleave(group, 0), mask.repeat_interleave(group, 0)
-    is_eos = completion == eos
-    after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
-    comp_mask = ~after_eos
-    full_mask = torch.cat([mask, comp_mask.long()], dim=1)
-    completion_mask = torch.cat([torch.zeros_like(mask, dtype=torch.bool), comp_mask], dim=1)
-    texts = tokenizer.batch_decode(
-        torch.where(comp_mask & ~is_eos, completion, pad), skip_special_tokens=True
-    )
-    index = torch.arange(n, device=device).repeat_interleave(group)
-    sequences = torch.cat([ids, torch.where(comp_mask, completion, pad)], dim=1)
-    sample_logp = torch.cat([torch.zeros_like(mask[:, 1:], dtype=torch.float32), comp_logp], 1)
-    sample_logp = sample_logp * completion_mask[:, 1:]
-    return Rollout(
-        sequences, full_mask, completion_mask, index, [t.strip() for t in texts], sample_logp
-    )
+    return completed_rollout(ids, mask, completion, tokenizer, group, comp_logp)
