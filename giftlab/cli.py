@@ -133,8 +133,10 @@ def add_validate_parser(sub) -> None:
         "1[y = y*]) / Z: KL, per-token gains against the exact gains g_t, the limits eta -> 0 "
         "and eta -> inf, whether the exact soft-Bellman policy is a stationary point of its loss, "
         "and a hypothesis search for the worst instance. Writes OUT/report.md, OUT/validate.csv, "
-        "OUT/validate.png. Exit 0: matches within --tolerance everywhere; 1: does not (the worst "
-        "instance is named); 2: not a valid variant.",
+        "OUT/validate.png, with the built-in gift, gift_seq and sft targets ranked on the same grid. "
+        "Exit 0: passes (KL within --tolerance everywhere, both limits and the stationarity gap "
+        "within 1e-6); 1: does not (the failed checks and the worst instance are named); 2: not a "
+        "valid variant (cannot be imported or called, wrong shape or rows).",
     )
     p.add_argument("variant", metavar="MODULE:FUNCTION", help="e.g. mypackage.targets:my_target")
     p.add_argument(
@@ -183,14 +185,24 @@ def run_validate(args) -> int:
     prepare_figure_folder(out, quick=True)  # made and writable before the work
     v = validate_variant(fn, Grid(seeds=tuple(range(args.seeds))), args.tolerance, args.search)
     report = write_validation(v, args.variant, out)
-    worst = v.search if v.search and v.search["kl"] > v.worst["kl"] else v.worst
-    from giftlab.reports.validate import replay_text
+    from giftlab.reports.validate import check_lines, gift_comparison, replay_text, worst_row
 
-    verdict = "matches" if v.passed else "does NOT match"
+    worst = worst_row(v)
+    verdict = "PASS: matches" if v.passed else "FAIL: does NOT match"
     print(
         f"{args.variant} {verdict} the exact Gibbs policy (tolerance {args.tolerance:g}): "
-        f"worst KL {worst['kl']:.3e} at {replay_text(worst)}; {len(v.rows)} grid instances, "
-        f"report {report}"
+        f"worst KL {worst['kl']:.3e} at {replay_text(worst)}; {len(v.rows)} grid instances"
+    )
+    print("\n".join(check_lines(v)))
+    print(gift_comparison(v))
+    print(f"report {report}")
+    from giftlab.variants import write_validation_record
+
+    failed = [k for k, (ok, _, _) in v.checks.items() if not ok]
+    write_validation_record(
+        args.variant,
+        "PASS" if v.passed else "FAIL (" + ", ".join(failed) + ")",
+        f"worst KL {worst['kl']:.3g}. " + gift_comparison(v),
     )
     return 0 if v.passed else 1
 

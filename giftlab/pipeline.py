@@ -43,7 +43,8 @@ class PipelineConfig(FlatConfig):
     inits: list[str] = _f(
         ["sft", "gift:5"],
         "initialisations: objective[:value] (the value sets its main parameter: beta of gift, "
-        "eta of gift_seq, alpha of sft_entropy), e.g. sft,gift:5,dft",
+        "eta of gift_seq, alpha of sft_entropy, beta of a variant MODULE:FUNCTION), e.g. "
+        "sft,gift:5,dft,myvariants:half_mix:5",
     )
     seeds: list[int] = _f([0, 1], "training seeds, e.g. 0,1,2")
     sft_steps: int = _f(20, "fine-tuning steps")
@@ -140,7 +141,7 @@ def pipeline_layout(name: str) -> bool:
     import re
 
     return name in ("data", "results.json", "report.md", "pipeline.png") or bool(
-        re.match(r"^[a-z_]+(-[0-9.e+inf]+)?(-k\d+)?-seed-?\d+$", name)
+        re.match(r"^[A-Za-z_][\w.]*(-[A-Za-z_]\w*)?(-[0-9.e+inf-]+)?(-k\d+)?-seed-?\d+$", name)
         or re.match(r"^ref-cache-k\d+$", name)
     )
 
@@ -168,11 +169,23 @@ def _init_args(spec: str) -> tuple[str, dict]:
 def _objective_args(spec: str) -> tuple[str, dict]:
     from giftlab.losses import HYPER_SETTINGS
     from giftlab.losses.settings import OBJECTIVE_RULES
+    from giftlab.losses.variant import objective_problem
+    from giftlab.variants import is_variant_spec
 
     name, sep, raw = spec.partition(":")
+    parts = spec.split(":")
+    if name not in OBJECTIVES and len(parts) in (2, 3) and is_variant_spec(":".join(parts[:2])):
+        # a user's variant MODULE:FUNCTION[:VALUE]
+        name, sep, raw = ":".join(parts[:2]), ":" if len(parts) == 3 else "", parts[2:3] or ""
+        raw = raw[0] if raw else ""
+        problem = objective_problem(name)
+        if problem:
+            raise ConfigError(f"inits: {spec!r}: the start must be {problem}", "inits")
     if name not in OBJECTIVES:
         raise ConfigError(
-            f"inits: unknown objective {name!r} in {spec!r}; allowed: {sorted(OBJECTIVES)}", "inits"
+            f"inits: unknown objective {name!r} in {spec!r}; allowed: {sorted(OBJECTIVES)} or a "
+            "variant MODULE:FUNCTION[:VALUE]",
+            "inits",
         )
     if not sep:
         return name, {}
@@ -412,6 +425,7 @@ class _Run:
         final = self.grpo(start, seed, folder)
         after = self.evaluate(final, seed)
         after["rl_reward_mean"] = _reward_curve(folder / "rl" / "metrics.jsonl")
+        after["rl_updated_steps"] = _updated_steps(folder / "rl" / "metrics.jsonl")
         self.keep(flat_row(spec, seed, "after RL", after))
         self.log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
 
@@ -437,6 +451,31 @@ def _reward_curve(path: Path) -> list[float]:
     """rl/reward_mean per GRPO step from a run's metrics.jsonl (kept in results.json)."""
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     return [r["rl/reward_mean"] for r in rows if "rl/reward_mean" in r]
+
+
+def _updated_steps(path: Path) -> int:
+    """How many GRPO steps had a gradient (a step whose groups all had equal rewards has none:
+    rl/updated 0)."""
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return sum(int(r.get("rl/updated", 1)) for r in rows if "rl/reward_mean" in r)
+
+
+def _updates_text(cfg: PipelineConfig, results: list[dict]) -> str:
+    """In how many GRPO steps each RL cell had a gradient; a cell with none is named: its 'after
+    RL' model is its 'before RL' model (up to weight decay)."""
+    rows = [r for r in results if r["stage"] == "after RL" and "rl_updated_steps" in r]
+    if not rows:
+        return ""
+    frozen = [f"{r['init']} seed {r['seed']}" for r in rows if r["rl_updated_steps"] == 0]
+    counts = ", ".join(f"{r['init']} seed {r['seed']}: {r['rl_updated_steps']}" for r in rows)
+    text = f"GRPO steps with a non-zero gradient (of {cfg.rl_steps}): {counts}."
+    if frozen:
+        text += (
+            f" No update happened for {', '.join(frozen)}: every group's rewards were equal at "
+            "every step, so the gradient was 0 throughout and 'after RL' is the fine-tuned model "
+            "itself (up to weight decay)."
+        )
+    return text
 
 
 def rebuild_report(out_dir) -> Path:
@@ -770,6 +809,8 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         "difference."
         if diffs
         else "",
+        "",
+        _updates_text(cfg, results),
         "",
         "![pipeline](pipeline.png)",
         "",

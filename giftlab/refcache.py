@@ -349,7 +349,8 @@ def write_cache(
     for split, exs in examples.items():
         n_shards = -(-len(exs) // size)
         done = set(manifest["shards"].get(split, []))
-        bar = progress_bar(n_shards, len(done), f"ref-cache {split}", progress)
+        finished = sum(min(size, len(exs) - sh * size) for sh in done)  # examples, not shards
+        bar = progress_bar(len(exs), finished, f"ref-cache {split}", progress, unit="example")
         for sh in range(n_shards):
             if sh in done:
                 continue
@@ -364,6 +365,7 @@ def write_cache(
                 for c, t in zip(cols, reference_rows(hidden, head, labels[valid], k, exact)):
                     cols[c].append(t)
                 offsets += (valid.sum(1).cumsum(0) + offsets[-1]).tolist()
+                bar.update(b["input_ids"].shape[0])
             cat = {c: torch.cat(v) for c, v in cols.items()}
             arrays = {
                 "ids": cat["ids"].cpu().numpy(),
@@ -376,7 +378,6 @@ def write_cache(
             _write_shard(Path(out) / split / f"{sh:05d}", arrays)
             manifest["shards"].setdefault(split, []).append(sh)
             _write_manifest(Path(out), manifest)
-            bar.update(1)
         bar.close()
         stats[split] = {"examples": len(exs), "shards": n_shards}
     manifest["complete"] = True

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -10,7 +11,10 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def _run(path):
+def _run(path, out=None):
+    """Execute in a fresh process; returns the executed notebook. A cell gets 240 s; a run that
+    times out is retried once in a new kernel (a first headless execution was seen to wait 606 s
+    on an idle kernel, and its reruns took seconds: the wait is the kernel's, not the notebook's)."""
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} is stored with outputs"
@@ -21,23 +25,33 @@ def _run(path):
         "import sys, nbformat\n"
         "from nbclient import NotebookClient\n"
         "nb = nbformat.read(sys.argv[1], as_version=4)\n"
-        "NotebookClient(nb, timeout=300, kernel_name='python3',\n"
+        "NotebookClient(nb, timeout=240, kernel_name='python3',\n"
         "               resources={'metadata': {'path': sys.argv[2]}}).execute()\n"
+        "nbformat.write(nb, sys.argv[3])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(path), str(path.parent)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    out = out or Path(tempfile.mkdtemp()) / path.name
+    for attempt in (1, 2):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(path), str(path.parent), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        timed_out = "CellTimeoutError" in done.stderr or "TimeoutError" in done.stderr
+        if done.returncode == 0 or not timed_out or attempt == 2:
+            break
     assert done.returncode == 0, done.stderr[-3000:]
+    return nbformat.read(out, as_version=4)
 
 
 @pytest.mark.parametrize(
     "path", [p for p in NOTEBOOKS if "small_model" not in p.name], ids=lambda p: p.name
 )
 def test_notebook_executes(path):
-    _run(path)
+    nb = _run(path)
+    if path == NOTEBOOKS[0]:  # notebook 01 keeps its main figure as an image, headless too
+        cell = next(c for c in nb.cells if c.cell_type == "code" and "interact(" in c.source)
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.outputs
 
 
 @pytest.mark.slow
@@ -60,9 +74,13 @@ def test_notebook_01_opens_with_parameters_and_has_live_controls():
     nb = nbformat.read(NOTEBOOKS[0], as_version=4)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     assert code[0].startswith("# parameters")
-    for name in ("beta", "eta", "concentration", "vocab", "horizon"):
+    for name in ("beta", "concentration", "vocab", "horizon"):
         assert f"\n{name} = " in "\n" + code[0]
     explorer = next(c for c in code if "interact(" in c)
-    for control in ("beta=w.", "eta=w.", "concentration=w.", "vocab=w.", "horizon=w."):
+    for control in ("beta=w.", "concentration=w.", "vocab=w.", "horizon=w."):
         assert control in explorer
+    # no control that acts only through its product with another (eta scaled beta's reward)
+    assert "eta=w." not in explorer.replace("beta=w.", "")
+    # the figure is an image output before any widget (headless too), not only widget state
+    assert explorer.index("\ndraw()") < explorer.index("interact(")
     assert "except ImportError" in explorer  # without ipywidgets: the static figure

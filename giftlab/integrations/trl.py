@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from trl import SFTConfig, SFTTrainer
 
-from giftlab.config import at_least, check_rules, one_of
+from giftlab.config import ConfigError, at_least, check_rules, one_of
 from giftlab.losses import OBJECTIVES
 from giftlab.losses.settings import (
     OBJECTIVE_RULES,
@@ -50,7 +51,19 @@ __all__ = ["GIFTConfig", "GIFTTrainer", "add_response_hidden"]
 class GIFTConfig(ObjectiveSettings, SFTConfig):
     """SFTConfig plus the objective settings of `giftlab train` (declared once, in
     giftlab.losses.settings.ObjectiveSettings: objective, beta, eta, smoothing, alpha, label_eps,
-    clip_low, clip_high) and the fused head's. Bad values raise ConfigError naming the key."""
+    clip_low, clip_high) and the fused head's. Bad values raise ConfigError naming the key.
+
+    Where it departs from TRL, on purpose:
+    - `beta` is GIFT's inverse temperature on the gold token's reward: the larger it is, the
+      further the target moves from the reference, towards one-hot SFT (beta = inf is SFT,
+      beta = 0 is the reference itself). DPO's `beta` runs the other way (a larger DPO beta keeps
+      the policy closer to its reference).
+    - `assistant_only_loss` defaults to True (TRL: False), as `giftlab train` trains: on
+      conversational data only the assistant turns are targets. GIFTTrainer says so at start;
+      pass False to train on every token.
+    - `loss_type` (TRL's nll or dft) is refused unless "nll": the loss is `objective` (for DFT,
+      objective="dft").
+    """
 
     chunked: bool = field(
         default=True, metadata={"help": "fused chunked loss (sft, gift, gift_seq)"}
@@ -96,6 +109,20 @@ class GIFTConfig(ObjectiveSettings, SFTConfig):
             ),
         )
         check_objective_settings(self)
+        if getattr(self, "loss_type", "nll") != "nll":
+            raise ConfigError(
+                f"loss_type={self.loss_type!r} is TRL's own loss, which GIFTTrainer replaces with "
+                f"objective={self.objective!r}; leave loss_type at 'nll' and choose the objective "
+                "(objective='dft' for DFT)",
+                "loss_type",
+            )
+        if getattr(self, "use_liger_kernel", False):
+            raise ConfigError(
+                "use_liger_kernel=True: GIFTTrainer computes its loss with giftlab's own fused "
+                "head (chunked=True, kernel=...), which Liger's patched loss would not see; "
+                "leave use_liger_kernel at False",
+                "use_liger_kernel",
+            )
 
 
 def add_response_hidden(model) -> None:
@@ -153,6 +180,12 @@ class GIFTTrainer(SFTTrainer):
         self._data_name = _data_name(kwargs.get("train_dataset"))
         assistant_only = args.assistant_only_loss
         if assistant_only:  # conversations get giftlab's assistant labels; TRL's path is off
+            warnings.warn(
+                "GIFTTrainer: assistant_only_loss=True (giftlab's default; TRL's is False): "
+                "conversational data train on the assistant turns only. Pass "
+                "GIFTConfig(assistant_only_loss=False) to train on every token.",
+                stacklevel=2,
+            )
             tok = kwargs.get("processing_class") or _tokenizer_of(model)
             for key in ("train_dataset", "eval_dataset"):
                 kwargs[key] = _assistant_labelled(kwargs.get(key), tok, key)
@@ -354,7 +387,17 @@ class GIFTTrainer(SFTTrainer):
         output.metrics[f"{prefix}_ce"] = float(sums[0] / sums[1].clamp(min=1))
         return output
 
-    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+    def save_model(self, output_dir=None, _internal_call=False):
+        """Trainer's save, then giftlab's card in the saved folder (in place of PEFT's empty
+        template) and, for an adapter, a hub id (or the base folder's own name) in
+        adapter_config.json instead of a local path."""
+        super().save_model(output_dir, _internal_call)
+        folder = output_dir or self.args.output_dir
+        if self.is_world_process_zero():
+            _shareable_adapter_config(folder, self._base_name)
+            self.create_model_card(folder=folder)
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None, folder=None):
         """README.md in output_dir naming GIFT, its beta, the objective, the base model and the
         data (giftlab.models.card)."""
         if not self.is_world_process_zero():
@@ -382,8 +425,9 @@ class GIFTTrainer(SFTTrainer):
             selection="Checkpoint rule of the paper: metric_for_best_model='eval_ce' (held-out "
             "one-hot cross-entropy).",
         )
-        os.makedirs(a.output_dir, exist_ok=True)
-        with open(os.path.join(a.output_dir, "README.md"), "w") as f:
+        folder = folder or a.output_dir
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "README.md"), "w") as f:
             f.write(card)
 
     def _log_token_metrics(self, mode, stats, n_local, inputs):
@@ -407,6 +451,22 @@ class GIFTTrainer(SFTTrainer):
                 tokens = torch.tensor(inputs["input_ids"].numel(), device=n_local.device)
             self._total_train_tokens += int(gather(tokens).sum().item())
         metrics["num_tokens"] = [self._total_train_tokens]
+
+
+def _shareable_adapter_config(folder, base_name) -> None:
+    """adapter_config.json's base_model_name_or_path: the base's hub id (giftlab.models.card.
+    hub_id), else the base folder's own name, never an absolute local path."""
+    import json
+    from pathlib import Path
+
+    from giftlab.models.card import shown
+
+    path = Path(folder) / "adapter_config.json"
+    if not path.exists() or not base_name:
+        return
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = shown(base_name)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _model_name(model) -> str | None:

@@ -162,8 +162,12 @@ def register_objective(
         With `loss=None` the loss is built from the target (`target_cross_entropy`, needs_ref):
         a variant written once serves `giftlab validate` and both trainers.
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"register_objective: name must be an identifier, got {name!r}")
+    from giftlab.variants import is_variant_spec
+
+    if not isinstance(name, str) or not (name.isidentifier() or is_variant_spec(name)):
+        raise ValueError(
+            f"register_objective: name must be an identifier (or MODULE:FUNCTION), got {name!r}"
+        )
     generated = loss is None and target is not None
     if generated:
         needs_ref = True

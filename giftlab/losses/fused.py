@@ -32,6 +32,7 @@ from giftlab.losses._common import (
     upcast,
 )
 from giftlab.losses.gift import (
+    DEFAULT_BETA,
     STAT_NAMES,
     chunk_token_stats,
     gift_log_target,
@@ -287,7 +288,7 @@ def fused_linear_gift_loss(
     ref_hidden: torch.Tensor | None = None,
     ref_weight: torch.Tensor | None = None,
     ref_logits_fn: RefLogitsFn | None = None,
-    beta=20.0,
+    beta=DEFAULT_BETA,
     smoothing: float = 0.0,
     bias: torch.Tensor | None = None,
     ref_bias: torch.Tensor | None = None,

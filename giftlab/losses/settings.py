@@ -15,16 +15,24 @@ from giftlab.config import (
     in_unit_interval,
 )
 from giftlab.config import setting as _f
-from giftlab.losses import HYPER_SETTINGS, OBJECTIVES
+from giftlab.losses import HYPER_SETTINGS
+from giftlab.losses.gift import DEFAULT_BETA
+from giftlab.losses.variant import objective_problem
 
 
 @dataclass
 class ObjectiveSettings:
     """An objective of `giftlab.losses.OBJECTIVES` and its hyper-parameters."""
 
-    objective: str = _f("gift", "an objective of giftlab.losses.OBJECTIVES (register_objective)")
+    objective: str = _f(
+        "gift",
+        "an objective of giftlab.losses.OBJECTIVES (register_objective), or a target variant "
+        "MODULE:FUNCTION (giftlab.variants; its value is beta)",
+    )
     beta: float = _f(
-        20.0, "GIFT inverse temperature (also the gate reported for other objectives); inf = SFT"
+        DEFAULT_BETA,
+        "GIFT inverse temperature (also the gate reported for other objectives); inf = SFT. "
+        "Default 5: at the paper's 20 the bundled model's target is one-hot on every token",
     )
     eta: float = _f(20.0, "sequence reward scale of gift_seq")
     smoothing: float = _f(0.0, "uniform mixing of the reference in GIFT's target, [0, 1]")
@@ -53,7 +61,7 @@ def check_objective_settings(obj) -> None:
 
 
 OBJECTIVE_RULES = (
-    ("objective", lambda x: x in OBJECTIVES, lambda x: f"one of {sorted(OBJECTIVES)}"),
+    ("objective", lambda x: objective_problem(x) is None, objective_problem),
     ("beta", beta_value, BETA_ALLOWED),
     ("eta", beta_value, BETA_ALLOWED),
     ("smoothing", in_unit_interval, "in [0, 1]"),

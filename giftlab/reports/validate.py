@@ -30,9 +30,13 @@ def write_validation(v: Validation, name: str, out: Path) -> Path:
         ]
         for g in ranks
     }
+    if "gift" in v.references:  # the built-in GIFT target on the same instances, for scale
+        series["built-in gift (any rank)"] = [
+            max(max(r["kl"] for r in v.references["gift"] if r["eta"] == e), 1e-18) for e in etas
+        ]
     lines(a, etas, series, "eta", "largest KL(induced || exact)", "", logx=True, logy=True)
     a.axhline(max(v.tolerance, 1e-18), color="k", ls=":", lw=1)
-    w = v.search if v.search and v.search["kl"] > v.worst["kl"] else v.worst
+    w = worst = worst_row(v)
     t = np.arange(len(w["gains_exact"]))
     lines(
         b,
@@ -56,8 +60,6 @@ def write_validation(v: Validation, name: str, out: Path) -> Path:
             f"{_fmt(s['kl_high'])}] | {_fmt(s['kl_max'])} | {_fmt(s['gain_error_max'])} | "
             f"{_fmt(s['stationary_gap_max'])} |"
         )
-    limit0 = max(r["limit_zero_gap"] for r in v.rows)
-    limit_inf = max(r["limit_inf_gap"] for r in v.rows)
     search = (
         f"Hypothesis search (targeted at the KL, inside the grid's bounds): worst KL "
         f"{_fmt(v.search['kl'])} at `{replay_text(v.search)}`."
@@ -67,23 +69,30 @@ def write_validation(v: Validation, name: str, out: Path) -> Path:
     text = [
         f"# giftlab validate {name}",
         "",
-        f"**{'PASS' if v.passed else 'FAIL'}** at tolerance {v.tolerance:g} on KL(induced || "
-        f"exact): worst grid instance KL {_fmt(v.worst['kl'])} at `{replay_text(v.worst)}`.",
+        f"**{'PASS' if v.passed else 'FAIL'}**: {verdict_line(v)}",
+        "",
+        *check_lines(v),
         "",
         search,
         "",
-        f"Limits: eta -> 0 gives the base (max |q - pi0| = {_fmt(limit0)} at eta = 1e-8); "
-        f"eta -> inf gives one-hot SFT (max |q - onehot| = {_fmt(limit_inf)} at eta = 200).",
+        "## Beside the built-in targets, on the same grid",
         "",
-        "Stationarity: the gradient of the variant's loss at the exact soft-Bellman policy is "
-        "pi* - q at each gold prefix; its largest entry per cell is the last column (0: the exact "
-        "policy is a stationary point).",
+        *ranking_table(v, name),
+        "",
+        gift_comparison(v),
+        "",
+        "## Per cell",
+        "",
+        "Mean KL over seeds with its 95% t-interval (the lower end clipped at 0: a KL is never "
+        "negative). The gradient of the variant's loss at the exact soft-Bellman policy is pi* - q "
+        "at each gold prefix; its largest entry per cell is the last column (0: the exact policy is "
+        "a stationary point).",
         "",
         *table,
         "",
         "![validate](validate.png)",
         "",
-        "Replay one instance: `giftlab validate MODULE:FUNCTION --replay '<instance>'`.",
+        f"Replay the worst instance: `giftlab validate {name} --replay '{replay_text(worst)}'`.",
         "",
     ]
     (out / "report.md").write_text("\n".join(text))
@@ -93,3 +102,66 @@ def write_validation(v: Validation, name: str, out: Path) -> Path:
 def replay_text(row: dict) -> str:
     keys = ("vocab", "horizon", "concentration", "eta", "seed", "gold")
     return ",".join(f"{k}={row[k]!r}" for k in keys)
+
+
+CHECK_WORDS = {
+    "kl": "worst KL(induced || exact) over the grid and the search",
+    "limit_zero": "eta -> 0 gives the base: max |q - pi0| at eta = 1e-8",
+    "limit_inf": "eta -> inf gives one-hot SFT: max |q - onehot| at eta = 200",
+    "stationary": "the exact policy is a stationary point of the loss: max |pi* - q|",
+}
+
+
+def worst_row(v: Validation) -> dict:
+    return v.search if v.search and v.search["kl"] > v.worst["kl"] else v.worst
+
+
+def verdict_line(v: Validation) -> str:
+    failed = [k for k, (ok, _, _) in v.checks.items() if not ok]
+    if not failed:
+        return "the variant induces the exact Gibbs policy on every instance, with both limits."
+    comparison = gift_comparison(v)
+    return "fails " + ", ".join(failed) + " (below); " + comparison[:1].lower() + comparison[1:]
+
+
+def check_lines(v: Validation) -> list[str]:
+    """One pass/fail line per check of the verdict."""
+    return [
+        f"- {'pass' if ok else 'FAIL'}: {CHECK_WORDS[k]} = {_fmt(got)} (passes at <= {_fmt(limit)})"
+        for k, (ok, got, limit) in v.checks.items()
+    ]
+
+
+def ranking_table(v: Validation, name: str) -> list[str]:
+    """The variant among gift, gift_seq and sft, closest to the exact policy first."""
+    lines_ = [
+        f"| rank | target | median KL | worst KL | instances with KL <= {v.tolerance:g} |",
+        "|---|---|---|---|---|",
+    ]
+    for i, (k, s) in enumerate(v.ranking(), 1):
+        shown = f"**{name}** (this variant)" if k == "variant" else f"`{k}` (built-in)"
+        lines_.append(
+            f"| {i} | {shown} | {_fmt(s['median'])} | {_fmt(s['worst'])} | {s['within']:.0%} |"
+        )
+    return lines_
+
+
+def gift_comparison(v: Validation) -> str:
+    """Whether the variant is at least as close to the exact policy as GIFT, and where not."""
+    n = len(v.rows)
+    mine, gift = v.scores["variant"], v.scores.get("gift")
+    if gift is None:
+        return ""
+    if not v.worse_than_gift:
+        return (
+            f"At least as close to the exact policy as GIFT (beta = eta) on all {n} instances "
+            f"(median KL {_fmt(mine['median'])} vs GIFT's {_fmt(gift['median'])})."
+        )
+    bad = v.worse_than_gift
+    etas = sorted({r["eta"] for r in bad})
+    golds = sorted({r["gold"] for r in bad})
+    return (
+        f"Worse than GIFT (beta = eta) on {len(bad)} of {n} instances (median KL "
+        f"{_fmt(mine['median'])} vs GIFT's {_fmt(gift['median'])}), at eta "
+        f"{', '.join(f'{e:g}' for e in etas)} and gold ranks {', '.join(f'{g:g}' for g in golds)}."
+    )

@@ -165,6 +165,7 @@ class Update:
     grad_norm: torch.Tensor
     active: torch.Tensor  # (N,) bool: advantage != 0
     partial: bool  # the backward ran on the active samples only
+    updated: bool = True  # False: no sample had an advantage: a zero gradient, no backward ran
 
 
 def grpo_update(
@@ -189,6 +190,21 @@ def grpo_update(
         and bool(active.any())
         and not bool(active.all())
     )
+    if cfg.skip_zero_advantage and cfg.kl_coef == 0 and not bool(active.any()):
+        # every group's rewards are equal: the loss and its gradient are exactly 0. No forward
+        # with grad and no backward; the optimiser still steps on zero gradients (Adam's momentum
+        # and weight decay act as on the full path, so the run is the same).
+        with torch.no_grad():
+            old_logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
+        zero = torch.zeros((), device=old_logp.device)
+        for _epoch in range(cfg.ppo_epochs):
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            opt.step()
+            if after_opt_step is not None:
+                after_opt_step()
+        stats = {"clip_frac": 0.0}
+        return Update(zero, stats, entropy, old_logp, ref_logp, zero, active, True, False)
     rows = slice(None)  # every sample, or (partial) the ones with A != 0
     if partial:
         with torch.no_grad():
@@ -226,7 +242,10 @@ def grpo_update(
         opt.step()
         if after_opt_step is not None:
             after_opt_step()
-    return Update(loss, stats, entropy, old_logp, ref_logp, grad_norm, active, partial)
+    has_gradient = cfg.kl_coef != 0 or bool(active.any())  # else the loss is exactly 0
+    return Update(
+        loss, stats, entropy, old_logp, ref_logp, grad_norm, active, partial, has_gradient
+    )
 
 
 def fill_failed_rewards(groups: torch.Tensor) -> torch.Tensor:
@@ -315,6 +334,7 @@ def _step(cfg, step, policy, ref, tokenizer, records, order, opt, params, score_
         "perf/gen_share": t_gen / (t_gen + t_train),
         "perf/rollout_tokens_per_s": n_tok / t_gen,
         "perf/backward_rows": int(active.sum()) if partial else len(ro.texts),
+        "rl/updated": int(u.updated),
     }
 
 

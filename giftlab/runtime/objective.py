@@ -17,6 +17,7 @@ import torch
 from giftlab.data import collate
 from giftlab.diagnostics import topk_overlap
 from giftlab.losses import (
+    OBJECTIVES,
     CachedReference,
     Objective,
     cached_reference_logp,
@@ -25,6 +26,7 @@ from giftlab.losses import (
     gift_token_stats,
     sequence_gains_from_logits,
 )
+from giftlab.losses.gift import DEFAULT_BETA
 from giftlab.models.head import Head, lm_head
 
 
@@ -54,7 +56,7 @@ class StatsSettings:
     GIFTConfig has them too): the GIFT target the statistics describe and the fused head's."""
 
     objective: str = "sft"
-    beta: float = 20.0
+    beta: float = DEFAULT_BETA
     eta: float = 20.0
     smoothing: float = 0.0
     top_k: int = 10
@@ -167,6 +169,9 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
     """Per-token statistics (n,) of the policy, the reference and the GIFT target the config
     describes (gift_seq: the exact gains at eta; otherwise beta), from this forward's hidden
     states: no model pass of its own."""
+    obj = OBJECTIVES.get(cfg.objective)
+    if obj is not None and obj.target is not None and obj.fused is not None and not m.fsdp:
+        return _target_stats(cfg, obj, m, f)
     per_sequence = cfg.objective == "gift_seq"
     if m.fsdp:
         beta = cfg.beta
@@ -200,6 +205,18 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
         )
     else:
         fused_linear_gift_loss(hidden, head.weight.detach(), f.labels, beta=cfg.beta, **kw)
+    stats["topk_overlap"] = _topk(cfg, m, f, hidden)
+    return stats
+
+
+def _target_stats(cfg, obj: Objective, m: Models, f: Forward) -> dict:
+    """A target objective's statistics (a user's variant): its own target at its own
+    hyper-parameters, from its fused pass."""
+    head, stats = m.head(), {}
+    hidden = f.hidden.detach()
+    ref = _fused_reference(m, f, head.weight.shape[0])
+    kw = {"bias": head.bias, "logit_map": head.post, "stats": stats, "kernel": cfg.kernel}
+    obj.fused(hidden, head.weight.detach(), f.labels, **kw, **ref, **obj.hyper_values(cfg))
     stats["topk_overlap"] = _topk(cfg, m, f, hidden)
     return stats
 

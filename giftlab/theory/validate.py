@@ -13,13 +13,15 @@ eta 1[y = y*] is  pi*(y) = pi0(y) exp(eta 1[y = y*]) / Z  (docs/theory.md, secti
     limits      eta -> 0: max |q - pi0|;  eta -> inf: max |q - onehot(y*)|
 
 `validate_variant` runs a seeded grid of instances, summarises each cell over seeds (mean KL with
-a 95% t-interval), and searches the grid's bounds with hypothesis (targeted at the KL) for the
-worst instance, returned with a replay string.
+a 95% t-interval clipped at 0), searches the grid's bounds with hypothesis (targeted at the KL) for
+the worst instance, returned with a replay string, and runs the built-in targets (gift, gift_seq,
+sft) on the same grid. The verdict passes only when all four checks pass: the worst KL within the
+tolerance, both limits and the stationarity gap within 1e-6; beside it, the variant is ranked
+against the built-ins by median KL and compared with GIFT instance by instance.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -30,18 +32,16 @@ from giftlab.theory.gift import (
     compare_sequence_distributions,
     exact_gains,
     exact_gold_gibbs,
+    gift_target,
     gold_path,
     gold_path_policy,
     gold_reward,
+    sequence_consistent_gift_target,
 )
 from giftlab.theory.tabular import TabularLM, soft_bellman
+from giftlab.variants import VariantError, load_variant  # noqa: F401 - re-exported
 
 ETA_ZERO, ETA_INF = 1e-8, 200.0  # the two limits are checked at these eta
-
-
-class VariantError(InputError):
-    """Not a valid variant: not importable, raises, wrong shape, rows not summing to 1, negative
-    or non-finite entries."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Instance:
         """The inverse of `replay`: 'vocab=4,horizon=5,concentration=0.3,eta=7.0,seed=1,gold=0.5'."""
         try:
             kv = dict(item.split("=", 1) for item in text.split(",") if item.strip())
-            return cls(
+            inst = cls(
                 int(kv["vocab"]),
                 int(kv["horizon"]),
                 float(kv["concentration"]),
@@ -77,6 +77,26 @@ class Instance:
                 f"--replay {text!r}: expected vocab=V,horizon=T,concentration=C,eta=E,seed=S,"
                 f"gold=Q ({err})"
             ) from None
+        bad = inst.problem()
+        if bad:
+            raise InputError(f"--replay {text!r}: {bad}")
+        return inst
+
+    def problem(self) -> str | None:
+        """What makes this instance impossible, in words (None: it can be built)."""
+        if (
+            not 2 <= self.vocab <= 8
+            or not 1 <= self.horizon <= 8
+            or self.vocab**self.horizon > 10**6
+        ):
+            return "vocab must be in [2, 8], horizon in [1, 8], vocab^horizon at most 1e6"
+        if not (math.isfinite(self.concentration) and self.concentration > 0):
+            return f"concentration must be a finite number > 0, got {self.concentration}"
+        if not (math.isfinite(self.eta) and self.eta >= 0):
+            return f"eta must be a finite number >= 0, got {self.eta}"
+        if not 0 <= self.gold <= 1 or self.seed < 0:
+            return f"gold must be in [0, 1] and seed >= 0, got gold={self.gold}, seed={self.seed}"
+        return None
 
     def build(self) -> tuple[TabularLM, np.ndarray]:
         lm = TabularLM.random(
@@ -89,12 +109,13 @@ class Instance:
 
 @dataclass
 class Grid:
-    """The default grid: seconds on a 2-core CPU (3 x 2 x 2 x 4 x 3 cells x 3 seeds)."""
+    """The default grid: seconds on a 2-core CPU (3 x 2 x 2 x 5 x 3 cells x 3 seeds). eta reaches
+    100, where a target that stops growing (min(eta, 20)) departs from the exact policy."""
 
     vocab: tuple = (2, 3, 4)
     horizon: tuple = (3, 5)
     concentration: tuple = (0.3, 1.0)
-    eta: tuple = (0.01, 1.0, 5.0, 20.0)
+    eta: tuple = (0.01, 1.0, 5.0, 20.0, 100.0)
     gold: tuple = (0.0, 0.5, 1.0)
     seeds: tuple = (0, 1, 2)
 
@@ -108,22 +129,6 @@ class Grid:
             for g in self.gold
             for s in self.seeds
         ]
-
-
-def load_variant(spec: str):
-    """'package.module:function' -> the function; VariantError naming what failed."""
-    module, sep, name = spec.partition(":")
-    if not sep or not module or not name:
-        raise VariantError(f"{spec!r}: give the variant as MODULE:FUNCTION, e.g. mypkg.t:target")
-    try:
-        fn = getattr(importlib.import_module(module), name)
-    except ImportError as err:
-        raise VariantError(f"{spec}: cannot import {module} ({err})") from None
-    except AttributeError:
-        raise VariantError(f"{spec}: module {module} has no {name!r}") from None
-    if not callable(fn):
-        raise VariantError(f"{spec}: {name} is not a function")
-    return fn
 
 
 def call_variant(fn, base: np.ndarray, tokens: np.ndarray, eta: float, where: str) -> np.ndarray:
@@ -192,6 +197,8 @@ def check_instance(fn, inst: Instance) -> dict:
 
 
 def _mean_ci(values) -> tuple[float, float, float]:
+    """Mean over seeds and its 95% t-interval, the lower end clipped at 0: a KL is never
+    negative, so neither is a bound on its mean."""
     from scipy import stats as sps
 
     v = np.asarray(values, dtype=np.float64)
@@ -199,26 +206,86 @@ def _mean_ci(values) -> tuple[float, float, float]:
     if len(v) < 2 or v.std() == 0:
         return m, m, m
     h = float(sps.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - h, m + h
+    return m, max(m - h, 0.0), m + h
+
+
+def _onehot_target(base, tokens, eta):
+    return np.eye(base.shape[1])[tokens]
+
+
+# the built-in targets every variant is ranked against, on the same grid
+REFERENCES = {
+    "gift": lambda base, tokens, eta: gift_target(base, tokens, eta),
+    "gift_seq": lambda base, tokens, eta: sequence_consistent_gift_target(base, tokens, eta),
+    "sft": _onehot_target,
+}
+LIMIT_TOLERANCE = 1e-6  # max |q - pi0| at eta = 1e-8 and max |q - onehot| at eta = 200
+STATIONARY_TOLERANCE = 1e-6  # max |pi* - q|: the exact policy is a stationary point
+
+
+def score(rows: list[dict], tolerance: float) -> dict:
+    """Worst and median KL over instances, and the share of instances within `tolerance`."""
+    kl = np.array([r["kl"] for r in rows])
+    return {
+        "worst": float(kl.max()),
+        "median": float(np.median(kl)),
+        "within": float(np.mean(kl <= tolerance)),
+    }
 
 
 @dataclass
 class Validation:
+    """One variant's rows on the grid, the built-ins' rows on the same grid, and the verdict.
+
+    checks: the pass/fail lines of the verdict, {name: (passed, measured, threshold)}:
+        kl (worst KL over grid and search), limit_zero (eta -> 0 gives the base), limit_inf
+        (eta -> inf gives one-hot SFT), stationary (the exact policy is a stationary point).
+    references: {gift, gift_seq, sft: their rows on the grid}.  scores: {name: score(...)},
+        the variant's under "variant".  worse_than_gift: the grid instances where the variant's KL
+        exceeds GIFT's by more than the tolerance.
+    """
+
     rows: list[dict]
     summary: list[dict]
     worst: dict
     search: dict | None
     tolerance: float
+    references: dict = field(default_factory=dict)
     passed: bool = field(init=False)
+    checks: dict = field(init=False)
+    scores: dict = field(init=False)
+    worse_than_gift: list = field(init=False)
 
     def __post_init__(self):
         worst = max([self.worst["kl"]] + ([self.search["kl"]] if self.search else []))
-        self.passed = worst <= self.tolerance
+        limit0 = max(r["limit_zero_gap"] for r in self.rows)
+        limit_inf = max(r["limit_inf_gap"] for r in self.rows)
+        stationary = max(r["stationary_gap"] for r in self.rows)
+        self.checks = {
+            "kl": (worst <= self.tolerance, worst, self.tolerance),
+            "limit_zero": (limit0 <= LIMIT_TOLERANCE, limit0, LIMIT_TOLERANCE),
+            "limit_inf": (limit_inf <= LIMIT_TOLERANCE, limit_inf, LIMIT_TOLERANCE),
+            "stationary": (stationary <= STATIONARY_TOLERANCE, stationary, STATIONARY_TOLERANCE),
+        }
+        self.passed = all(ok for ok, _, _ in self.checks.values())
+        self.scores = {"variant": score(self.rows, self.tolerance)} | {
+            k: score(rs, self.tolerance) for k, rs in self.references.items()
+        }
+        gift = self.references.get("gift")
+        self.worse_than_gift = (
+            [r for r, g in zip(self.rows, gift, strict=True) if r["kl"] > g["kl"] + self.tolerance]
+            if gift
+            else []
+        )
+
+    def ranking(self) -> list[tuple[str, dict]]:
+        """(name, score) from the closest to the exact policy: median KL, then worst KL."""
+        return sorted(self.scores.items(), key=lambda kv: (kv[1]["median"], kv[1]["worst"]))
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """One row per grid cell (all but the seed): mean KL over seeds with a 95% t-interval, the
-    largest KL, gain error and stationarity gap."""
+    """One row per grid cell (all but the seed): mean KL over seeds with a 95% t-interval (lower
+    end clipped at 0), the largest KL, gain error and stationarity gap."""
     cells: dict = {}
     for r in rows:
         key = (r["vocab"], r["horizon"], r["concentration"], r["eta"], r["gold"])
@@ -287,12 +354,15 @@ def search_worst(fn, grid: Grid, examples: int) -> dict | None:
 def validate_variant(
     fn, grid: Grid | None = None, tolerance: float = 1e-8, search: int = 40
 ) -> Validation:
-    """Run `fn` on every instance of `grid` and on `search` hypothesis-chosen instances.
-    Raises VariantError (one line) when `fn` is not a valid variant."""
+    """Run `fn` on every instance of `grid` and on `search` hypothesis-chosen instances, and the
+    built-in targets (REFERENCES) on the same grid. Raises VariantError (one line) when `fn` is
+    not a valid variant."""
     if not callable(fn):
         raise VariantError(f"the variant must be a function, got {type(fn).__name__}")
     grid = grid or Grid()
-    rows = [check_instance(fn, inst) for inst in grid.instances()]
+    instances = grid.instances()
+    rows = [check_instance(fn, inst) for inst in instances]
     worst = max(rows, key=lambda r: r["kl"])
     found = search_worst(fn, grid, search) if search > 0 else None
-    return Validation(rows, summarise(rows), worst, found, tolerance)
+    refs = {k: [check_instance(f, inst) for inst in instances] for k, f in REFERENCES.items()}
+    return Validation(rows, summarise(rows), worst, found, tolerance, refs)

@@ -24,6 +24,7 @@ from giftlab.data import encode_records, read_records
 from giftlab.diagnostics import summarize_token_stats
 from giftlab.errors import InputError, NonFiniteError
 from giftlab.losses import OBJECTIVES
+from giftlab.losses.variant import VARIANT_PATHS
 from giftlab.models import load_tokenizer
 from giftlab.models.build import build_models
 from giftlab.provenance import provenance
@@ -73,6 +74,8 @@ def train(
     # every check that needs no training runs before the run folder is touched: a refused run
     # leaves no trace, so the corrected command just works
     _preflight(cfg, device, model, ref_model)
+    if cfg.objective in VARIANT_PATHS:  # a user's MODULE:FUNCTION: which path it trains on
+        log(VARIANT_PATHS[cfg.objective])
     train_records = _read(cfg, cfg.train_file, cfg.max_train_examples)
     val_records = _read(cfg, cfg.val_file, cfg.max_val_examples) if cfg.val_file else None
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)

@@ -2,7 +2,9 @@
 every objective; packing and padding-free batches give the per-document loss; training logs TRL's
 metrics and GIFT's."""
 
+import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from tests.helpers import save_tiny_model
 pytest.importorskip("trl")
 from datasets import Dataset  # noqa: E402
 
+from giftlab.config import ConfigError  # noqa: E402
 from giftlab.integrations.trl import GIFTConfig, GIFTTrainer  # noqa: E402
 from giftlab.losses import OBJECTIVES  # noqa: E402
 from giftlab.models import tiny_tokenizer  # noqa: E402
@@ -41,7 +44,7 @@ def _dataset(n=12):
     return Dataset.from_list(rows)
 
 
-def _trainer(model_dir, tmp_path, eval_dataset=None, **kw):
+def _trainer(model_dir, tmp_path, eval_dataset=None, peft_config=None, **kw):
     from transformers import AutoModelForCausalLM
 
     base = dict(
@@ -68,6 +71,7 @@ def _trainer(model_dir, tmp_path, eval_dataset=None, **kw):
         train_dataset=_dataset(),
         eval_dataset=eval_dataset,
         processing_class=tiny_tokenizer(),
+        peft_config=peft_config,
     )
 
 
@@ -299,7 +303,9 @@ def test_the_model_card_names_gift_beta_the_base_model_and_the_data(model_dir, t
     trainer = _trainer(model_dir, tmp_path, objective="gift", beta=3.0)
     trainer.create_model_card()
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "base_model: " + str(model_dir) in card
+    # a local folder with no hub id behind it: no base_model line, its name, never its path
+    assert "base_model:" not in card and str(tmp_path) not in card and str(model_dir) not in card
+    assert f"Fine-tuned from {model_dir.name} (gift" in card
     assert "| objective | gift |" in card and "| beta | 3 |" in card
     assert "GIFT: finite-temperature SFT" in card and "fine-tuned version of [None]" not in card
     assert "12 records" in card  # the data it was given
@@ -338,3 +344,44 @@ def test_a_cache_of_another_reference_is_refused(model_dir, tmp_path):
     save_tiny_model(other, seed=9)
     with pytest.raises(RefCacheError, match="built for another run: reference weights"):
         _trainer(other, tmp_path / "b", ref_cache=str(tmp_path / "cache"))
+
+
+def test_a_saved_folder_gets_the_card_and_no_local_path(model_dir, tmp_path):
+    """save_model("final") writes giftlab's card into final/ (not PEFT's template); a LoRA
+    adapter's config names the base by its folder's name or hub id, never an absolute path; a base
+    trained by giftlab (its card names a hub id) passes that id on."""
+    from peft import LoraConfig
+
+    trainer = _trainer(model_dir, tmp_path, objective="gift", peft_config=LoraConfig(r=2))
+    final = tmp_path / "final"
+    trainer.save_model(str(final))
+    card = (final / "README.md").read_text()
+    assert "| objective | gift |" in card and "gift-variant" not in card
+    config = json.loads((final / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == model_dir.name
+    for f in final.iterdir():
+        if f.suffix in (".json", ".md"):
+            assert str(tmp_path) not in f.read_text(), f.name
+    # a base whose own card names its hub id: the id is the card's base_model
+    hub_base = tmp_path / "hub_base"
+    shutil.copytree(model_dir, hub_base)
+    (hub_base / "README.md").write_text("---\nbase_model: org/some-model\n---\n")
+    trainer = _trainer(hub_base, tmp_path / "h", objective="gift")
+    trainer._base_name = str(hub_base)
+    trainer.create_model_card()
+    assert "base_model: org/some-model" in (tmp_path / "h" / "out" / "README.md").read_text()
+
+
+def test_trl_options_that_gift_replaces_are_refused_and_the_assistant_default_is_said():
+    with pytest.raises(ConfigError, match=r"loss_type='dft' is TRL's own loss.*objective='dft'"):
+        GIFTConfig(output_dir="x", loss_type="dft", report_to=[], use_cpu=True)
+    with pytest.raises(ConfigError, match="use_liger_kernel"):
+        GIFTConfig(output_dir="x", use_liger_kernel=True, report_to=[], use_cpu=True)
+    GIFTConfig(output_dir="x", loss_type="nll", report_to=[], use_cpu=True)
+
+
+def test_the_assistant_only_default_is_said_at_start(model_dir, tmp_path):
+    with pytest.warns(
+        UserWarning, match=r"assistant_only_loss=True \(giftlab's default; TRL's is False\)"
+    ):
+        _trainer(model_dir, tmp_path, objective="gift")

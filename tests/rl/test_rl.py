@@ -329,3 +329,52 @@ def test_a_tolerated_verifier_failure_gets_advantage_zero_and_leaves_the_others_
     torch.testing.assert_close(
         adv[0, [0, 2, 3]], group_advantages(torch.tensor([[1.0, 0.0, 1.0]]), False)[0]
     )
+
+
+def always_right(record, completion):
+    return 1.0
+
+
+def test_a_step_with_zero_variance_everywhere_runs_no_backward_and_changes_nothing(tmp_path):
+    """Every group's rewards equal: the skip path runs no backward (0 rows) and reports no
+    update; the weights and the metrics equal the full-batch path's (which backpropagates a
+    zero loss), and after steps with no gradient at all the model is the one it started from."""
+    tok = tiny_tokenizer()
+    runs = {}
+    for skip in (True, False):
+        model = tiny_llama(len(tok), seed=3)
+        rl(
+            _cfg(tmp_path / str(skip), max_steps=2, skip_zero_advantage=skip),
+            model=model,
+            tokenizer=tok,
+            ref_model=tiny_llama(len(tok), seed=3),
+            score_fn=always_right,
+        )
+        rows = [json.loads(x) for x in (tmp_path / str(skip) / "rl" / "metrics.jsonl").open()]
+        runs[skip] = (model, rows)
+    (m_skip, r_skip), (m_full, r_full) = runs[True], runs[False]
+    assert [r["perf/backward_rows"] for r in r_skip] == [0, 0]
+    assert [r["rl/updated"] for r in r_skip] == [0, 0]
+    start = tiny_llama(len(tok), seed=3)
+    for a, b, c in zip(m_skip.parameters(), m_full.parameters(), start.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, c, rtol=0, atol=0)  # weight decay 0: nothing moved
+    for a, b in zip(r_skip, r_full, strict=True):
+        for k in a:
+            if not k.startswith("perf/") and k != "rl/updated":
+                assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), k
+
+
+def test_the_pipeline_report_says_when_rl_made_no_update():
+    from giftlab.pipeline import PipelineConfig, _updates_text  # noqa: PLC2701
+
+    cfg = PipelineConfig(rl_steps=4)
+    rows = [
+        {"init": "sft", "seed": 0, "stage": "after RL", "rl_updated_steps": 3},
+        {"init": "gift:5", "seed": 0, "stage": "after RL", "rl_updated_steps": 0},
+        {"init": "gift:5", "seed": 0, "stage": "before RL"},
+    ]
+    text = _updates_text(cfg, rows)
+    assert "(of 4): sft seed 0: 3, gift:5 seed 0: 0." in text
+    assert "No update happened for gift:5 seed 0" in text and "sft seed 0:" in text
+    assert _updates_text(cfg, rows[2:]) == ""

@@ -356,3 +356,31 @@ def test_training_from_a_cache_loads_no_reference(setup, monkeypatch):
     last = train(cfg, model=copy.deepcopy(base), tokenizer=tok)
     assert math.isfinite(last["loss/train"])
     assert OBJECTIVES["gift"].needs_ref
+
+
+def test_the_progress_bar_counts_examples_not_shards(setup, monkeypatch):
+    """16 training examples in shards of 5, batches of 3: the bar's total is 16 and it moves
+    with every batch (a small build in one shard no longer sits at 0/1)."""
+    import giftlab.runtime.progress as progress
+
+    tmp_path, train_file, val_file, tok, base = setup
+    bars = []
+
+    class Bar:
+        def __init__(self, total, initial, desc, enabled, unit="step"):
+            self.total, self.n, self.unit, self.steps = total, initial, unit, []
+            bars.append(self)
+
+        def update(self, n=1):
+            self.n += n
+            self.steps.append(n)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(progress, "progress_bar", Bar)
+    _cache(tmp_path, train_file, val_file, tok, base, progress=True)
+    train, val = bars
+    assert (train.total, train.n, train.unit) == (16, 16, "example")
+    assert train.steps == [3, 2, 3, 2, 3, 2, 1]  # batches of 3 inside shards of 5, 5, 5, 1
+    assert (val.total, val.n) == (5, 5)

@@ -140,6 +140,8 @@ def test_the_command_exits_0_1_2_and_writes_its_files(tmp_path, monkeypatch, cap
     out = capsys.readouterr().out
     assert "does NOT match" in out and "worst KL" in out
     replay = out.split(" at ")[1].split(";")[0]
+    report = (tmp_path / "no" / "report.md").read_text()
+    assert f"giftlab validate my_targets:plain --replay '{replay}'" in report  # filled in
     assert main(["validate", "my_targets:plain", "--replay", replay]) == 1
     for spec, message in (
         ("my_targets:bad", "shape"),
@@ -151,3 +153,102 @@ def test_the_command_exits_0_1_2_and_writes_its_files(tmp_path, monkeypatch, cap
         assert main(["validate", spec, *common, "--out", "x"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+# the three variants of a user's first day (GIFT's own target, half the base and half one-hot,
+# and beta on the wrong side) and a target that stops growing at eta = 20
+from giftlab.variants import log, onehot, softmax  # noqa: E402
+
+GRID = Grid(vocab=(2, 3), horizon=(3, 4), concentration=(0.3, 1.0), eta=(0.5, 5.0, 100.0))
+
+
+def gift_paper(base, tokens, eta):
+    return softmax(log(base) + eta * onehot(base, tokens))
+
+
+def half_mix(base, tokens, eta):
+    return 0.5 * base + 0.5 * onehot(base, tokens)
+
+
+def wrong_side(base, tokens, eta):
+    return softmax(log(base) / (1.0 + eta) + onehot(base, tokens))
+
+
+def capped_exact(base, tokens, eta):
+    return sequence_consistent_gift_target(base, tokens, min(eta, 20.0))
+
+
+def test_the_validator_ranks_gift_above_the_wrong_side_and_the_half_mix():
+    runs = {
+        f.__name__: validate_variant(f, GRID, search=0) for f in (gift_paper, half_mix, wrong_side)
+    }
+    median = {k: v.scores["variant"]["median"] for k, v in runs.items()}
+    assert median["gift_paper"] < median["wrong_side"] and median["gift_paper"] < median["half_mix"]
+    # the paper's target is the built-in gift, instance for instance; the others are worse
+    assert runs["gift_paper"].worse_than_gift == []
+    np.testing.assert_allclose(
+        [r["kl"] for r in runs["gift_paper"].rows],
+        [r["kl"] for r in runs["gift_paper"].references["gift"]],
+        rtol=1e-9,
+        atol=1e-15,
+    )
+    assert len(runs["half_mix"].worse_than_gift) > len(GRID.instances()) // 2
+    assert len(runs["wrong_side"].worse_than_gift) > len(GRID.instances()) // 2
+    # the ranking puts gift_seq (exact) first and the variant where its median KL says
+    ranked = [k for k, _ in runs["gift_paper"].ranking()]
+    assert ranked[0] == "gift_seq"
+    ranked = [k for k, _ in runs["half_mix"].ranking()]
+    assert ranked.index("gift") < ranked.index("variant")
+    for v in runs.values():  # no variant here passes: the limits and stationarity decide too
+        assert not v.passed
+
+
+def test_a_target_that_stops_at_eta_20_fails_on_the_limit_and_at_large_eta():
+    v = validate_variant(capped_exact, GRID, search=0)
+    assert not v.passed
+    ok, gap, _ = v.checks["limit_inf"]
+    assert not ok and gap > 0.1  # at eta = 200 it is the eta = 20 target, far from one-hot
+    assert v.checks["limit_zero"][0]
+    big = [r["kl"] for r in v.rows if r["eta"] == 100.0]
+    small = [r["kl"] for r in v.rows if r["eta"] <= 5.0]
+    assert max(big) > 1e-3 and max(small) < 1e-12  # exact below 20, wrong above
+    assert Grid().eta[-1] >= 100  # the default grid reaches it
+
+
+def test_the_exact_target_passes_every_check():
+    v = validate_variant(exact, GRID, search=0)
+    assert v.passed and all(ok for ok, _, _ in v.checks.values())
+
+
+def test_cell_intervals_never_go_below_zero():
+    v = validate_variant(half_mix, GRID, search=0)
+    assert all(s["kl_low"] >= 0 for s in v.summary)
+    assert any(s["kl_high"] > s["kl_mean"] > s["kl_low"] for s in v.summary)
+
+
+def test_validate_exit_2_for_modules_that_cannot_be_imported_and_impossible_replays(
+    tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "broken_syntax.py").write_text("def f(base, tokens, eta)\n    return base\n")
+    (tmp_path / "raises_on_import.py").write_text("raise RuntimeError('no GPU here')\n")
+    (tmp_path / "fine.py").write_text("def f(base, tokens, eta):\n    return base\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = [
+        (["broken_syntax:f"], "syntax error"),
+        (["raises_on_import:f"], "RuntimeError: no GPU here"),
+        (
+            ["fine:f", "--replay", "vocab=1,horizon=3,concentration=0.5,eta=1,seed=0,gold=0"],
+            "vocab",
+        ),
+        (["fine:f", "--replay", "vocab=3,horizon=3,concentration=0.5,eta=1,seed=0,gold=2"], "gold"),
+        (
+            ["fine:f", "--replay", "vocab=3,horizon=3,concentration=-1,eta=1,seed=0,gold=0"],
+            "concentration",
+        ),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main(["validate", *argv, "--search", "0", "--out", "v"]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
