@@ -207,6 +207,28 @@ def run_validate(args) -> int:
     return 0 if v.passed else 1
 
 
+def add_push_parser(sub) -> None:
+    p = sub.add_parser(
+        "push",
+        help=HELP["push"],
+        description="Upload RUN_DIR/final (a giftlab run folder) or RUN_DIR (a model folder) to "
+        "the hub repository REPO_ID (made if missing). Checked first: config.json and weights, "
+        "a model card, and no path of this machine in any card or config. --dry-run: the checks "
+        "and the file list, nothing sent (works offline).",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("repo_id", metavar="REPO_ID", help="owner/name on the hub")
+    p.add_argument("--dry-run", action="store_true", help="check and list, upload nothing")
+    p.add_argument("--private", action="store_true", help="make a new repository private")
+    p.set_defaults(func=run_push)
+
+
+def run_push(args) -> int:
+    from giftlab.share import push
+
+    return push(args.run_dir, args.repo_id, dry_run=args.dry_run, private=args.private)
+
+
 def add_data_parser(sub) -> None:
     from giftlab.data.tasks import TASK_DEFAULTS
 
@@ -432,7 +454,11 @@ def run_eval(args) -> int:
     ):
         print(f"{key:26s} {m[key]:.4g}")
     if cfg.out:
-        print(f"wrote {cfg.out}")
+        from pathlib import Path
+
+        from giftlab.rl.evaluate import completions_path
+
+        print(f"wrote {cfg.out} and {completions_path(Path(cfg.out))}")
     return 0
 
 
@@ -611,6 +637,7 @@ HELP = {
     "validate": "a target variant against the exact Gibbs policy (exact tabular instances)",
     "ref-cache": "the reference's top-K distribution per training token, computed once",
     "plan": "which seeds x problems x samples resolve a difference, and the CPU minutes",
+    "push": "a trained model folder to the Hugging Face hub, checked first (--dry-run offline)",
 }
 
 # The modules each extra brings; a command that needs a missing one says which extra to install.
@@ -633,6 +660,7 @@ COMMANDS = {
     "demo": (add_demo_parser, ()),
     "validate": (add_validate_parser, ()),
     "plan": (add_plan_parser, ("train",)),  # reads results through giftlab.pipeline
+    "push": (add_push_parser, ()),
 }
 
 

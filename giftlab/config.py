@@ -358,6 +358,17 @@ class RunSettings(FlatConfig):
     save_every: int = setting(10, "steps between checkpoints (0: only at the end)")
     keep_checkpoints: int = setting(2, "checkpoints kept (older ones deleted)")
     save_final: bool = setting(True, "write final/ (and best/) as loadable model folders")
+    save_optimizer: bool = setting(
+        True,
+        "keep the optimiser state in checkpoints (an exact --resume; twice the weights' size "
+        "with AdamW); false: weights, data position and schedule only, and a resumed run starts "
+        "a fresh optimiser (said at resume)",
+    )
+    save_dtype: str = setting(
+        "float32",
+        "dtype of the weights written to checkpoints, best/ and final/: float32, or bfloat16 "
+        "(half the size; a run resumed from bf16 weights continues from their rounding)",
+    )
     report_to: str = setting(
         "none", f"tracker beside metrics.jsonl (Accelerate's): one of {list(TRACKERS)}"
     )
@@ -372,6 +383,7 @@ class RunSettings(FlatConfig):
         ("max_steps", at_least(1), ">= 1"),
         ("save_every", at_least(0), ">= 1, or 0 for only at the end"),
         ("keep_checkpoints", at_least(1), ">= 1"),
+        ("save_dtype", one_of("float32", "bfloat16"), "float32 or bfloat16"),
         ("report_to", tracker_ready, tracker_allowed),
         ATTENTION_RULE,
     )
@@ -381,6 +393,8 @@ class RunSettings(FlatConfig):
         "save_every",
         "keep_checkpoints",
         "save_final",
+        "save_optimizer",
+        "save_dtype",
         "report_to",
         "progress",
         "overwrite",

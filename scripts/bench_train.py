@@ -58,6 +58,8 @@ def run_child(args, objective: str, chunked: bool) -> dict:
     # SFT (and GIFT from a cache) run without a reference model in memory, as in the trainer
     ref, cache = None, None
     cached = objective == "gift_cached"
+    if ":" in objective:  # a user's variant MODULE:FUNCTION, importable from the checkout
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     if cached:
         objective, cache = "gift", _RowsCache(torch.load(args.cache_file), dev)
     elif objective != "sft":
@@ -220,6 +222,12 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--cache-k", type=int, default=64, help="K of the cached-GIFT row")
+    p.add_argument(
+        "--configs",
+        default=None,
+        help="objective@chunked pairs separated by ';' (default: the five rows), e.g. "
+        "'gift@1;examples.variants:gift_target@1;examples.variants:half_mix_numpy@0'",
+    )
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     p.add_argument("--build-cache", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--cache-file", default=None, help=argparse.SUPPRESS)
@@ -248,7 +256,12 @@ def main() -> None:
     cache_info = json.loads(line[0][7:]) if line else {}
     if not cache_info:
         print(f"cache build failed\n{built.stderr[-2000:]}")
-    for objective, chunked in CONFIGS:
+    configs = CONFIGS
+    if args.configs:
+        configs = [
+            (c.rsplit("@", 1)[0], c.rsplit("@", 1)[1] == "1") for c in args.configs.split(";")
+        ]
+    for objective, chunked in configs:
         if objective == "gift_cached" and not cache_info:
             continue
         cmd = [sys.executable, __file__, "--child", objective, str(int(chunked)), *common]

@@ -437,10 +437,10 @@ CASES = [
     (
         "resume with another objective and beta",
         lambda d: (
-            _train(f"out_dir={d / 'done'}", "objective=sft", "beta=5", "max_steps=3")(d)
+            _train(f"out_dir={d / 'done'}", "objective=sft", "beta=2", "max_steps=3")(d)
             + ["--resume"]
         ),
-        r"objective 'gift' -> 'sft'; beta 20.0 -> 5.0",
+        r"objective 'gift' -> 'sft'; beta 5.0 -> 2.0",
     ),
     (
         "resume with another train_file",

@@ -4,6 +4,7 @@ distinct correct answers, sampled-token entropy and KL to the base on the sample
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,12 @@ def evaluate(
     progress=None,
     stats_samples=None,
     sampler="fast",
+    on_completions=None,
 ) -> dict:
     """Metrics over `records` (each needs task/index/seed/config for the verifier).
+
+    on_completions: called after each batch with its completions, one dict per sample (problem:
+    its position in `records`, task, index, sample, completion, score, correct), in order.
 
     sampler: "fast" (giftlab.rl.sampler: the prompts' shared prefix run once per evaluation,
     finished rows leave the batch) or "plain" (giftlab.rl.rollout.sample_groups, model.generate);
@@ -104,6 +109,22 @@ def evaluate(
             answers = [ro.texts[i] for i in rows]
             correct = [scores[i] == 1.0 for i in rows]
             per_problem.append({"c": sum(correct), "answers": answers, "correct": correct})
+            if on_completions is not None:
+                r = recs[j]
+                on_completions(
+                    [
+                        {
+                            "problem": b + j,
+                            "task": r.get("task"),
+                            "index": r.get("index"),
+                            "sample": n,
+                            "completion": ro.texts[i],
+                            "score": scores[i],
+                            "correct": scores[i] == 1.0,
+                        }
+                        for n, i in enumerate(rows)
+                    ]
+                )
         if progress is not None:
             progress(len(per_problem), len(records))
     out = _summary(per_problem, n_samples, s_stats, acc)
@@ -181,7 +202,11 @@ class EvalConfig(FlatConfig):
     )
     prompts_per_batch: int = _f(16, "problems sampled together (x samples rows)")
     attn_implementation: str = _f("auto", ATTENTION_HELP)
-    out: str = _f("", "also write the JSON to this file (its folder is made before any work)")
+    out: str = _f(
+        "",
+        "also write the JSON to this file (its folder is made before any work), and every "
+        "completion with its score beside it, as they are made (FILE's stem + .completions.jsonl)",
+    )
 
     RULES = (
         ("samples", at_least(1), ">= 1"),
@@ -229,6 +254,7 @@ def evaluate_model(
     bf16=False,
     sampler="fast",
     prompts_per_batch=16,
+    on_completions=None,
 ) -> dict:
     """One checkpoint's evaluation, written once for `giftlab eval` and the pipeline: `evaluate`
     on `records` (device from the model) and, given the held-out `demos` and a model that is not
@@ -254,6 +280,7 @@ def evaluate_model(
                 stats_samples=stats_samples,
                 sampler=sampler,
                 prompts_per_batch=prompts_per_batch,
+                on_completions=on_completions,
             )
     finally:
         tokenizer.padding_side = side
@@ -288,19 +315,32 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     model = load_model(cfg.model, attn_implementation=attn).to(device)
     base = load_model(cfg.ref_model, attn_implementation=attn).to(device)
     check_same_vocabulary(model, base, (f"model={cfg.model}", f"ref_model={cfg.ref_model}"))
-    m = evaluate_model(
-        model,
-        base,
-        tok,
-        recs,
-        samples=cfg.samples,
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        seed=cfg.seed,
-        bf16=cfg.bf16,
-        sampler=cfg.sampler,
-        prompts_per_batch=cfg.prompts_per_batch,
-    )
+    sink = completions_path(out) if out is not None else None
+    with open(sink, "w") if sink else nullcontext() as f:
+
+        def write(rows):  # as they are made: a stopped evaluation keeps what it sampled
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+            f.flush()
+
+        m = evaluate_model(
+            model,
+            base,
+            tok,
+            recs,
+            samples=cfg.samples,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            seed=cfg.seed,
+            bf16=cfg.bf16,
+            sampler=cfg.sampler,
+            prompts_per_batch=cfg.prompts_per_batch,
+            on_completions=write if sink else None,
+        )
     if out is not None:
         out.write_text(json.dumps(m, indent=2))
     return m
+
+
+def completions_path(out: Path) -> Path:
+    """Where `giftlab eval out=FILE` writes every completion: FILE's stem + .completions.jsonl."""
+    return out.with_name(out.stem + ".completions.jsonl")

@@ -123,7 +123,8 @@ def rl(
             run.log_metrics(row)
             final = step + 1 == cfg.max_steps
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
-                state = {"optimizer": opt.state_dict(), "data": order.state(), "step": step + 1}
+                keep = opt.state_dict() if cfg.save_optimizer else None
+                state = {"optimizer": keep, "data": order.state(), "step": step + 1}
                 state |= {"config": cfg.to_dict(), "rng": rng_state()}
                 run.save_checkpoint(step + 1, policy, tokenizer, state, cfg.keep_checkpoints)
             bar.update(1)
@@ -148,7 +149,10 @@ def _resume(run, resume: bool, policy, opt, order) -> int:
         return 0
     path, weights, state = found
     load_weights(policy, weights, lora=False)
-    opt.load_state_dict(state["optimizer"])
+    if state["optimizer"] is None:  # saved with save_optimizer=false
+        print(f"{path} holds no optimiser state (save_optimizer=false): a fresh AdamW state")
+    else:
+        opt.load_state_dict(state["optimizer"])
     order.load(state["data"])
     set_rng_state(state["rng"])
     print(f"resumed from {path} at step {state['step']}")

@@ -87,6 +87,7 @@ class RunDir:
         self.resume, self.overwrite, self.is_main, self.log = resume, overwrite, is_main, log
         self.config, self.mutable, self.max_steps = config, set(mutable), max_steps
         self.layout = layout or (lambda name: False)
+        self.save_dtype = (config or {}).get("save_dtype")  # weights' dtype in saved folders
         self.history: list[dict] = []
         self._lock_fd = None
         self._tracker = None
@@ -338,7 +339,7 @@ class RunDir:
         final = self.path / f"ckpt-{step:06d}"
         tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp", dir=self.path))
         try:
-            save_model_files(tmp, model, tokenizer, weights)
+            save_model_files(tmp, model, tokenizer, weights, self.save_dtype)
             with open(tmp / STATE, "wb") as f:
                 torch.save(state, f)
                 f.flush()
@@ -374,9 +375,10 @@ class RunDir:
             if merge_lora:  # a merged copy loads like any checkpoint; training keeps its adapters
                 import copy
 
-                save_model_files(tmp, copy.deepcopy(model).merge_and_unload(), tokenizer)
+                merged = copy.deepcopy(model).merge_and_unload()
+                save_model_files(tmp, merged, tokenizer, None, self.save_dtype)
             else:
-                save_model_files(tmp, model, tokenizer, weights)
+                save_model_files(tmp, model, tokenizer, weights, self.save_dtype)
             if card is not None:
                 (tmp / "README.md").write_text(card)
             if target.exists():
@@ -457,8 +459,30 @@ _RUN_FILES = {
 _RUN_PREFIXES = ("metrics-abandoned",)
 
 
-def save_model_files(folder: Path, model, tokenizer, weights=None) -> None:
-    """save_pretrained weights (safetensors) and the tokenizer into `folder`."""
+def cast_weights(model, weights, dtype: str | None):
+    """`weights` (or the model's own state dict) with floating tensors in `dtype` ("bfloat16");
+    tensors shared in the model (tied embeddings) stay shared. None or "float32": unchanged."""
+    if dtype in (None, "float32"):
+        return weights
+    to = {"bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    source = weights if weights is not None else model.state_dict()
+    done: dict = {}
+    out = {}
+    for k, v in source.items():
+        if not v.is_floating_point():
+            out[k] = v
+            continue
+        key = (v.data_ptr(), tuple(v.shape))
+        if key not in done:
+            done[key] = v.detach().to(to)
+        out[k] = done[key]
+    return out
+
+
+def save_model_files(folder: Path, model, tokenizer, weights=None, dtype=None) -> None:
+    """save_pretrained weights (safetensors; floating tensors in `dtype` when given, e.g.
+    "bfloat16") and the tokenizer into `folder`."""
+    weights = cast_weights(model, weights, dtype)
     if weights is None:
         model.save_pretrained(folder)
     else:

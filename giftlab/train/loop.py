@@ -158,7 +158,10 @@ def _resume(run, resume, m, opt, sched, order, world, log) -> tuple[int, float]:
         {"world_size": state["world_size"]}, {"world_size": world}, RESUME_KEYS, run.path
     )
     load_model_state(m, weights)
-    load_optimizer_state(m, opt, state["optimizer"])
+    if state["optimizer"] is None:  # saved with save_optimizer=false
+        log(f"{path} holds no optimiser state (save_optimizer=false): a fresh AdamW state")
+    else:
+        load_optimizer_state(m, opt, state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     order.load(state["data"])
     set_rng_state(state["rng"])
@@ -169,7 +172,7 @@ def _resume(run, resume, m, opt, sched, order, world, log) -> tuple[int, float]:
 def _state(cfg, step, m, opt, sched, order, best_val, world) -> dict:
     """What a checkpoint's trainer_state.pt holds besides the weights."""
     return {
-        "optimizer": optimizer_state(m, opt),
+        "optimizer": optimizer_state(m, opt) if cfg.save_optimizer else None,
         "scheduler": sched.state_dict(),
         "data": order.state(),
         "step": step,

@@ -180,6 +180,11 @@ def test_giftlab_eval_from_a_saved_folder_finds_no_kl_to_itself(
     result = json.loads(out.read_text())
     assert result["n_problems"] == 2
     assert abs(result["kl_to_base_per_token"]) <= KL_TOL[precision]  # one model loaded twice
+    # every completion beside the counts, and the counts are theirs
+    rows = [json.loads(x) for x in (tmp_path / "eval.completions.jsonl").read_text().splitlines()]
+    assert [(r["problem"], r["sample"]) for r in rows] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    counted = [sum(r["correct"] for r in rows if r["problem"] == p) for p in (0, 1)]
+    assert counted == result["per_problem_correct"]
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
