@@ -81,10 +81,8 @@ def _torch(x) -> bool:
 
 def onehot(base, tokens):
     """(L, V) rows e_{tokens[l]} in base's dtype (numpy or torch, after `base`)."""
-    if _torch(base):
-        import torch
-
-        return torch.nn.functional.one_hot(tokens.long(), base.shape[-1]).to(base.dtype)
+    if _torch(base):  # one pass in base's dtype (one_hot would make an int64 (L, V) first)
+        return base.new_zeros(base.shape).scatter_(-1, tokens.long().unsqueeze(-1), 1.0)
     return np.eye(base.shape[-1], dtype=base.dtype)[tokens]
 
 

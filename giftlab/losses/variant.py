@@ -122,17 +122,19 @@ def _target_chunk(spec: str, target, value: float):
         valid = labels != -100
         idx = safe_labels(labels, valid).unsqueeze(-1)
         logp = torch.log_softmax(upcast(z), -1)
-        ref_logp = torch.log_softmax(upcast(zr), -1)
-        q = _checked_target(spec, target, ref_logp.exp(), idx[:, 0], value).to(logp.dtype)
-        per_token = torch.where(valid, -torch.where(q > 0, q * logp, 0.0).sum(-1), 0.0)
+        base = torch.softmax(upcast(zr), -1)
+        q = _checked_target(spec, target, base, idx[:, 0], value).to(logp.dtype)
+        # z is finite (checked by the caller), so logp is: sum_a q_a logp_a in one pass
+        per_token = torch.where(valid, -torch.linalg.vecdot(q, logp), 0.0)
         if stats is not None:
-            log_q = q.log()
+            ref_logp, log_q = base.log(), q.log()
             gold = ref_logp.gather(-1, idx).squeeze(-1)
             for k, t in chunk_token_stats(logp, ref_logp, log_q, idx, gold, math.inf).items():
                 stats[k] = torch.where(valid, t, 0.0)
             w = variant_gate(q.gather(-1, idx).squeeze(-1), gold.exp())
             stats["gate_w"] = torch.where(valid, w, 0.0)
-        grad_z = logp.exp().sub_(q)
+        del base
+        grad_z = logp.exp_().sub_(q)
         grad_z.mul_(row_scale.to(grad_z.dtype).unsqueeze(-1))
         return per_token, grad_z
 
