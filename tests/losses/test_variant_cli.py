@@ -51,10 +51,14 @@ def with_companion_torch(base, tokens, eta):
 @pytest.fixture
 def user_module(tmp_path, monkeypatch):
     """`uservariants.py` in the current folder, as a user keeps it beside the run."""
+    import sys
+
     (tmp_path / "uservariants.py").write_text(USER_FILE)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("uservariants", None)  # this test's file, not an earlier test's
     yield "uservariants"
+    sys.modules.pop("uservariants", None)
     for spec in [k for k in OBJECTIVES if k.startswith("uservariants:")]:
         OBJECTIVES.pop(spec)
         VARIANT_PATHS.pop(spec, None)
@@ -187,3 +191,30 @@ def test_pipeline_starts_take_a_variant_with_its_value(user_module):
         "mix2-3-seed0",
     ):
         assert pipeline_layout(name), name
+
+
+def test_one_file_validated_then_trained_from_the_command_line(
+    env, user_module, monkeypatch, capsys
+):
+    """The whole path a user takes: validate the file's variant, train it with the CLI on the
+    chunked path, and find the verdict on the model's card (an edited file is not the same
+    variant: its card says it was not validated)."""
+    from pathlib import Path
+
+    monkeypatch.setenv("GIFTLAB_CACHE", str(Path.cwd() / "cache"))
+    spec = "uservariants:half_mix"
+    assert main(["validate", spec, "--seeds", "1", "--search", "0", "--out", "v"]) == 1
+    argv = ["train", *_train_args(env), f"objective={spec}", "save_final=true", "out_dir=t"]
+    assert main(argv) == 0
+    assert "trained on the chunked path" in capsys.readouterr().out
+    card = Path("t/final/README.md").read_text()
+    assert f"Validated against the exact Gibbs policy by `giftlab validate {spec}`" in card
+    assert "**FAIL (kl, limit_zero, limit_inf, stationary)**" in card
+    assert "- gift-variant" in card and "- sft" not in card
+    Path("uservariants.py").write_text(USER_FILE + "\n# edited\n")
+    import importlib
+
+    importlib.reload(__import__("uservariants"))
+    argv = ["train", *_train_args(env), f"objective={spec}", "save_final=true", "out_dir=t2"]
+    assert main(argv) == 0
+    assert "Not validated against the exact Gibbs policy" in Path("t2/final/README.md").read_text()

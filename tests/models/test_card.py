@@ -22,7 +22,10 @@ def test_a_local_folder_gives_its_name_only_and_a_trained_one_passes_its_id_on(t
     plain = tmp_path / "deep" / "my-model"
     plain.mkdir(parents=True)
     card = model_card(
-        objective="sft", base_model=str(plain), data=str(tmp_path / "d.jsonl"), trainer="t",
+        objective="sft",
+        base_model=str(plain),
+        data=str(tmp_path / "d.jsonl"),
+        trainer="t",
         reference=str(plain),
     )
     assert "base_model" not in _front(card) and str(tmp_path) not in card
