@@ -45,7 +45,10 @@ def _random_model(name: str):
     return AutoModelForCausalLM.from_config(Qwen2Config(**shapes[name]))
 
 
-def run_child(args, objective: str, chunked: bool) -> dict:
+def make_step(args, objective: str, chunked: bool):
+    """(step, sync, meta): one optimiser step of `objective` on its own model copy and the fixed
+    batch, a device sync, and the row's description (run_child times it; bench_paired_step
+    alternates two of them in one process)."""
     import torch
 
     from giftlab.losses import OBJECTIVES
@@ -106,6 +109,21 @@ def run_child(args, objective: str, chunked: bool) -> dict:
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
+    meta = {
+        "objective": "gift_cached" if cached else objective,
+        "loss_form": "chunked" if chunked else "dense",
+        "ref_weights_gib": 0.0
+        if ref is None
+        else sum(p.numel() * p.element_size() for p in ref.parameters()) / 2**30,
+    }
+    return step, sync, meta
+
+
+def run_child(args, objective: str, chunked: bool) -> dict:
+    import torch
+
+    dev = torch.device(args.device)
+    step, sync, meta = make_step(args, objective, chunked)
     step()
     sync()
     if dev.type == "cuda":
@@ -123,8 +141,8 @@ def run_child(args, objective: str, chunked: bool) -> dict:
     )
     best = min(times)
     return {
-        "objective": "gift_cached" if cached else objective,
-        "loss_form": "chunked" if chunked else "dense",
+        "objective": meta["objective"],
+        "loss_form": meta["loss_form"],
         "model": args.model,
         "device": args.device,
         "dtype": "bf16" if args.bf16 else "fp32",
@@ -133,9 +151,7 @@ def run_child(args, objective: str, chunked: bool) -> dict:
         "step_s": best,
         "tokens_per_s": args.batch * args.seq / best,
         "peak_gib": peak / 2**30,
-        "ref_weights_gib": 0.0
-        if ref is None
-        else sum(p.numel() * p.element_size() for p in ref.parameters()) / 2**30,
+        "ref_weights_gib": meta["ref_weights_gib"],
     }
 
 
