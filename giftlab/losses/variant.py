@@ -183,6 +183,30 @@ def fused_linear_target_loss(spec: str, target):
     return loss
 
 
+def check_numpy_target(spec: str, fn) -> None:
+    """The variant on random inputs gives (L, V) rows of probabilities (finite, >= 0, summing to
+    1 within 1e-6): the loss's gradient softmax(z) - q assumes it. VariantError otherwise."""
+    gen = np.random.default_rng(1)
+    base = gen.dirichlet(np.full(7, 0.5), size=5)
+    tokens = gen.integers(0, 7, size=5)
+    for value in PROBE_VALUES:
+        try:
+            q = np.asarray(fn(base.copy(), tokens.copy(), value), dtype=np.float64)
+        except Exception as err:  # noqa: BLE001 - the user's function, named
+            raise VariantError(
+                f"{spec} raised {type(err).__name__} at value {value}: {err}"
+            ) from None
+        if q.shape != base.shape:
+            raise VariantError(f"{spec} returned shape {q.shape} for base {base.shape}")
+        if not np.isfinite(q).all() or (q < 0).any():
+            raise VariantError(
+                f"{spec} returned negative, NaN or infinite entries at value {value}"
+            )
+        worst = float(np.abs(q.sum(-1) - 1).max())
+        if worst > 1e-6:
+            raise VariantError(f"{spec}: its rows sum to {1 + worst:.9g}, not 1, at value {value}")
+
+
 def register_variant(spec: str):
     """Make MODULE:FUNCTION an objective (its value the setting `beta`); returns (objective,
     message): the message says which path it trains on. VariantError when it cannot be loaded."""
@@ -191,6 +215,7 @@ def register_variant(spec: str):
     if spec in OBJECTIVES:
         return OBJECTIVES[spec], VARIANT_PATHS.get(spec)
     fn = load_variant(spec)
+    check_numpy_target(spec, fn)
     torch_fn = torch_form(spec, fn)
     why = probe_torch_form(spec, fn, torch_fn)
     if why is None:

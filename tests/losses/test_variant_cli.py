@@ -37,6 +37,10 @@ def numpy_only(base, tokens, eta):  # np.eye indexing: no torch form
     return 0.5 * base + 0.5 * np.eye(base.shape[1])[np.asarray(tokens)]
 
 
+def not_a_distribution(base, tokens, eta):
+    return base + onehot(base, tokens)
+
+
 def with_companion(base, tokens, eta):
     return 0.25 * base + 0.75 * np.eye(base.shape[1])[tokens]
 
@@ -166,6 +170,7 @@ def test_a_variant_that_cannot_be_imported_is_one_line_and_exit_2(env, user_modu
     for spec, message in (
         ("nosuchmodule:f", "cannot import nosuchmodule"),
         ("uservariants:nothere", "has no 'nothere'"),
+        ("uservariants:not_a_distribution", "rows sum to 2, not 1"),
     ):
         capsys.readouterr()
         argv = ["train", *_train_args(env), f"objective={spec}", "out_dir=never"]
@@ -218,3 +223,25 @@ def test_one_file_validated_then_trained_from_the_command_line(
     argv = ["train", *_train_args(env), f"objective={spec}", "save_final=true", "out_dir=t2"]
     assert main(argv) == 0
     assert "Not validated against the exact Gibbs policy" in Path("t2/final/README.md").read_text()
+
+
+def test_gifttrainer_takes_a_variant_by_name_and_matches_its_gift(user_module, tmp_path):
+    """TRL's path: GIFTConfig(objective="MODULE:FUNCTION") registers the variant; written as
+    GIFT's target its loss and gradients equal the built-in gift's on the same batch (float64)."""
+    pytest.importorskip("trl")
+    from tests.integrations.test_trl import _trainer
+    from tests.helpers import save_tiny_model
+
+    model_dir = tmp_path / "tiny"
+    save_tiny_model(model_dir)
+    got = []
+    for objective in ("gift", "uservariants:gift_like"):
+        tr = _trainer(
+            model_dir, tmp_path / objective.replace(":", "-"), objective=objective, smoothing=0.0
+        )
+        batch = dict(next(iter(tr.get_train_dataloader())))
+        loss = tr.compute_loss(tr.model, batch)
+        got.append((loss, torch.autograd.grad(loss, list(tr.model.parameters()))))
+    torch.testing.assert_close(got[1][0], got[0][0], rtol=1e-10, atol=1e-12)
+    for a, b in zip(got[1][1], got[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
