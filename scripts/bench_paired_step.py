@@ -41,9 +41,9 @@ def median_interval(values, level=0.95):
 
 
 def main(argv=None) -> int:
+    import bench_train
     import torch
 
-    import bench_train
     from giftlab.provenance import write_csv
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

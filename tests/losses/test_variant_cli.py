@@ -229,8 +229,8 @@ def test_gifttrainer_takes_a_variant_by_name_and_matches_its_gift(user_module, t
     """TRL's path: GIFTConfig(objective="MODULE:FUNCTION") registers the variant; written as
     GIFT's target its loss and gradients equal the built-in gift's on the same batch (float64)."""
     pytest.importorskip("trl")
-    from tests.integrations.test_trl import _trainer
     from tests.helpers import save_tiny_model
+    from tests.integrations.test_trl import _trainer
 
     model_dir = tmp_path / "tiny"
     save_tiny_model(model_dir)
