@@ -3,7 +3,7 @@ beta, measured on the base model (the gate w_t = sigmoid(log(e^beta - 1) + log p
 the base alone, so the step-0 statistics decide the default).
 
     python scripts/measure_default_beta.py                    # smollm2, data/countdown/val.jsonl
-    python scripts/measure_default_beta.py --betas 1,2,5,10,20 --csv paper_figures/default_beta.csv
+    python scripts/measure_default_beta.py --csv paper_figures/default_beta.csv
 
 Prints, per beta: the mean gate over response tokens (1 = one-hot SFT), the share of tokens with
 w < 1/2 (where the target keeps more of the base than of the one-hot) and the mean entropy of the

@@ -104,7 +104,7 @@ def claims(folder: Path) -> list[str]:
         f"one instance), KL to the optimum after {last} RL steps | oracle start {oracle:.1e}; "
         f"best demonstration-only start {demo_only:.3f} | holds for the oracle start only |"
     )
-    return rows
+    return rows + real.left_out_rows()
 
 
 def _ci_cell(d: dict) -> str:
@@ -137,20 +137,46 @@ class RealEvidence:
     def __init__(self, folder: Path):
         from giftlab.results import load_results
 
-        self.sweeps = {}
+        self.sweeps, self.left_out = {}, []
         for name, label in (
             ("real_sft_sweep", "short prompts"),
             ("real_sft_sweep_fewshot", "few-shot prompts"),
         ):
             path = folder / name / "results.json"
             if path.exists():
-                self.sweeps[label] = load_results(path)
+                sweep = load_results(path)
+                reason = self._cannot_test(sweep)
+                if reason:
+                    self.left_out.append((self._sweep_label(label, sweep), name, reason))
+                else:
+                    self.sweeps[label] = sweep
         path = folder / "pipeline" / "results.json"
         self.pipeline = load_results(path) if path.exists() else None
         if self.pipeline and not any("drift/kl_to_base" in r for r in self.pipeline["results"]):
             self.pipeline = None  # an older pipeline without per-problem drift: quoted, not judged
 
     # -- the sweeps ---------------------------------------------------------------------------
+    @staticmethod
+    def _cannot_test(sweep: dict) -> str | None:
+        """Why a sweep cannot test the claims (None: it can): a base that solves no held-out
+        problem at pass@n leaves no diversity to keep, whatever the number of seeds."""
+        n = sweep["config"]["eval_samples"]
+        base = next((r for r in sweep["results"] if r["init"] == "base"), None)
+        if base is not None and base[f"pass@{n}"] == 0:
+            return (
+                f"the base solves none of the held-out problems (pass@{n} 0.000), so no "
+                "diversity kept from the base can show; its numbers stay in its own section and "
+                "the quoted lines, not in the verdicts"
+            )
+        return None
+
+    def left_out_rows(self) -> list[str]:
+        """One row per source left out of the verdicts, with the reason."""
+        return [
+            f"| (left out) | {tag} (`{name}/`) | - | left out: {reason} |"
+            for tag, name, reason in self.left_out
+        ]
+
     def _sweep_metric(self, sweep: dict, name: str, metric: str, against: str = "sft") -> dict:
         """Start `name` minus start `against` on the same problems (clustered CI)."""
         from giftlab.pipeline import paired_vs_sft
