@@ -23,9 +23,11 @@ from giftlab.config import (
 )
 from giftlab.config import setting as _f
 from giftlab.data.tasks import TASK_DEFAULTS
+from giftlab.errors import RunDirError
 from giftlab.losses import OBJECTIVES
 from giftlab.results import flat_row, load_results
 from giftlab.runtime import RunDir
+from giftlab.stats import format_paired, paired_vs_sft, per_problem_values, seeds_done
 
 
 @dataclass
@@ -136,14 +138,76 @@ class PipelineConfig(FlatConfig):
 PIPELINE_RESUME_MUTABLE = ("seeds", "inits", "overwrite")
 
 
-def pipeline_layout(name: str) -> bool:
-    """A top-level name of a pipeline's own layout (overwrite may remove it)."""
-    import re
+LAYOUT = "layout.json"  # the record of the folders a pipeline made in its out_dir
+FIXED_LAYOUT = (
+    "data",
+    "results.json",
+    "results.json.tmp",
+    "report.md",
+    "pipeline.png",
+    LAYOUT,
+    LAYOUT + ".tmp",
+)
 
-    return name in ("data", "results.json", "report.md", "pipeline.png") or bool(
-        re.match(r"^[A-Za-z_][\w.]*(-[A-Za-z_]\w*)?(-[0-9.e+inf-]+)?(-k\d+)?-seed-?\d+$", name)
-        or re.match(r"^ref-cache-k\d+$", name)
-    )
+
+def cell_name(spec: str, seed: int) -> str:
+    """The folder of one start x training seed ('gift:5@k16', 0 -> 'gift-5-k16-seed0')."""
+    return f"{spec.replace(':', '-').replace('@', '-')}-seed{seed}"
+
+
+class PipelineLayout:
+    """The top-level names of a pipeline folder that are the pipeline's own (what --resume keeps
+    and overwrite=true may remove): its fixed files, and each cell and cache folder, recorded in
+    layout.json before the folder is made. A folder written before the record existed: the cells
+    and caches its own config.json names. Nothing is recognised by the look of its name."""
+
+    def __init__(self, out):
+        self.out = Path(out)
+        self._derived = None  # the names config.json gave before the run rewrote it
+
+    def names(self) -> set[str]:
+        record = self.out / LAYOUT
+        if record.exists():
+            try:
+                return set(FIXED_LAYOUT) | set(json.loads(record.read_text())["made"])
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                raise RunDirError(
+                    f"{record} is damaged: cannot tell which folders the pipeline made; "
+                    "restore it, or move the folders you want to keep and start a new out_dir"
+                ) from None
+        if self._derived is None:
+            self._derived = self._from_config()
+        return set(FIXED_LAYOUT) | self._derived
+
+    def _from_config(self) -> set[str]:
+        try:
+            saved = json.loads((self.out / "config.json").read_text())["config"]
+            inits, seeds = list(saved["inits"]), list(saved["seeds"])
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            return set()
+        made = set()
+        for spec in inits:
+            try:
+                shown = init_display(spec)
+            except ConfigError:  # an objective not registered in this process: its name as given
+                shown = spec
+            made |= {cell_name(shown, seed) for seed in seeds}
+            _, _, k = shown.partition("@k")
+            if k.isdigit():
+                made.add(f"ref-cache-k{k}")
+        return made
+
+    def __call__(self, name: str) -> bool:
+        return name in self.names()
+
+    def record(self, name: str | None = None) -> Path:
+        """Add `name` to the record (before the folder is made; None: write the record as it
+        stands); returns the folder."""
+        made = sorted((self.names() - set(FIXED_LAYOUT)) | ({name} if name else set()))
+        tmp = self.out / (LAYOUT + ".tmp")
+        tmp.write_text(json.dumps({"made": made}, indent=1))
+        tmp.replace(self.out / LAYOUT)
+        return self.out / (name or "")
 
 
 def _init_args(spec: str) -> tuple[str, dict]:
@@ -226,6 +290,7 @@ def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
     from giftlab.provenance import provenance
 
     check_model_name(cfg.model, "model", cfg.attn_implementation)  # before the folder is touched
+    layout = PipelineLayout(cfg.out_dir)
     with RunDir(
         cfg.out_dir,
         resume=resume,
@@ -233,11 +298,12 @@ def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
         log=log,
         config=cfg.to_dict(),
         mutable=PIPELINE_RESUME_MUTABLE,
-        layout=pipeline_layout,
+        layout=layout,
     ) as run:
         started = provenance()  # the code that runs: results.json names it, not a later commit
+        layout.record()  # before config.json changes: a folder of an earlier version keeps its cells
         run.write_config({"config": cfg.to_dict(), "provenance": started})
-        return _run(cfg, run.path, log, started, resume)
+        return _run(cfg, run.path, log, started, resume, layout)
 
 
 def _check_lengths(cfg, path, tokenizer) -> None:
@@ -259,7 +325,7 @@ class _Run:
     """One pipeline run's state: the data, the base model, the results so far (results.json is
     rewritten after every evaluation, so a crash loses no result)."""
 
-    def __init__(self, cfg: PipelineConfig, out: Path, log, started: dict, resume: bool):
+    def __init__(self, cfg: PipelineConfig, out: Path, log, started: dict, resume: bool, layout):
         from giftlab.data import read_records
         from giftlab.data.tasks import write_task_data
         from giftlab.models import load_model, load_tokenizer
@@ -267,6 +333,7 @@ class _Run:
         from giftlab.runtime.distributed import default_device
 
         self.cfg, self.out, self.log, self.started = cfg, out, log, started
+        self.layout = layout if layout is not None else PipelineLayout(out)
         self.t_start = time.perf_counter()
         self.paths = write_task_data(
             cfg.task, out / "data", cfg.n_train, cfg.n_val, seed=0, prompt_style=cfg.prompt_style
@@ -360,11 +427,12 @@ class _Run:
     def ref_cache(self, k: int) -> Path:
         """The base model's reference cache of the top k tokens over the training and selection
         examples (built once, resumed if stopped)."""
+        from giftlab.engine.cache import is_complete
         from giftlab.refcache import RefCacheConfig, build_ref_cache
 
         cfg = self.cfg
-        folder = self.out / f"ref-cache-k{k}"
-        if not (folder / "manifest.json").exists() or not _complete(folder):
+        folder = self.layout.record(f"ref-cache-k{k}")
+        if not is_complete(folder):
             self.log(f"building the reference cache, top {k}")
             build_ref_cache(
                 RefCacheConfig(
@@ -414,7 +482,7 @@ class _Run:
         if self.done(spec, seed, last):
             self.log(f"[{spec} seed {seed}] kept (finished before)")
             return
-        folder = self.out / f"{spec.replace(':', '-').replace('@', '-')}-seed{seed}"
+        folder = self.layout.record(cell_name(spec, seed))
         start = self.fine_tune(spec, seed, folder)
         if not self.done(spec, seed, "before RL"):
             before = self.evaluate(start, seed) | {"start_checkpoint": start.name}
@@ -430,8 +498,8 @@ class _Run:
         self.log(f"[{spec} seed {seed}] pass@1 after {after['pass_at_k'][1]:.3f}")
 
 
-def _run(cfg: PipelineConfig, out: Path, log, started: dict, resume: bool = False) -> Path:
-    run = _Run(cfg, out, log, started, resume)
+def _run(cfg: PipelineConfig, out: Path, log, started: dict, resume=False, layout=None) -> Path:
+    run = _Run(cfg, out, log, started, resume, layout)
     if not run.done("base", 0, "before RL"):
         log("evaluating the base model")
         run.keep(flat_row("base", 0, "before RL", run.evaluate(run.base, 0)))
@@ -441,10 +509,6 @@ def _run(cfg: PipelineConfig, out: Path, log, started: dict, resume: bool = Fals
     _write_results(out, cfg, run.results, started, run.minutes())
     _report(out, cfg, run.results, run.minutes())
     return out / "report.md"
-
-
-def _complete(folder: Path) -> bool:
-    return bool(json.loads((folder / "manifest.json").read_text()).get("complete"))
 
 
 def _reward_curve(path: Path) -> list[float]:
@@ -518,11 +582,6 @@ def model_display(model: str) -> str:
     return REPORT_NAME if model == DEFAULT_MODEL else model
 
 
-def seeds_done(results: list[dict]) -> list[int]:
-    """Training seeds with at least one evaluated init (a stopped run may have fewer than asked)."""
-    return sorted({r["seed"] for r in results if r["init"] != "base"})
-
-
 def _seeds_text(cfg, results: list[dict]) -> str:
     done = seeds_done(results)
     if done == sorted(cfg.seeds):
@@ -543,82 +602,6 @@ def _write_results(out: Path, cfg, results: list[dict], started: dict, minutes: 
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(out / "results.json")
-
-
-def per_problem_values(rows: list[dict], key: str, n: int):
-    """Per-problem values of `key` averaged over the rows' seeds (None if not per-problem)."""
-    from giftlab.diagnostics import pass_at_k
-
-    if key.startswith("pass@") and all("per_problem_correct" in r for r in rows):
-        k = int(key[5:])
-        return np.mean([pass_at_k(n, np.array(r["per_problem_correct"]), k) for r in rows], 0)
-    if key == "distinct_correct" and all("per_problem_distinct_correct" in r for r in rows):
-        return np.mean([np.array(r["per_problem_distinct_correct"], float) for r in rows], 0)
-    if key.startswith("drift/") and all(key in r for r in rows):
-        return np.mean([np.array(r[key], float) for r in rows], 0)
-    return None
-
-
-def paired_vs_sft(
-    results: list[dict], n_samples: int, keys: list[str], against: str = "sft"
-) -> list[dict]:
-    """Each init minus `against` (SFT), per stage and metric, on the same problems and training
-    seeds: {init, stage, metric, mean, low, high, n, n_seeds, mdd, per_seed}. low/high: the 95%
-    CI over training seeds and problems together (`giftlab.stats.seed_problem_difference`: NaN
-    with one training seed, which cannot show training variation); mdd: the smallest difference
-    the design resolves; per_seed: {seed: mean difference with that seed alone}."""
-    from giftlab.stats import seed_problem_difference
-
-    groups: dict = {}
-    for r in results:
-        groups.setdefault((r["init"], r["stage"]), []).append(r)
-    out = []
-    for (init, stage), rs in groups.items():
-        ref = groups.get((against, stage))
-        if init in (against, "base") or ref is None:
-            continue
-        by_seed = {r["seed"]: r for r in ref}
-        rs = [r for r in rs if r["seed"] in by_seed]  # pairs only: a stopped run may lack some
-        if not rs:
-            continue
-        for k in keys:
-            rows = [
-                (
-                    per_problem_values([r], k, n_samples),
-                    per_problem_values([by_seed[r["seed"]]], k, n_samples),
-                )
-                for r in rs
-            ]
-            if any(a is None or b is None or len(a) < 2 for a, b in rows):
-                continue
-            ci = seed_problem_difference(np.array([a - b for a, b in rows]))
-            out.append(
-                {
-                    "init": init,
-                    "stage": stage,
-                    "metric": k,
-                    "mean": ci["mean"],
-                    "low": ci["low"],
-                    "high": ci["high"],
-                    "n": ci["n_problems"],
-                    "n_seeds": ci["n_seeds"],
-                    "mdd": ci["mdd"],
-                    "per_seed": {r["seed"]: v for r, v in zip(rs, ci["per_seed"])},
-                }
-            )
-    return out
-
-
-def format_paired(d: dict) -> str:
-    """A `paired_vs_sft` row in words: the difference, its 95% CI over training seeds and
-    problems, the resolvable difference, the number of training seeds and each seed's own."""
-    seeds = ", ".join(f"{v:+.3f}" for v in d["per_seed"].values())
-    if d.get("n_seeds", len(d["per_seed"])) < 2:
-        return f"{d['mean']:+.3f}, 1 training seed (no interval: training variation unmeasured)"
-    return (
-        f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], resolvable {d['mdd']:.3f}, "
-        f"{d['n_seeds']} training seeds ({seeds})"
-    )
 
 
 def _difference_panel(ax, paired: list[dict], keys: list[str]) -> None:

@@ -23,6 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from giftlab.errors import InputError
+from giftlab.provenance import write_csv
+from giftlab.results import load_results
+from giftlab.stats import (
+    per_problem_values,
+    predicted_resolution,
+    seed_problem_difference,
+    variance_components,
+)
 
 # One cell on the 2-core CPU here (SmolLM2-135M-Instruct, the few-shot sweep's settings, fast
 # sampler): E, the evaluation of 300 problems x 8 samples, 3.2 min (scripts/bench_eval.py,
@@ -70,8 +78,6 @@ def plan(
     eval_min: float = EVAL_MIN,
 ) -> list[dict]:
     """One row per start, metric and candidate design (the measured design first, marked)."""
-    from giftlab.pipeline import per_problem_values
-    from giftlab.stats import predicted_resolution, seed_problem_difference, variance_components
 
     rows_in = results["results"]
     n = int(results["config"]["eval_samples"])
@@ -206,8 +212,6 @@ def plan_figure(rows: list[dict]):
 
 def run_plan(path, out=None, **kw) -> list[dict]:
     """Read RESULTS.json, print the table; with `out`, write plan.csv and plan.png there."""
-    from giftlab.results import load_results
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such results file (a giftlab pipeline's results.json)")
@@ -217,8 +221,6 @@ def run_plan(path, out=None, **kw) -> list[dict]:
     rows = plan(data, **kw)
     print(plan_table(rows))
     if out is not None:
-        from giftlab.provenance import write_csv
-
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "plan.csv", rows)

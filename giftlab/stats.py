@@ -13,8 +13,14 @@ import math
 import numpy as np
 from scipy import stats as sps
 
+from giftlab.diagnostics.sampling import pass_at_k
+
 __all__ = [
     "binomial_ci",
+    "format_paired",
+    "paired_vs_sft",
+    "per_problem_values",
+    "seeds_done",
     "clustered_mean_ci",
     "minimum_detectable_difference",
     "minimum_detectable_paired_difference",
@@ -106,8 +112,6 @@ def paired_problem_difference(a, b, confidence: float = 0.95) -> dict:
 def paired_pass_at_k_difference(c_a, c_b, n: int, k: int, confidence: float = 0.95) -> dict:
     """pass@k of method A minus method B on the same problems (unbiased estimator per problem from
     c correct of n samples), with a clustered bootstrap CI over problems."""
-    from giftlab.diagnostics.sampling import pass_at_k
-
     c_a, c_b = np.asarray(c_a), np.asarray(c_b)
     if c_a.shape != c_b.shape:
         raise ValueError(f"per-problem counts differ in shape: {c_a.shape} vs {c_b.shape}")
@@ -280,3 +284,83 @@ def predicted_resolution(
     se = math.sqrt(var)
     t = float(sps.t.ppf(0.975, df))
     return {"se": se, "df": df, "half_width": t * se, "mdd": (t + float(sps.t.ppf(0.8, df))) * se}
+
+
+# -- the pipeline's results: each start minus SFT, paired on problems and training seeds ------
+
+
+def seeds_done(results: list[dict]) -> list[int]:
+    """Training seeds with at least one evaluated init (a stopped run may have fewer than asked)."""
+    return sorted({r["seed"] for r in results if r["init"] != "base"})
+
+
+def per_problem_values(rows: list[dict], key: str, n: int):
+    """Per-problem values of `key` averaged over the rows' seeds (None if not per-problem)."""
+    if key.startswith("pass@") and all("per_problem_correct" in r for r in rows):
+        k = int(key[5:])
+        return np.mean([pass_at_k(n, np.array(r["per_problem_correct"]), k) for r in rows], 0)
+    if key == "distinct_correct" and all("per_problem_distinct_correct" in r for r in rows):
+        return np.mean([np.array(r["per_problem_distinct_correct"], float) for r in rows], 0)
+    if key.startswith("drift/") and all(key in r for r in rows):
+        return np.mean([np.array(r[key], float) for r in rows], 0)
+    return None
+
+
+def paired_vs_sft(
+    results: list[dict], n_samples: int, keys: list[str], against: str = "sft"
+) -> list[dict]:
+    """Each init minus `against` (SFT), per stage and metric, on the same problems and training
+    seeds: {init, stage, metric, mean, low, high, n, n_seeds, mdd, per_seed}. low/high: the 95%
+    CI over training seeds and problems together (`giftlab.stats.seed_problem_difference`: NaN
+    with one training seed, which cannot show training variation); mdd: the smallest difference
+    the design resolves; per_seed: {seed: mean difference with that seed alone}."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r["init"], r["stage"]), []).append(r)
+    out = []
+    for (init, stage), rs in groups.items():
+        ref = groups.get((against, stage))
+        if init in (against, "base") or ref is None:
+            continue
+        by_seed = {r["seed"]: r for r in ref}
+        rs = [r for r in rs if r["seed"] in by_seed]  # pairs only: a stopped run may lack some
+        if not rs:
+            continue
+        for k in keys:
+            rows = [
+                (
+                    per_problem_values([r], k, n_samples),
+                    per_problem_values([by_seed[r["seed"]]], k, n_samples),
+                )
+                for r in rs
+            ]
+            if any(a is None or b is None or len(a) < 2 for a, b in rows):
+                continue
+            ci = seed_problem_difference(np.array([a - b for a, b in rows]))
+            out.append(
+                {
+                    "init": init,
+                    "stage": stage,
+                    "metric": k,
+                    "mean": ci["mean"],
+                    "low": ci["low"],
+                    "high": ci["high"],
+                    "n": ci["n_problems"],
+                    "n_seeds": ci["n_seeds"],
+                    "mdd": ci["mdd"],
+                    "per_seed": {r["seed"]: v for r, v in zip(rs, ci["per_seed"])},
+                }
+            )
+    return out
+
+
+def format_paired(d: dict) -> str:
+    """A `paired_vs_sft` row in words: the difference, its 95% CI over training seeds and
+    problems, the resolvable difference, the number of training seeds and each seed's own."""
+    seeds = ", ".join(f"{v:+.3f}" for v in d["per_seed"].values())
+    if d.get("n_seeds", len(d["per_seed"])) < 2:
+        return f"{d['mean']:+.3f}, 1 training seed (no interval: training variation unmeasured)"
+    return (
+        f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}], resolvable {d['mdd']:.3f}, "
+        f"{d['n_seeds']} training seeds ({seeds})"
+    )

@@ -51,9 +51,10 @@ def make_step(args, objective: str, chunked: bool):
     alternates two of them in one process)."""
     import torch
 
+    from giftlab.engine import CausalLMBody, Models, forward, objective_sum
     from giftlab.losses import OBJECTIVES
     from giftlab.models import load_model
-    from giftlab.train import CausalLMBody, Models, TrainConfig, forward, objective_sum
+    from giftlab.train import TrainConfig
 
     dev = torch.device(args.device)
     torch.manual_seed(0)
@@ -87,12 +88,10 @@ def make_step(args, objective: str, chunked: bool):
     }
     obj = OBJECTIVES[objective]
     m = Models(
-        model,
-        CausalLMBody(model),
-        ref,
-        None if ref is None else CausalLMBody(ref),
-        lora=False,
-        fsdp=False,
+        policy=model,
+        body=CausalLMBody(model),
+        ref=ref,
+        ref_body=None if ref is None else CausalLMBody(ref),
         ref_cache=cache,
     )
     params = [p for p in model.parameters() if p.requires_grad]
@@ -156,10 +155,10 @@ def run_child(args, objective: str, chunked: bool) -> dict:
 
 
 class _RowsCache:
-    """The benchmark batch's cached reference rows (as giftlab.refcache.RefCache.rows gives)."""
+    """The benchmark batch's cached reference rows (as giftlab.engine.cache.RefCache.rows gives)."""
 
     def __init__(self, rows: dict, device):
-        from giftlab.refcache import CachedRows
+        from giftlab.engine.cache import CachedRows
 
         self._rows = CachedRows(*(rows[k].to(device) for k in ("ids", "logp", "gold", "tail")))
 
@@ -176,10 +175,10 @@ def build_cache_child(args) -> dict:
     import numpy as np
     import torch
 
+    from giftlab.engine.objective import CausalLMBody
     from giftlab.models import load_model
     from giftlab.models.head import lm_head
     from giftlab.refcache import reference_rows
-    from giftlab.runtime.objective import CausalLMBody
 
     dev = torch.device(args.device)
     torch.manual_seed(0)

@@ -34,9 +34,13 @@ def table(folder: Path) -> str:
     problems with its 95% clustered interval and resolvable difference (the two runs share the
     seed's data order, initialisation and sampling seeds, so the difference is the cache's);
     with two or more seeds also the interval over seeds and problems."""
-    from giftlab.pipeline import format_paired, paired_vs_sft, per_problem_values
     from giftlab.results import load_results
-    from giftlab.stats import paired_problem_difference
+    from giftlab.stats import (
+        format_paired,
+        paired_problem_difference,
+        paired_vs_sft,
+        per_problem_values,
+    )
 
     data = load_results(folder / "results.json")
     n = data["config"]["eval_samples"]

@@ -1,4 +1,8 @@
-"""The house rule: theory imports no torch and no losses; losses/diagnostics never import theory."""
+"""The house rules of the layout (README, "Layout"): every import of a giftlab module points down
+the layers of LAYERS (no arrow up, no circle), plus the named rules: theory imports no torch and
+nothing of giftlab's torch side; losses never import theory, train, rl or runtime; runtime is
+plumbing and imports no domain package; integrations never import train; plots never import
+theory or train; nothing imports the CLI; no private name crosses a package."""
 
 import ast
 from pathlib import Path
@@ -6,6 +10,35 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "giftlab"
+
+# giftlab's packages (and top-level modules) from the bottom up: a module imports only from
+# layers below its own. Two packages of one layer never import each other (train and rl, the
+# pipeline and the integrations, the planner and the figures).
+LAYERS = (
+    ("errors", "validation", "provenance"),
+    ("config", "variants", "share"),
+    ("runtime", "data", "diagnostics", "losses", "theory", "results", "plots"),
+    ("stats", "rewards", "models"),
+    ("engine",),
+    ("refcache",),
+    ("train", "rl"),
+    ("integrations", "pipeline"),
+    ("planner", "figures"),
+    ("reports",),
+    ("cli",),
+)
+LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
+TORCH_SIDE = tuple(
+    f"giftlab.{p}"
+    for p in ("losses", "models", "engine", "runtime", "train", "rl", "refcache", "diagnostics")
+)
+# what runtime (plumbing) may not import: every package that knows about objectives, models or data
+DOMAIN = tuple(
+    f"giftlab.{p}"
+    for names in LAYERS
+    for p in names
+    if p not in ("errors", "validation", "provenance", "config", "runtime")
+)
 
 
 def _imports(folder: Path) -> set[tuple[str, str]]:
@@ -22,11 +55,13 @@ def _imports(folder: Path) -> set[tuple[str, str]]:
 @pytest.mark.parametrize(
     "package, forbidden",
     [
-        ("theory", ("torch", "giftlab.losses", "giftlab.diagnostics", "giftlab.train")),
-        ("losses", ("giftlab.theory",)),
+        ("theory", ("torch", *TORCH_SIDE)),
+        ("losses", ("giftlab.theory", "giftlab.train", "giftlab.rl", "giftlab.runtime")),
         ("diagnostics", ("giftlab.theory",)),
         ("rl", ("giftlab.train",)),  # shared plumbing lives in giftlab.runtime
-        ("runtime", ("giftlab.train", "giftlab.rl", "giftlab.cli")),
+        ("runtime", DOMAIN),
+        ("integrations", ("giftlab.train",)),
+        ("plots", ("giftlab.theory", "giftlab.train")),
         ("reports", ("giftlab.cli",)),
     ],
 )
@@ -93,3 +128,51 @@ def test_the_private_import_checker_sees_one(tmp_path):
     assert _private_imports(tmp_path / "giftlab") == [
         (str(pkg / "m.py"), "giftlab.train.loop._objective_sum")
     ]
+
+
+def _giftlab_edges(root: Path) -> set[tuple[str, str]]:
+    """(importer's package, imported package) for every import of one giftlab package by another
+    (top-level and inside functions alike); giftlab's own __init__ (the version) is left out."""
+    edges = set()
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).with_suffix("").parts
+        here = rel[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                continue  # relative imports stay inside a package
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "giftlab" and len(parts) > 1 and parts[1] != here:
+                    edges.add((here, parts[1]))
+    return edges
+
+
+def test_every_package_has_a_layer():
+    found = {p.stem if p.is_file() else p.name for p in ROOT.iterdir()}
+    found = {f for f in found if not f.startswith(("_", ".")) and f != "py"}
+    assert found <= set(LAYER), f"packages with no layer in LAYERS: {sorted(found - set(LAYER))}"
+
+
+def test_no_arrow_up_and_no_circle():
+    """Every import points to a lower layer: so no package imports one above it or beside it,
+    and no circle of imports can exist."""
+    bad = [
+        f"giftlab.{a} (layer {LAYER[a]}) imports giftlab.{b} (layer {LAYER.get(b)})"
+        for a, b in sorted(_giftlab_edges(ROOT))
+        if b in LAYER and LAYER[b] >= LAYER[a]
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_layer_checker_sees_an_arrow_up(tmp_path):
+    """Guard: a planted import of the pipeline from the figures is found."""
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "m.py").write_text("def f():\n    from giftlab.pipeline import x\n")
+    assert ("figures", "pipeline") in _giftlab_edges(tmp_path)

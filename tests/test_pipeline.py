@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from giftlab.pipeline import run_pipeline
+from giftlab.pipeline import PipelineConfig, run_pipeline
 from tests.helpers import tiny_pipeline_config
 
 
@@ -42,7 +42,7 @@ def test_pipeline_writes_report_table_and_figure(tmp_path):
 
 def test_paired_vs_sft_by_hand():
     """Synthetic per-problem counts: the mean difference, each seed's and the CI by hand."""
-    from giftlab.pipeline import paired_vs_sft
+    from giftlab.stats import paired_vs_sft
 
     def row(init, seed, counts, drift):
         return {
@@ -97,3 +97,61 @@ def test_a_registered_variant_runs_through_the_pipeline(tmp_path):
     sft_cfg = json.loads((tmp_path / "p" / "mix_np-0.3-seed0" / "sft" / "config.json").read_text())
     assert sft_cfg["config"]["objective"] == "mix_np"
     assert sft_cfg["config"]["hyper"] == {"np_weight": 0.3}
+
+
+def test_a_pipeline_resumes_its_own_folder_whatever_its_starts_are_named(tmp_path):
+    """The cells of 'gift:1e-05' and of a registered objective named 'MyMix' are the pipeline's
+    own because it recorded them (layout.json), not because their names look like cells: a
+    resume keeps them and appends a seed; a user's folder beside them is still foreign."""
+    from giftlab.errors import RunDirError
+    from giftlab.losses import gift_loss, register_objective
+
+    register_objective("MyMix", gift_loss, needs_ref=True, hyper={"beta": "beta"})
+    cfg = tiny_pipeline_config(
+        tmp_path, inits=["gift:1e-05", "MyMix"], seeds=[0], select="final", rl_steps=0
+    )
+    run_pipeline(cfg, log=lambda *a: None)
+    out = tmp_path / "p"
+    made = json.loads((out / "layout.json").read_text())["made"]
+    assert made == ["MyMix-seed0", "gift-1e-05-seed0"]
+    logs = []
+    run_pipeline(
+        PipelineConfig(**(cfg.to_dict() | {"seeds": [0, 1]})), log=logs.append, resume=True
+    )
+    rows = json.loads((out / "results.json").read_text())["results"]
+    assert sorted({(r["init"], r["seed"]) for r in rows if r["init"] != "base"}) == [
+        ("MyMix", 0),
+        ("MyMix", 1),
+        ("gift:1e-05", 0),
+        ("gift:1e-05", 1),
+    ]
+    assert any("[MyMix seed 0] kept" in str(x) for x in logs)
+    # overwrite=true may remove what the record names, and refuses a folder it did not make
+    (out / "MyNotes-seed0").mkdir()
+    with pytest.raises(RunDirError, match="MyNotes-seed0"):
+        run_pipeline(PipelineConfig(**(cfg.to_dict() | {"overwrite": True})))
+
+
+def test_a_pipeline_folder_without_a_record_is_known_from_its_config(tmp_path):
+    """A folder written before layout.json existed: its cells are those its config.json names."""
+    from giftlab.pipeline import PipelineLayout
+
+    out = tmp_path / "old"
+    (out / "gift-5-k16-seed1").mkdir(parents=True)
+    config = {"config": {"inits": ["sft", "gift:5@k16"], "seeds": [0, 1]}}
+    (out / "config.json").write_text(json.dumps(config))
+    layout = PipelineLayout(out)
+    assert layout("gift-5-k16-seed1") and layout("sft-seed0") and layout("ref-cache-k16")
+    assert not layout("sft-seed2") and not layout("notes")
+    layout.record("sft-seed2")
+    assert json.loads((out / "layout.json").read_text())["made"] == [
+        "gift-5-k16-seed0",
+        "gift-5-k16-seed1",
+        "ref-cache-k16",
+        "sft-seed0",
+        "sft-seed1",
+        "sft-seed2",
+    ]
+    (out / "layout.json").write_text("{not json")
+    with pytest.raises(Exception, match="layout.json is damaged"):
+        PipelineLayout(out)("sft-seed0")

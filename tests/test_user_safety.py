@@ -121,7 +121,7 @@ def test_a_pipeline_resumes_keeps_its_cells_and_appends_seeds(tmp_path):
 def test_a_pipeline_max_length_too_short_stops_before_training_and_the_rerun_is_not_refused(
     env, tmp_path, capsys
 ):
-    from giftlab.pipeline import pipeline_layout
+    from giftlab.pipeline import PipelineLayout
     from giftlab.runtime import RunDir
 
     out = tmp_path / "pipe"
@@ -132,7 +132,7 @@ def test_a_pipeline_max_length_too_short_stops_before_training_and_the_rerun_is_
     assert not (out / "results.json").exists()  # nothing evaluated, nothing trained
     assert not any(out.glob("*-seed*"))
     RunDir(
-        out, layout=pipeline_layout
+        out, layout=PipelineLayout(out)
     ).preflight()  # the corrected command is not refused ("already holds a run")
 
 

@@ -11,6 +11,9 @@ import csv
 import sys
 from pathlib import Path
 
+from giftlab.results import load_results
+from giftlab.stats import clustered_mean_ci, format_paired, paired_vs_sft, seeds_done
+
 
 def read_csv(path: Path) -> list[dict]:
     lines = [x for x in Path(path).read_text().splitlines() if not x.startswith("#")]
@@ -108,8 +111,6 @@ def claims(folder: Path) -> list[str]:
 
 
 def _ci_cell(d: dict) -> str:
-    from giftlab.pipeline import format_paired
-
     return format_paired(d)
 
 
@@ -135,8 +136,6 @@ class RealEvidence:
     the same GRPO budget)."""
 
     def __init__(self, folder: Path):
-        from giftlab.results import load_results
-
         self.sweeps, self.left_out = {}, []
         for name, label in (
             ("real_sft_sweep", "short prompts"),
@@ -179,8 +178,6 @@ class RealEvidence:
 
     def _sweep_metric(self, sweep: dict, name: str, metric: str, against: str = "sft") -> dict:
         """Start `name` minus start `against` on the same problems (clustered CI)."""
-        from giftlab.pipeline import paired_vs_sft
-
         n = sweep["config"]["eval_samples"]
         rows = paired_vs_sft(sweep["results"], n, [metric], against=against)
         return next(r for r in rows if r["init"] == name)
@@ -191,8 +188,6 @@ class RealEvidence:
         return max(gift, key=lambda r: r["pass@1"])["init"]
 
     def _sweep_label(self, label: str, sweep: dict) -> str:
-        from giftlab.pipeline import seeds_done
-
         c = sweep["config"]
         n = c["eval_samples"]
         base = next(r for r in sweep["results"] if r["init"] == "base")
@@ -204,15 +199,11 @@ class RealEvidence:
 
     # -- the pipeline -------------------------------------------------------------------------
     def _pipe(self, stage: str, metric: str) -> dict | None:
-        from giftlab.pipeline import paired_vs_sft
-
         cfg = self.pipeline["config"]
         rows = paired_vs_sft(self.pipeline["results"], cfg["eval_samples"], [metric])
         return next((r for r in rows if r["stage"] == stage), None)
 
     def _pipe_label(self, init: str, stage: str, metric: str) -> str:
-        from giftlab.pipeline import seeds_done
-
         c = self.pipeline["config"]
         return (
             f"real, pipeline, {init} {metric} {stage}: {c['n_val']} problems x "
@@ -329,8 +320,6 @@ def quoted_lines(folder: Path) -> list[str]:
 
 def _real_gate_lines(path: Path) -> list[str]:
     """scripts/real_gate.py: the fraction of real countdown tokens whose gate is below 1/2."""
-    from giftlab.stats import clustered_mean_ci
-
     if not path.exists():
         return []
     rows = read_csv(path)
@@ -353,7 +342,6 @@ def _real_gate_lines(path: Path) -> list[str]:
 def _sweep_lines(folder: Path, label: str = "real sweep") -> list[str]:
     """The SFT-stage sweep (`giftlab pipeline rl_steps=0`): each start's pass@k, and each start
     minus SFT on the held-out problems (clustered CIs)."""
-    from giftlab.pipeline import paired_vs_sft
     from giftlab.results import load_results
 
     path = folder / "results.json"
@@ -389,16 +377,12 @@ def _sweep_lines(folder: Path, label: str = "real sweep") -> list[str]:
 def _pipeline_lines(path: Path) -> list[str]:
     """The committed real-model pipeline: each init and stage's pass@1 / pass@n, and every
     init-minus-SFT difference of its report (clustered CI, resolvable difference, per seed)."""
-    from giftlab.results import load_results
-
     if not path.exists():
         return []
     data = load_results(path)
     cfg, results = data["config"], data["results"]
     if not any("drift/kl_to_base" in r for r in results):
         return []  # a pipeline from before per-problem drift was kept: nothing quoted
-    from giftlab.pipeline import paired_vs_sft, seeds_done
-
     n = cfg["eval_samples"]
     out = [
         f"- pipeline: {cfg['n_val']} held-out problems x {n} samples at T = "

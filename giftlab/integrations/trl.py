@@ -34,15 +34,15 @@ import torch
 from trl import SFTConfig, SFTTrainer
 
 from giftlab.config import ConfigError, at_least, check_rules, one_of
+from giftlab.engine.objective import CausalLMBody, Forward, Models, objective_sum, token_stats
 from giftlab.losses import OBJECTIVES
+from giftlab.losses.fused import KERNELS
 from giftlab.losses.settings import (
     OBJECTIVE_RULES,
     ObjectiveSettings,
     check_objective_settings,
 )
 from giftlab.models.head import check_head
-from giftlab.runtime.objective import CausalLMBody, Forward, Models, objective_sum, token_stats
-from giftlab.train.config import KERNELS
 
 __all__ = ["GIFTConfig", "GIFTTrainer", "add_response_hidden"]
 
@@ -236,9 +236,11 @@ class GIFTTrainer(SFTTrainer):
         base = policy.get_base_model() if self._peft else policy
         body = CausalLMBody(base)  # the trainer's own body: its head() is what the loss reads
         if self.ref_cache is not None:
-            return Models(policy, body, None, None, False, False, self.ref_cache)
+            return Models(
+                policy=policy, body=body, ref=None, ref_body=None, ref_cache=self.ref_cache
+            )
         ref = base if self._peft else self.accelerator.unwrap_model(self.ref_model)
-        return Models(policy, body, ref, CausalLMBody(ref), lora=False, fsdp=False)
+        return Models(policy=policy, body=body, ref=ref, ref_body=CausalLMBody(ref))
 
     # -- the reference cache ------------------------------------------------------------------
 
@@ -269,13 +271,15 @@ class GIFTTrainer(SFTTrainer):
         dropped)."""
         from pathlib import Path
 
-        from giftlab.refcache import (
+        from giftlab.engine.cache import (
+            SHARD_EXAMPLES,
             RefCache,
-            claim_cache_folder,
+            new_manifest,
+            read_manifest,
             tokenizer_hash,
             weights_hash,
-            write_cache,
         )
+        from giftlab.refcache import claim_cache_folder, write_cache
 
         a = self.args
         if ref_model is None:
@@ -286,21 +290,12 @@ class GIFTTrainer(SFTTrainer):
             "tokenizer": tokenizer_hash(self.processing_class),
         }
         out = Path(a.ref_cache)
-        manifest_file = out / "manifest.json"
-        if manifest_file.exists():
+        if read_manifest(out) is not None:
             cache = RefCache(out)
             saved = cache.manifest["fingerprint"]
             cache.check({k: parts.get(k, saved.get(k)) for k in saved})
             return cache
-        manifest = {
-            "version": 1,
-            "fingerprint": parts,
-            "top_k": a.ref_cache_top_k,
-            "dtype": a.ref_cache_dtype,
-            "shard_examples": 512,
-            "shards": {},
-            "complete": False,
-        }
+        manifest = new_manifest(parts, a.ref_cache_top_k, a.ref_cache_dtype, SHARD_EXAMPLES)
         manifest = claim_cache_folder(out, manifest, False, print)
         if isinstance(reference, str):
             from transformers import AutoModelForCausalLM
@@ -312,7 +307,10 @@ class GIFTTrainer(SFTTrainer):
                 del reference.forward
         reference.to(base.device)
         settings = {"top_k": a.ref_cache_top_k, "dtype": a.ref_cache_dtype}
-        settings |= {"shard_examples": 512, "batch_size": max(1, a.per_device_train_batch_size)}
+        settings |= {
+            "shard_examples": SHARD_EXAMPLES,
+            "batch_size": max(1, a.per_device_train_batch_size),
+        }
         pad = self.processing_class.pad_token_id
         progress = self.is_world_process_zero() and not a.disable_tqdm
         write_cache(out, manifest, self._cache_examples(), reference, pad, settings, progress)
@@ -322,7 +320,7 @@ class GIFTTrainer(SFTTrainer):
     def _cached_rows(self, inputs):
         """The cache's rows of this batch's documents, in the order the loss flattens them: a
         document is a row (up to its padding) or, packed, a run of position ids from 0."""
-        from giftlab.refcache import example_key
+        from giftlab.engine.cache import example_key
 
         ids = inputs["input_ids"]
         keys = []

@@ -102,7 +102,7 @@ class CachedReference:
     """The fused losses' reference from cached rows: called per chunk of tokens [s, e) with the
     policy's logits of the chunk, it returns log pi0~ (e - s, V) (cached_reference_logp).
 
-    rows: an object with ids (n, K), logp (n, K), gold (n,), tail (n,) (giftlab.refcache.CachedRows);
+    rows: an object with ids (n, K), logp (n, K), gold (n,), tail (n,) (giftlab.engine.cache.CachedRows);
     labels: (n,) the gold ids of the n tokens; vocab: V."""
 
     needs_policy = True

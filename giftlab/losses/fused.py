@@ -102,9 +102,16 @@ def _torch_chunk(z, zr, labels, beta, smoothing, row_scale, stats):
     return per_token, grad_z
 
 
+KERNELS = (
+    "auto",
+    "torch",
+    "triton",
+)  # the `kernel=` choices (auto: Triton on CUDA when it imports)
+
+
 def _chunk_fn(kernel: str, device: torch.device):
     """The per-chunk computation: "torch", "triton", or "auto" (Triton on CUDA when importable)."""
-    if kernel not in ("auto", "torch", "triton"):
+    if kernel not in KERNELS:
         raise ValueError(f"kernel must be auto, torch or triton, got {kernel!r}")
     if kernel == "auto":
         kernel = "triton" if device.type == "cuda" and triton_available() else "torch"

@@ -260,8 +260,8 @@ def evaluate_model(
     on `records` (device from the model) and, given the held-out `demos` and a model that is not
     the base, the teacher-forced drift from the base per problem (`drift_per_problem`).
     bf16: under bf16 autocast on the model's device (the precision of a bf16 run)."""
+    from giftlab.engine.drift import drift_per_problem
     from giftlab.runtime.distributed import precision
-    from giftlab.runtime.drift import drift_per_problem
 
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation pads on the left

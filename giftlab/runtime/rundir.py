@@ -158,8 +158,8 @@ class RunDir:
     def _nothing_to_lose(self, held) -> bool:
         """A run refused or failed before its first step (config.json and an empty metrics file,
         no checkpoint, model folder or result): a corrected rerun replaces it without asking."""
-        if set(held) - {"config.json", "metrics.jsonl", "tb", "mlruns", "data"}:
-            return False  # data/: the pipeline's generated problems, made again the same
+        if set(held) - {"config.json", "metrics.jsonl", "tb", "mlruns", "data", "layout.json"}:
+            return False  # data/, layout.json: the pipeline's problems and record, made again
         rows = read_metrics(self.path / "metrics.jsonl", log=lambda *a: None)
         return not any(r.get("step", 0) >= 1 for r in rows)
 

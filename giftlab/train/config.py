@@ -19,6 +19,7 @@ from giftlab.config import (
     one_of,
 )
 from giftlab.config import setting as _f
+from giftlab.losses.fused import KERNELS
 from giftlab.losses.settings import (
     OBJECTIVE_RULES,
     ObjectiveSettings,
@@ -26,7 +27,6 @@ from giftlab.losses.settings import (
 )
 
 # the fused loss heads (giftlab.losses.fused)
-KERNELS = ("auto", "torch", "triton")
 # keys a resumed run may change (recorded in config.json's history); any other is refused
 TRAIN_RESUME_MUTABLE = (
     *RunSettings.RESUME_MUTABLE,

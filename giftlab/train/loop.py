@@ -4,11 +4,11 @@
         take grad_accum micro-batches (each process its slice of the global batch)
         loss = sum over response tokens of the objective / response tokens in the global batch
         backward, clip, AdamW step, schedule step
-        log loss/, perf/ (and diag/ every diag_every steps), validate, checkpoint
+        log loss/, perf/ (and diag/ every diag_every steps), held-out statistics, checkpoint
 
 Run it directly (`giftlab train`) or under torchrun (DDP; FSDP2 with GIFTLAB_DISTRIBUTED=fsdp).
 Elsewhere: the run folder (giftlab.runtime.RunDir), distributed plumbing (runtime.distributed),
-the objective on a model (runtime.objective), the models (models.build), the objectives
+the objective on a model (giftlab.engine: Engine, build_engine), the objectives
 (losses.OBJECTIVES).
 """
 
@@ -22,13 +22,13 @@ import torch
 
 from giftlab.data import encode_records, read_records
 from giftlab.diagnostics import summarize_token_stats
+from giftlab.engine.build import build_engine
+from giftlab.engine.cache import open_ref_cache
+from giftlab.engine.objective import indexed_batch, to_device
 from giftlab.errors import InputError, NonFiniteError
-from giftlab.losses import OBJECTIVES
 from giftlab.losses.variant import VARIANT_PATHS
 from giftlab.models import load_tokenizer
-from giftlab.models.build import build_models
 from giftlab.provenance import provenance
-from giftlab.refcache import open_ref_cache
 from giftlab.runtime import (
     DataOrder,
     RunDir,
@@ -47,15 +47,6 @@ from giftlab.runtime.distributed import (
     load_optimizer_state,
     optimizer_state,
     precision,
-)
-from giftlab.runtime.objective import (
-    forward,
-    indexed_batch,
-    objective_sum,
-    to_device,
-    token_stats,
-    validate,
-    with_topk,
 )
 from giftlab.train.config import TrainConfig
 
@@ -92,7 +83,16 @@ def train(
     ) as run:
         barrier(world)
         seed_all(cfg.seed)
-        m = build_models(cfg, model, ref_model, tokenizer, device, mode, cache)
+        engine = build_engine(
+            cfg,
+            model=model,
+            ref_model=ref_model,
+            tokenizer=tokenizer,
+            device=device,
+            mode=mode,
+            ref_cache=cache,
+        )
+        m = engine.models
         train_examples, train_stats = _encode(cfg, train_records, tokenizer, cfg.train_file, log)
         val = _encode(cfg, val_records, tokenizer, cfg.val_file, log) if val_records else None
         val_examples = val[0] if val else None
@@ -113,15 +113,15 @@ def train(
         )
         last, card = {}, cfg.model_card()
         if start_step == 0 and val_examples:  # the base line: the initial model on held-out data
-            row0 = {"step": 0} | validate(cfg, m, val_examples, pad_id, device)
+            row0 = {"step": 0} | engine.heldout(val_examples, pad_id, device)
             best_val = row0["val/ce"]
             run.log_metrics(row0)
         for step in range(start_step, cfg.max_steps):
-            row = _step(cfg, step, m, train_examples, order, pad_id, device, world, mode, run)
+            row = _step(cfg, step, engine, train_examples, order, pad_id, device, world, mode, run)
             row = _optimise(cfg, step, m, opt, sched, params, run, world, row)
             final = step + 1 == cfg.max_steps
             if val_examples and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or final):
-                row |= validate(cfg, m, val_examples, pad_id, device)
+                row |= engine.heldout(val_examples, pad_id, device)
             if (step + 1) % cfg.log_every == 0 or "val/ce" in row or final:
                 run.log_metrics(row)
             bar.update(1)
@@ -183,11 +183,11 @@ def _state(cfg, step, m, opt, sched, order, best_val, world) -> dict:
     }
 
 
-def _step(cfg, step, m, examples, order, pad_id, device, world, mode, run) -> dict:
+def _step(cfg, step, engine, examples, order, pad_id, device, world, mode, run) -> dict:
     """Forward and backward of one optimiser step's micro-batches; the loss row (and the
     diagnostics every diag_every steps). Raises NonFiniteError before the optimiser step."""
     t0 = time.perf_counter()
-    obj = OBJECTIVES[cfg.objective]
+    m, obj = engine.models, engine.objective
     micro = [
         to_device(indexed_batch(examples, order.next_indices(), pad_id), device)
         for _ in range(cfg.grad_accum)
@@ -201,13 +201,13 @@ def _step(cfg, step, m, examples, order, pad_id, device, world, mode, run) -> di
         sync = nullcontext() if (mode != "ddp" or i == len(micro) - 1) else m.body.no_sync()
         want = diag and i == 0
         with sync, autocast:
-            f = forward(m, batch, with_ref=obj.needs_ref or want)
+            f = engine.forward(batch, with_ref=obj.needs_ref or want)
             fused_stats = {} if want else None
-            total = objective_sum(cfg, obj, m, f, fused_stats)
+            total = engine.loss(f, fused_stats)
             # DDP and FSDP average gradients over processes: scale by world for the global mean
             (total * world / max(global_tokens, 1)).backward()
         if want:
-            stats = with_topk(cfg, m, f, fused_stats) if fused_stats else token_stats(cfg, m, f)
+            stats = engine.stats(f, fused_stats)
         loss_sum += total.detach().float()
     loss = all_sum(loss_sum, world) / max(global_tokens, 1)
     if not torch.isfinite(loss):

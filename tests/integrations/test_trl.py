@@ -15,10 +15,10 @@ pytest.importorskip("trl")
 from datasets import Dataset  # noqa: E402
 
 from giftlab.config import ConfigError  # noqa: E402
+from giftlab.engine import CausalLMBody, Models, forward, objective_sum  # noqa: E402
 from giftlab.integrations.trl import GIFTConfig, GIFTTrainer  # noqa: E402
 from giftlab.losses import OBJECTIVES  # noqa: E402
 from giftlab.models import tiny_tokenizer  # noqa: E402
-from giftlab.train import CausalLMBody, Models, forward, objective_sum  # noqa: E402
 
 # float64 paths held to each other or to the naive formula at 1e-9 or tighter: CI also runs
 # them under other CPU capabilities (make test-exact-cpus)
@@ -87,7 +87,7 @@ def test_trl_loss_and_gradients_equal_giftlab_trainer(model_dir, tmp_path, objec
 
     ours = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64)
     ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64).requires_grad_(False)
-    m = Models(ours, CausalLMBody(ours), ref, CausalLMBody(ref), lora=False, fsdp=False)
+    m = Models(policy=ours, body=CausalLMBody(ours), ref=ref, ref_body=CausalLMBody(ref))
     f = forward(m, batch, with_ref=True)
     want_loss = objective_sum(trainer.args, OBJECTIVES[objective], m, f) / f.n
     want = torch.autograd.grad(want_loss, [p for p in ours.parameters()], allow_unused=True)

@@ -15,7 +15,7 @@ from giftlab.cli import main
 from giftlab.config import ConfigError
 from giftlab.losses import OBJECTIVES
 from giftlab.losses.variant import VARIANT_PATHS, fused_linear_target_loss, register_variant
-from giftlab.pipeline import PipelineConfig, _init_args, init_display, pipeline_layout
+from giftlab.pipeline import PipelineConfig, _init_args, cell_name, init_display
 from giftlab.train import TrainConfig
 from tests.test_cli_errors import _train_args
 from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture
@@ -188,14 +188,9 @@ def test_pipeline_starts_take_a_variant_with_its_value(user_module):
     PipelineConfig(inits=["sft", "uservariants:half_mix:3"])
     with pytest.raises(ConfigError, match="cannot import nosuch"):
         PipelineConfig(inits=["sft", "nosuch:f:3"])
-    # the cell folders the pipeline names from these starts are its own
-    for name in (
-        "uservariants-half_mix-3-seed0",
-        "gift-1e-05-seed2",
-        "MyMix-seed1",
-        "mix2-3-seed0",
-    ):
-        assert pipeline_layout(name), name
+    # one folder per start x seed, named from the start as displayed
+    assert cell_name(init_display("uservariants:half_mix:3.0"), 0) == "uservariants-half_mix-3-seed0"
+    assert cell_name("gift:1e-05@k16", 2) == "gift-1e-05-k16-seed2"
 
 
 def test_one_file_validated_then_trained_from_the_command_line(

@@ -7,11 +7,11 @@ A head giftlab cannot reproduce is refused at start, naming the class."""
 import pytest
 import torch
 
+from giftlab.engine.objective import forward, objective_sum
 from giftlab.losses import OBJECTIVES
 from giftlab.models import FAMILIES, check_head, tiny_model, tiny_tokenizer
 from giftlab.models.head import UnsupportedHead
 from giftlab.rl.rollout import Rollout, token_logp_and_entropy
-from giftlab.runtime.objective import forward, objective_sum
 from tests.helpers import train_config
 
 # float64 paths held to each other or to the naive formula at 1e-9 or tighter: CI also runs
@@ -95,11 +95,18 @@ def test_the_head_is_the_models_own_and_the_self_check_passes(family):
 @pytest.mark.parametrize("objective", ["sft", "gift"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_giftlab_trainer_loss_and_gradients_equal_the_naive_formula(family, objective, tmp_path):
-    from giftlab.models.build import build_models
+    from giftlab.engine.build import build_models
 
     policy, ref = _family(family), _family(family)
     cfg = train_config(tmp_path, "unused", objective=objective, beta=BETA, chunk_size=5)
-    m = build_models(cfg, policy, ref, tiny_tokenizer(), torch.device("cpu"), "none")
+    m = build_models(
+        cfg,
+        model=policy,
+        ref_model=ref,
+        tokenizer=tiny_tokenizer(),
+        device=torch.device("cpu"),
+        mode="none",
+    )
     m.policy.eval()  # dropout off, as in the naive pass
     batch = _batch()
     f = forward(m, batch, with_ref=True)
@@ -162,12 +169,19 @@ def test_rl_token_log_probabilities_are_those_of_the_logits(family):
 
 @pytest.mark.parametrize("family", ["llama", "gemma2", "cohere", "granite", "phi", "gpt2"])
 def test_a_lora_reference_is_the_model_with_its_adapters_off(family, tmp_path):
-    from giftlab.models.build import build_models
+    from giftlab.engine.build import build_models
 
     pytest.importorskip("peft")
     model, original = _family(family), _family(family).eval()
     cfg = train_config(tmp_path, "unused", objective="gift", beta=BETA, lora_rank=4)
-    m = build_models(cfg, model, None, tiny_tokenizer(), torch.device("cpu"), "none")
+    m = build_models(
+        cfg,
+        model=model,
+        ref_model=None,
+        tokenizer=tiny_tokenizer(),
+        device=torch.device("cpu"),
+        mode="none",
+    )
     with torch.no_grad():  # adapters that change the policy: B starts at 0
         for name, p in m.policy.named_parameters():
             if "lora_B" in name:

@@ -132,7 +132,7 @@ def test_giftlab_train_from_a_saved_folder_logs_the_naive_gift_loss(
 def test_giftlab_ref_cache_from_a_saved_folder_holds_the_models_log_probabilities(
     folders, family, tmp_path
 ):
-    from giftlab.refcache import RefCache
+    from giftlab.engine.cache import RefCache
 
     root, folder = _folder(folders, family)
     argv = [

@@ -14,6 +14,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from giftlab.engine.cache import RefCache, RefCacheError
 from giftlab.losses import (
     OBJECTIVES,
     CachedReference,
@@ -23,13 +24,7 @@ from giftlab.losses import (
     truncation_bounds,
 )
 from giftlab.models import tiny_llama, tiny_tokenizer
-from giftlab.refcache import (
-    RefCache,
-    RefCacheConfig,
-    RefCacheError,
-    build_ref_cache,
-    reference_rows,
-)
+from giftlab.refcache import RefCacheConfig, build_ref_cache, reference_rows
 from giftlab.train import train
 from tests.helpers import train_config, write_jsonl
 
@@ -258,8 +253,8 @@ def test_the_cache_holds_what_the_reference_gives(setup):
     cache = RefCache(folder)
     from giftlab.data import read_records
     from giftlab.data.tokenize import collate, encode_records
+    from giftlab.engine.objective import CausalLMBody
     from giftlab.models.head import lm_head
-    from giftlab.runtime.objective import CausalLMBody
 
     examples, _ = encode_records(read_records(train_file), tok, 64)
     idx = [7, 2, 11]  # across shards, out of order
@@ -347,7 +342,7 @@ def test_other_settings_in_the_same_folder_need_overwrite(setup):
 
 
 def test_training_from_a_cache_loads_no_reference(setup, monkeypatch):
-    import giftlab.models.build as build
+    import giftlab.engine.build as build
 
     tmp_path, train_file, val_file, tok, base = setup
     cache = _cache(tmp_path, train_file, val_file, tok, base)

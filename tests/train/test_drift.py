@@ -4,7 +4,7 @@ import torch
 
 from giftlab.data import read_records
 from giftlab.data.tokenize import encode_records
-from giftlab.train import drift_per_problem
+from giftlab.engine import drift_per_problem
 
 
 def test_drift_per_problem_equals_the_naive_full_logits_formula(tok, model_factory, data_files):

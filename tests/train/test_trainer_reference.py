@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from giftlab.data import collate, encode_records
+from giftlab.engine import CausalLMBody, Models, forward, objective_sum, token_stats
 from giftlab.losses import OBJECTIVES
 from giftlab.models import tiny_llama
-from giftlab.train import CausalLMBody, Models, TrainConfig, forward, objective_sum, token_stats
+from giftlab.train import TrainConfig
 
 # float64 paths held to each other or to the naive formula at 1e-9 or tighter: CI also runs
 # them under other CPU capabilities (make test-exact-cpus)
@@ -130,7 +131,11 @@ def test_trainer_loss_and_gradients_equal_the_naive_formula(setup, objective, pa
     )
     obj = OBJECTIVES[objective]
     m = Models(
-        policy, CausalLMBody(policy), ref, CausalLMBody(ref), lora=False, fsdp=path == "fsdp-logits"
+        policy=policy,
+        body=CausalLMBody(policy),
+        ref=ref,
+        ref_body=CausalLMBody(ref),
+        fsdp=path == "fsdp-logits",
     )
     params = [p for p in policy.parameters() if p.requires_grad]
     f = forward(m, batch, with_ref=obj.needs_ref)
@@ -151,7 +156,9 @@ def test_diagnostics_describe_the_trained_target(setup, objective, fsdp):
     """Defect: gift_seq diagnostics ignored smoothing (they described another target)."""
     policy, ref, batch = setup
     cfg = TrainConfig(objective=objective, **HYPER)
-    m = Models(policy, CausalLMBody(policy), ref, CausalLMBody(ref), lora=False, fsdp=fsdp)
+    m = Models(
+        policy=policy, body=CausalLMBody(policy), ref=ref, ref_body=CausalLMBody(ref), fsdp=fsdp
+    )
     with torch.no_grad():
         stats = token_stats(cfg, m, forward(m, batch, with_ref=True))
         _, z, z_ref, y, rows = _naive(policy, ref, batch, objective)
@@ -180,7 +187,7 @@ def test_the_fused_training_pass_fills_the_same_statistics(setup, objective):
     """The diagnostics of a GIFT step come from the loss's own fused pass: no extra forward."""
     policy, ref, batch = setup
     cfg = TrainConfig(objective=objective, chunk_size=5, **HYPER)
-    m = Models(policy, CausalLMBody(policy), ref, CausalLMBody(ref), lora=False, fsdp=False)
+    m = Models(policy=policy, body=CausalLMBody(policy), ref=ref, ref_body=CausalLMBody(ref))
     f = forward(m, batch, with_ref=True)
     fused = {}
     objective_sum(cfg, OBJECTIVES[objective], m, f, fused)

@@ -4,17 +4,33 @@ checkpointing, and the DDP / FSDP2 wrapping."""
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
-from giftlab.runtime.objective import CausalLMBody, Models
+from giftlab.engine.objective import CausalLMBody, Engine, Models
+from giftlab.errors import InputError
+from giftlab.models import check_same_vocabulary, load_model
+from giftlab.models.head import check_head, lm_head
 
 
-def build_models(cfg, model, ref_model, tokenizer, device, mode, ref_cache=None) -> Models:
-    """The policy and the reference (none with `ref_cache`, a giftlab.refcache.RefCache: the
+def build_engine(cfg, *, model, ref_model, tokenizer, device, mode, ref_cache=None) -> Engine:
+    """The engine the training loop runs: build_models, then Engine(settings=cfg, models=...)."""
+    models = build_models(
+        cfg,
+        model=model,
+        ref_model=ref_model,
+        tokenizer=tokenizer,
+        device=device,
+        mode=mode,
+        ref_cache=ref_cache,
+    )
+    return Engine(settings=cfg, models=models)
+
+
+def build_models(cfg, *, model, ref_model, tokenizer, device, mode, ref_cache=None) -> Models:
+    """The policy and the reference (none with `ref_cache`, a giftlab.engine.cache.RefCache: the
     reference's distribution is read from it, and memory is SFT's)."""
-    from giftlab.errors import InputError
-    from giftlab.models import check_same_vocabulary, load_model
-    from giftlab.models.head import check_head, lm_head
 
     dtype = torch.bfloat16 if cfg.bf16_weights else None
     ref_dtype = torch.bfloat16 if (cfg.bf16 or cfg.bf16_weights) else None
@@ -76,12 +92,18 @@ def build_models(cfg, model, ref_model, tokenizer, device, mode, ref_cache=None)
         for layer in policy.get_decoder().layers:
             fully_shard(layer)
         fully_shard(policy)
-    return Models(policy, body, ref_model, ref_body, lora, mode == "fsdp", ref_cache)
+    return Models(
+        policy=policy,
+        body=body,
+        ref=ref_model,
+        ref_body=ref_body,
+        lora=lora,
+        fsdp=mode == "fsdp",
+        ref_cache=ref_cache,
+    )
 
 
 def frozen_copy(model):
     """A copy of the model on its own device (whatever torch's default device is)."""
-    import copy
-
     with torch.device(next(model.parameters()).device):
         return copy.deepcopy(model)

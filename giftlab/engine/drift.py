@@ -10,7 +10,7 @@ the same problems (clustered intervals: `giftlab.stats.clustered_mean_ci`).
 
 The token prefix every demonstration shares (the few-shot examples of a fewshot prompt) runs
 through each model once (`PrefixBody`); each batch continues from a copy of its KV cache. The
-hidden states are those of the whole sequence (tests/runtime/test_drift_prefix.py)."""
+hidden states are those of the whole sequence (tests/engine/test_drift_prefix.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import copy
 import torch
 
 from giftlab.data.tokenize import collate, common_prefix_length, encode_records
-from giftlab.runtime.objective import (
+from giftlab.engine.objective import (
     CausalLMBody,
     Models,
     StatsSettings,
@@ -95,7 +95,7 @@ def drift_per_problem(
         body, ref_body = PrefixBody(policy, prefix), PrefixBody(base, prefix)
     else:
         body, ref_body = CausalLMBody(policy), CausalLMBody(base)
-    m = Models(policy, body, base, ref_body, lora=False, fsdp=False)
+    m = Models(policy=policy, body=body, ref=base, ref_body=ref_body)
     if len(examples) != len(records):
         raise ValueError(
             f"{len(records) - len(examples)} record(s) have a prompt of {max_length} tokens or "

@@ -1,4 +1,4 @@
-"""The drift pass with the demonstrations' shared prefix run once (giftlab.runtime.drift.PrefixBody)
+"""The drift pass with the demonstrations' shared prefix run once (giftlab.engine.drift.PrefixBody)
 gives the numbers of the whole-sequence pass: hidden states equal CausalLMBody's, and every
 per-problem drift value equals the one computed without sharing (float64; Llama and GPT-2, whose
 absolute positions must continue after the prefix)."""
@@ -6,9 +6,9 @@ absolute positions must continue after the prefix)."""
 import pytest
 import torch
 
+from giftlab.engine.drift import DRIFT_KEYS, PrefixBody, drift_per_problem
+from giftlab.engine.objective import CausalLMBody
 from giftlab.models import tiny_model, tiny_tokenizer
-from giftlab.runtime.drift import DRIFT_KEYS, PrefixBody, drift_per_problem
-from giftlab.runtime.objective import CausalLMBody
 
 DEMO = "Q: add 1 2\nA: 3\nQ: add 2 2\nA: 4\n"
 

@@ -66,17 +66,18 @@ class StatsSettings:
     hyper: dict | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Models:
-    """The policy and the reference as the objective sees them."""
+    """The policy and the reference as the objective sees them (built by keyword only: a field
+    added later cannot shift the others)."""
 
     policy: torch.nn.Module  # the HF model (FSDP-sharded in fsdp mode)
     body: torch.nn.Module  # CausalLMBody(policy), DDP-wrapped in ddp mode
-    ref: torch.nn.Module  # the reference HF model (the policy itself with LoRA)
-    ref_body: CausalLMBody
-    lora: bool
-    fsdp: bool
-    ref_cache: object = None  # a giftlab.refcache.RefCache: no reference model runs
+    ref: torch.nn.Module | None  # the reference HF model (the policy itself with LoRA)
+    ref_body: CausalLMBody | None
+    lora: bool = False
+    fsdp: bool = False
+    ref_cache: object = None  # a giftlab.engine.cache.RefCache: no reference model runs
 
     def head(self):
         return (self.body.module if hasattr(self.body, "module") else self.body).head()
@@ -99,7 +100,7 @@ class Forward:
     ref_hidden: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     ref_logits: torch.Tensor | None = None
-    ref_cached: object = None  # giftlab.refcache.CachedRows of the n tokens (ref_cache runs)
+    ref_cached: object = None  # giftlab.engine.cache.CachedRows of the n tokens (ref_cache runs)
 
     @property
     def n(self) -> int:
@@ -166,21 +167,29 @@ def objective_sum(cfg, obj: Objective, m: Models, f: Forward, stats: dict | None
 
 @torch.no_grad()
 def token_stats(cfg, m: Models, f: Forward) -> dict:
-    """Per-token statistics (n,) of the policy, the reference and the GIFT target the config
-    describes (gift_seq: the exact gains at eta; otherwise beta), from this forward's hidden
-    states: no model pass of its own."""
+    """Per-token statistics (n,) of the policy, the reference and the GIFT target the objective
+    describes, from this forward's hidden states: no model pass of its own. The target's
+    parameters come from the objective's own hyper-parameters (the registry's mapping, as its
+    loss reads them: a registered objective whose temperature is its own setting describes that
+    temperature); settings it does not take (SFT and the baselines) fall back to the config's
+    beta, eta and smoothing. A per-sequence objective's target is the exact gains at eta."""
     obj = OBJECTIVES.get(cfg.objective)
     if obj is not None and obj.target is not None and obj.fused is not None and not m.fsdp:
         return _target_stats(cfg, obj, m, f)
-    per_sequence = cfg.objective == "gift_seq"
+    target = target_settings(cfg, obj)
+    per_sequence = obj is not None and obj.per_sequence
     if m.fsdp:
-        beta = cfg.beta
+        beta = target["beta"]
         ref_logits = _dense_reference(m, f, f.logits)
         if per_sequence:
             beta = sequence_gains_from_logits(
-                ref_logits[None], f.labels[None], cfg.eta, cfg.smoothing, segment_ids=f.rows[None]
+                ref_logits[None],
+                f.labels[None],
+                target["eta"],
+                target["smoothing"],
+                segment_ids=f.rows[None],
             )[0]
-        stats = gift_token_stats(f.logits, ref_logits, f.labels, beta, cfg.smoothing)
+        stats = gift_token_stats(f.logits, ref_logits, f.labels, beta, target["smoothing"])
         stats["topk_overlap"] = topk_overlap(f.logits, ref_logits, cfg.top_k)
         return stats
     head = m.head()
@@ -189,7 +198,7 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
         **_fused_reference(m, f, head.weight.shape[0], detach=False),
         "bias": head.bias,
         "logit_map": head.post,
-        "smoothing": cfg.smoothing,
+        "smoothing": target["smoothing"],
         "stats": stats,
         "kernel": cfg.kernel,
     }
@@ -199,14 +208,24 @@ def token_stats(cfg, m: Models, f: Forward) -> dict:
             hidden,
             head.weight.detach(),
             f.labels[None],
-            eta=cfg.eta,
+            eta=target["eta"],
             segment_ids=f.rows[None],
             **kw,
         )
     else:
-        fused_linear_gift_loss(hidden, head.weight.detach(), f.labels, beta=cfg.beta, **kw)
+        fused_linear_gift_loss(hidden, head.weight.detach(), f.labels, beta=target["beta"], **kw)
     stats["topk_overlap"] = _topk(cfg, m, f, hidden)
     return stats
+
+
+def target_settings(cfg, obj: Objective | None) -> dict:
+    """{beta, eta, smoothing} of the GIFT target the statistics describe: the objective's own
+    values for the keywords its loss takes (its registry mapping), the config's for the rest."""
+    own = obj.hyper_values(cfg) if obj is not None else {}
+    return {
+        k: own.get(k, getattr(cfg, k, default))
+        for k, default in (("beta", DEFAULT_BETA), ("eta", 20.0), ("smoothing", 0.0))
+    }
 
 
 def _target_stats(cfg, obj: Objective, m: Models, f: Forward) -> dict:
@@ -275,7 +294,7 @@ def _detached(t):
 
 
 @torch.no_grad()
-def validate(cfg, m: Models, examples, pad_id, device) -> dict:
+def heldout_stats(cfg, m: Models, examples, pad_id, device) -> dict:
     """Held-out means over response tokens of every statistic; val/ce is the one-hot CE."""
     sums, gates, n = {}, [], 0
     m.policy.eval()
@@ -313,3 +332,40 @@ def indexed_batch(examples, indices, pad_id) -> dict:
 
 def to_device(batch, device):
     return {k: v.to(device) for k, v in batch.items()}
+
+
+class Engine:
+    """The objective on a model: what the training loop, GIFTTrainer and drift call.
+
+        engine = Engine(settings=cfg, models=m)           # settings: objective + head settings
+        f = engine.forward(batch)                          # response hidden states (and reference)
+        total = engine.loss(f, stats)                      # sum of the objective over f's tokens
+        stats = engine.stats(f, stats)                     # per-token statistics of f
+        row = engine.heldout(examples, pad_id, device)     # held-out means (val/...)
+
+    The objective is the registry's entry for settings.objective (or `objective` given)."""
+
+    def __init__(self, *, settings, models: Models, objective: Objective | None = None):
+        self.settings = settings
+        self.models = models
+        self.objective = objective if objective is not None else OBJECTIVES[settings.objective]
+
+    def forward(self, batch: dict, *, with_ref: bool | None = None, split: str = "train"):
+        """Forward of `batch`; the reference runs when the objective needs it (or with_ref)."""
+        with_ref = self.objective.needs_ref if with_ref is None else with_ref
+        return forward(self.models, batch, with_ref, split)
+
+    def loss(self, f: Forward, stats: dict | None = None) -> torch.Tensor:
+        """objective_sum: the sum over f's response tokens (a dict `stats` is filled by a fused
+        GIFT pass with that pass's statistics)."""
+        return objective_sum(self.settings, self.objective, self.models, f, stats)
+
+    def stats(self, f: Forward, fused_stats: dict | None = None) -> dict:
+        """Per-token statistics of f: the fused loss pass's (plus top-K overlap) when it filled
+        any, else a pass of their own (token_stats)."""
+        if fused_stats:
+            return with_topk(self.settings, self.models, f, fused_stats)
+        return token_stats(self.settings, self.models, f)
+
+    def heldout(self, examples, pad_id, device) -> dict:
+        return heldout_stats(self.settings, self.models, examples, pad_id, device)
