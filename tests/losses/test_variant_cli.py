@@ -189,7 +189,9 @@ def test_pipeline_starts_take_a_variant_with_its_value(user_module):
     with pytest.raises(ConfigError, match="cannot import nosuch"):
         PipelineConfig(inits=["sft", "nosuch:f:3"])
     # one folder per start x seed, named from the start as displayed
-    assert cell_name(init_display("uservariants:half_mix:3.0"), 0) == "uservariants-half_mix-3-seed0"
+    assert (
+        cell_name(init_display("uservariants:half_mix:3.0"), 0) == "uservariants-half_mix-3-seed0"
+    )
     assert cell_name("gift:1e-05@k16", 2) == "gift-1e-05-k16-seed2"
 
 
