@@ -67,6 +67,38 @@ def _sampling_variance(pairs, n: int) -> float:
     return float(np.sum(v, 0).mean() / len(pairs))
 
 
+def _planned(comp: dict, mean: float, sampling, design) -> list[dict]:
+    """The planned rows of one start and metric: each candidate seeds x problems x samples with
+    its predicted half-width and resolvable difference (more samples shrink only the sampling
+    share of the residual variance, known for pass@1) and its CPU minutes here."""
+    seeds, problems, samples, n, n_starts, finetune_min, eval_min = design
+    rows = []
+    for s in seeds:
+        for p in problems:
+            for k in samples:
+                if k != n and sampling is None:
+                    continue
+                scale = 1.0
+                if k != n:
+                    part = min(sampling, comp["residual"])
+                    scale = (comp["residual"] - part + part * n / k) / comp["residual"]
+                pred = predicted_resolution(comp, s, p, scale)
+                evals = eval_min * p * k / 2400
+                rows.append(
+                    {
+                        "design": "planned",
+                        "seeds": s,
+                        "problems": p,
+                        "samples": k,
+                        "mean": mean,
+                        "half_width": pred["half_width"],
+                        "mdd": pred["mdd"],
+                        "cpu_min": n_starts * s * (finetune_min + evals) + evals,
+                    }
+                )
+    return rows
+
+
 def plan(
     results: dict,
     against: str = "sft",
@@ -117,31 +149,8 @@ def plan(
                         "cpu_min": float("nan"),
                     }
                 )
-                for s in seeds:
-                    for p in problems:
-                        for k in samples:
-                            if k != n and sampling is None:
-                                continue
-                            scale = 1.0
-                            if k != n:
-                                part = min(sampling, comp["residual"])
-                                scale = (comp["residual"] - part + part * n / k) / comp["residual"]
-                            pred = predicted_resolution(comp, s, p, scale)
-                            evals = eval_min * p * k / 2400
-                            minutes = len(starts) * s * (finetune_min + evals) + evals
-                            out.append(
-                                base
-                                | {
-                                    "design": "planned",
-                                    "seeds": s,
-                                    "problems": p,
-                                    "samples": k,
-                                    "mean": now["mean"],
-                                    "half_width": pred["half_width"],
-                                    "mdd": pred["mdd"],
-                                    "cpu_min": minutes,
-                                }
-                            )
+                design = (seeds, problems, samples, n, len(starts), finetune_min, eval_min)
+                out += [base | row for row in _planned(comp, now["mean"], sampling, design)]
     if not out:
         raise InputError(
             f"no start has two or more training seeds paired with {against!r} in these results "

@@ -14,21 +14,13 @@ from giftlab.models import check_same_vocabulary, load_model
 from giftlab.models.head import check_head, lm_head
 
 
-def build_engine(cfg, *, model, ref_model, tokenizer, device, mode, ref_cache=None) -> Engine:
-    """The engine the training loop runs: build_models, then Engine(settings=cfg, models=...)."""
-    models = build_models(
-        cfg,
-        model=model,
-        ref_model=ref_model,
-        tokenizer=tokenizer,
-        device=device,
-        mode=mode,
-        ref_cache=ref_cache,
-    )
-    return Engine(settings=cfg, models=models)
+def build_engine(cfg, *parts, **keywords) -> Engine:
+    """The engine the training loop runs: Engine(settings=cfg, models=build_models(cfg, ...))
+    (parts: build_models's model, ref_model, tokenizer, device, mode and ref_cache)."""
+    return Engine(settings=cfg, models=build_models(cfg, *parts, **keywords))
 
 
-def build_models(cfg, *, model, ref_model, tokenizer, device, mode, ref_cache=None) -> Models:
+def build_models(cfg, model, ref_model, tokenizer, *, device, mode, ref_cache=None) -> Models:
     """The policy and the reference (none with `ref_cache`, a giftlab.engine.cache.RefCache: the
     reference's distribution is read from it, and memory is SFT's)."""
 

@@ -29,14 +29,7 @@ from giftlab.figures._args import figure_args
 from giftlab.plots import caption, panels
 from giftlab.provenance import write_csv
 from giftlab.stats import minimum_detectable_paired_difference, paired_difference, summary_row
-from giftlab.theory.simulator import (
-    Policy,
-    exact_pass_at_k,
-    fit_initialisation,
-    initial_targets,
-    make_problem,
-    policy_gradient_step,
-)
+from giftlab.theory import simulator as sim
 
 BETAS = (0.0, 1.0, 3.0, 10.0)
 INTERIOR = (1.0, 3.0, 10.0)
@@ -52,23 +45,23 @@ FACTORS = {
 def _heldout(pol):
     prob = pol.problem
     c = (pol.probs() * prob.reward).sum(1)[prob.n_train :]
-    return float(c.mean()), float(exact_pass_at_k(c, [16]).mean())
+    return float(c.mean()), float(sim.exact_pass_at_k(c, [16]).mean())
 
 
 def run_cell(seed, demo, memorise, fit, kl, fit_steps=300):
     """Held-out (reward, pass@16) after each budget, for SFT and every GIFT beta, one seed."""
-    prob = make_problem(seed=seed, demo=demo, memorise=memorise)
-    base = Policy.loglinear(prob)
+    prob = sim.make_problem(seed=seed, demo=demo, memorise=memorise)
+    base = sim.Policy.loglinear(prob)
     train, val = np.arange(prob.n_train), np.arange(prob.n_train, prob.n_prompts)
-    starts = {"SFT": initial_targets(prob, "sft")}
-    starts |= {b: initial_targets(prob, "gift", b) for b in BETAS}
+    starts = {"SFT": sim.initial_targets(prob, "sft")}
+    starts |= {b: sim.initial_targets(prob, "gift", b) for b in BETAS}
     out = []
     for name, target in starts.items():
-        pol = fit_initialisation(
+        pol = sim.fit_initialisation(
             base, target, train, max_steps=fit_steps, val_prompts=val if fit == "val_ce" else None
         )[0]
         for step in range(1, max(BUDGETS) + 1):
-            pol = policy_gradient_step(pol, lr=1.0, kl_coef=kl)
+            pol = sim.policy_gradient_step(pol, lr=1.0, kl_coef=kl)
             if step in BUDGETS:
                 reward, pass16 = _heldout(pol)
                 out.append({"start": name, "budget": step, "reward": reward, "pass16": pass16})

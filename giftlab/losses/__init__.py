@@ -110,24 +110,10 @@ def target_cross_entropy(target: Callable, arg: str | None, default=None) -> Cal
     import numpy as np
     import torch
 
-    from giftlab.losses._common import (
-        check_labels,
-        check_logits,
-        check_reduction,
-        check_same_vocab,
-        check_shapes,
-        reduce,
-        safe_labels,
-        upcast,
-    )
+    from giftlab.losses._common import check_pair_loss, reduce, safe_labels, upcast
 
     def loss(logits, ref_logits, labels, *, ignore_index=-100, reduction="mean", **hyper):
-        check_reduction(reduction)
-        check_logits(logits, "logits")
-        check_logits(ref_logits, "ref_logits")
-        check_same_vocab(logits, ref_logits)
-        check_shapes(logits, labels)
-        valid = check_labels(labels, logits.shape[-1], ignore_index)
+        valid = check_pair_loss(logits, ref_logits, labels, ignore_index, reduction)
         base = torch.softmax(ref_logits.detach().double(), -1).reshape(-1, logits.shape[-1])
         tokens = safe_labels(labels, valid).reshape(-1)
         q = target(base.cpu().numpy(), tokens.cpu().numpy(), hyper.get(arg, default))

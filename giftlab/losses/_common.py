@@ -112,3 +112,15 @@ def safe_labels(labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 def upcast(x: torch.Tensor) -> torch.Tensor:
     """float32 for half/bf16/float32 inputs, float64 kept (tests check to float64 round-off)."""
     return x if x.dtype == torch.float64 else x.float()
+
+
+def check_pair_loss(logits, ref_logits, labels, ignore_index: int, reduction: str):
+    """The checks of a loss over (logits, ref_logits, labels), in the order every such loss runs
+    them (reduction, finite logits of both, one vocabulary, label shape, label range); returns
+    the mask of the tokens that count."""
+    check_reduction(reduction)
+    check_logits(logits, "logits")
+    check_logits(ref_logits, "ref_logits")
+    check_same_vocab(logits, ref_logits)
+    check_shapes(logits, labels)
+    return check_labels(labels, logits.shape[-1], ignore_index)

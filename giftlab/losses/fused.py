@@ -128,6 +128,66 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def _chunk_logits(h, weight, bias, post):
+    """(z, d_post): one chunk's logits in the input dtype, or through the model's logit map
+    z' = post(z) in float32 / float64 with its derivative (taken before the chunk runs: the
+    Triton kernel overwrites z)."""
+    z = _linear(h, weight, bias)  # (c, V)
+    if post is None:
+        return z, None
+    z = post(upcast(z))
+    return z, post.grad(z)
+
+
+def _reference_logits(ref_fn, s: int, e: int, z, v: int):
+    """The reference's logits of tokens [s, e) (None without a reference); a cached reference
+    fills its tail from the policy's own logits z (docs: losses.cached)."""
+    if ref_fn is None:
+        return None
+    zr = ref_fn(s, e, z) if getattr(ref_fn, "needs_policy", False) else ref_fn(s, e)
+    if zr.shape != (e - s, v):
+        raise ValueError(
+            f"reference logits for tokens [{s}, {e}) have shape {tuple(zr.shape)}, "
+            f"expected {(e - s, v)} (policy vocabulary {v})"
+        )
+    return zr
+
+
+class _Gradients:
+    """The fused pass's accumulators: the loss sum, and the gradients of the hidden states, the
+    weight and the bias, products in the input dtype, sums across chunks in float32 (float64
+    for float64 inputs); the weight's starts as the first chunk's product, then accumulates in
+    place (no (V, H) zeros)."""
+
+    def __init__(self, hidden, weight, bias):
+        self.acc = upcast(weight[:0]).dtype
+        self.h = torch.zeros_like(hidden) if hidden.requires_grad else None
+        self.w = None
+        self.want_w = weight.requires_grad
+        self.b = (
+            torch.zeros(weight.shape[0], dtype=self.acc, device=weight.device)
+            if bias is not None and bias.requires_grad
+            else None
+        )
+        self.weight = weight
+        self.total = torch.zeros((), dtype=self.acc, device=hidden.device)
+
+    def add(self, per_token, grad_z, h, s: int, e: int) -> None:
+        self.total += per_token.to(self.acc).sum()
+        g = grad_z.to(h.dtype)  # the products in the input dtype
+        if self.h is not None:
+            self.h[s:e] = g @ self.weight
+        if self.want_w:
+            if self.w is None:
+                self.w = (g.T @ h).to(self.acc)
+            elif g.dtype == self.acc:
+                self.w.addmm_(g.T, h)
+            else:
+                self.w += (g.T @ h).to(self.acc)
+        if self.b is not None:
+            self.b += g.sum(0, dtype=self.acc)
+
+
 class _FusedLinearTokenLoss(torch.autograd.Function):
     """Products in the input dtype (bf16 on GPU: tensor cores), softmax / log-sum-exp and the
     weight-gradient sum across chunks in float32 (float64 inputs stay float64)."""
@@ -150,48 +210,21 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
         n, v = hidden.shape[0], weight.shape[0]
         valid = labels != -100
         n_valid = valid.sum().clamp(min=1)
-        want_h = hidden.requires_grad
-        want_w = weight.requires_grad
-        want_b = bias is not None and bias.requires_grad
-        grad_h = torch.zeros_like(hidden) if want_h else None
-        acc = upcast(weight[:0]).dtype  # float32, or float64 for float64 inputs
-        grad_w = None  # the first chunk's product, then accumulated in place (no (V, H) zeros)
-        grad_b = torch.zeros(v, dtype=acc, device=weight.device) if want_b else None
-        total = torch.zeros((), dtype=acc, device=hidden.device)
-        finite = torch.ones((), dtype=torch.bool, device=hidden.device)
-        row_scale = valid.to(acc) / n_valid
+        grads = _Gradients(hidden, weight, bias)
+        row_scale = valid.to(grads.acc) / n_valid
         if stats_out is not None:
             for k in STAT_NAMES:
-                stats_out[k] = torch.zeros(n, dtype=acc, device=hidden.device)
+                stats_out[k] = torch.zeros(n, dtype=grads.acc, device=hidden.device)
         # the torch chunk from a cache: the reference's own fast chunk (no statistics asked)
         fast_cached = (
             hasattr(ref_fn, "chunk") and chunk_fn is _torch_chunk and stats_out is None
         ) and smoothing == 0
+        finite = torch.ones((), dtype=torch.bool, device=hidden.device)
         for s in range(0, n, chunk):
             e = min(n, s + chunk)
-            h = hidden[s:e]
-            z = _linear(h, weight, bias)  # (c, V) in the input dtype
-            d_post = None
-            if post is not None:  # the model's logit map z' = post(z), in float32 / float64
-                z = post(upcast(z))
-                d_post = post.grad(z)  # before the chunk: the Triton kernel overwrites z
-            finite &= torch.isfinite(z).all()
-            zr = None
-            if ref_fn is not None:
-                # a cached reference fills its tail from the policy's own (docs: losses.cached)
-                if fast_cached:
-                    zr = None
-                elif getattr(ref_fn, "needs_policy", False):
-                    zr = ref_fn(s, e, z)
-                else:
-                    zr = ref_fn(s, e)
-                if zr is not None and zr.shape != (e - s, v):
-                    raise ValueError(
-                        f"reference logits for tokens [{s}, {e}) have shape {tuple(zr.shape)}, "
-                        f"expected {(e - s, v)} (policy vocabulary {v})"
-                    )
-                if zr is not None:
-                    finite &= torch.isfinite(zr).all()
+            z, d_post = _chunk_logits(hidden[s:e], weight, bias, post)
+            zr = None if fast_cached else _reference_logits(ref_fn, s, e, z, v)
+            finite &= torch.isfinite(z).all() & (zr is None or torch.isfinite(zr).all())
             chunk_stats = {} if stats_out is not None and ref_fn is not None else None
             if fast_cached:  # a cached reference's own chunk: no (c, V) reference row
                 per_token, grad_z = ref_fn.chunk(
@@ -206,26 +239,13 @@ class _FusedLinearTokenLoss(torch.autograd.Function):
             del z, zr, d_post
             for k, t in (chunk_stats or {}).items():
                 stats_out[k][s:e] = t
-            total += per_token.to(acc).sum()
-            g = grad_z.to(h.dtype)  # the products in the input dtype
+            grads.add(per_token, grad_z, hidden[s:e], s, e)
             del grad_z
-            if want_h:
-                grad_h[s:e] = g @ weight
-            if want_w:  # float32 (float64) accumulation across chunks, in place
-                if grad_w is None:
-                    grad_w = (g.T @ h).to(acc)
-                elif g.dtype == acc:
-                    grad_w.addmm_(g.T, h)
-                else:
-                    grad_w += (g.T @ h).to(acc)
-            if want_b:
-                grad_b += g.sum(0, dtype=acc)
-            del g
         if not bool(finite):
             raise ValueError("logits or ref_logits contain NaN or infinite values")
-        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.save_for_backward(grads.h, grads.w, grads.b)
         ctx.weight_dtype = weight.dtype
-        return total / n_valid
+        return grads.total / n_valid
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -393,47 +413,30 @@ def fused_linear_sequence_consistent_gift_loss(
     weight: torch.Tensor,
     labels: torch.Tensor,
     *,
-    ref_hidden=None,
-    ref_weight=None,
-    ref_logits_fn: RefLogitsFn | None = None,
     eta: float = 20.0,
-    smoothing: float = 0.0,
-    bias=None,
-    ref_bias=None,
-    ignore_index: int = -100,
     segment_ids: torch.Tensor | None = None,
-    chunk_size: int | None = None,
-    stats: dict | None = None,
-    kernel: str = "auto",
-    logit_map=None,
-    ref_logit_map=None,
+    **gift: object,
 ) -> torch.Tensor:
     """Chunked sequence-consistent GIFT: per-token gains g_t (see sequence_gains) from a first
     no-grad pass over the reference's gold log-probabilities, then fused_linear_gift_loss.
 
     labels: (B, T), one sequence per row (or packed, separated by segment_ids).
+    gift: every keyword of fused_linear_gift_loss but beta (the gains take its place): the
+    reference (ref_hidden, ref_weight, ref_bias, ref_logit_map, or ref_logits_fn), smoothing,
+    bias, ignore_index, chunk_size, stats, kernel, logit_map.
     Costs one extra reference logits pass (the gains need the whole gold suffix).
     """
-    smoothing = check_smoothing(smoothing)
-    h, lab, valid, chunk = _prepare(hidden, weight, labels, ignore_index, chunk_size)
-    ref_fn = _ref_fn(
-        ref_hidden, ref_weight, ref_bias, ref_logits_fn, h.shape[0], weight.shape[0], ref_logit_map
-    )
+    if "beta" in gift:
+        raise TypeError("fused_linear_sequence_consistent_gift_loss: the gains replace beta")
+    smoothing = check_smoothing(gift.pop("smoothing", 0.0))
+    ignore_index = gift.get("ignore_index", -100)
+    h, lab, valid, chunk = _prepare(hidden, weight, labels, ignore_index, gift.get("chunk_size"))
+    ref = [gift.pop(k, None) for k in ("ref_hidden", "ref_weight", "ref_bias", "ref_logits_fn")]
+    ref_fn = _ref_fn(*ref, h.shape[0], weight.shape[0], gift.pop("ref_logit_map", None))
     gold = _gold_logp_chunked(ref_fn, lab, valid, smoothing, chunk)
     gains = sequence_gains(
         gold.reshape(labels.shape), valid.reshape(labels.shape), eta, segment_ids
     )
     return fused_linear_gift_loss(
-        hidden,
-        weight,
-        labels,
-        ref_logits_fn=ref_fn,
-        beta=gains,
-        smoothing=smoothing,
-        bias=bias,
-        ignore_index=ignore_index,
-        chunk_size=chunk_size,
-        stats=stats,
-        kernel=kernel,
-        logit_map=logit_map,
+        hidden, weight, labels, ref_logits_fn=ref_fn, beta=gains, smoothing=smoothing, **gift
     )

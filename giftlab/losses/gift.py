@@ -24,9 +24,7 @@ from giftlab.losses._common import (
     check_beta,
     check_labels,
     check_logits,
-    check_reduction,
-    check_same_vocab,
-    check_shapes,
+    check_pair_loss,
     check_smoothing,
     log_expm1,
     reduce,
@@ -115,13 +113,8 @@ def _gift_cross_entropy(logits, log_q, valid, reduction):
 
 
 def _checked(logits, ref_logits, labels, smoothing, ignore_index, reduction):
-    check_reduction(reduction)
     smoothing = check_smoothing(smoothing)
-    check_logits(logits, "logits")
-    check_logits(ref_logits, "ref_logits")
-    check_same_vocab(logits, ref_logits)
-    check_shapes(logits, labels)
-    valid = check_labels(labels, logits.shape[-1], ignore_index)
+    valid = check_pair_loss(logits, ref_logits, labels, ignore_index, reduction)
     return smoothing, valid, safe_labels(labels, valid)
 
 

@@ -21,16 +21,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from giftlab.losses._common import (
-    check_labels,
-    check_logits,
-    check_reduction,
-    check_same_vocab,
-    check_shapes,
-    reduce,
-    safe_labels,
-    upcast,
-)
+from giftlab.losses._common import check_pair_loss, reduce, safe_labels, upcast
 from giftlab.losses.fused import _FusedLinearTokenLoss, _post, _prepare, _ref_fn
 from giftlab.losses.gift import chunk_token_stats
 from giftlab.variants import VariantError, is_variant_spec, load_variant, torch_form
@@ -98,12 +89,7 @@ def torch_target_loss(spec: str, target):
     """The dense loss of a torch target (float32, or float64 for float64 logits)."""
 
     def loss(logits, ref_logits, labels, *, beta=1.0, ignore_index=-100, reduction="mean"):
-        check_reduction(reduction)
-        check_logits(logits, "logits")
-        check_logits(ref_logits, "ref_logits")
-        check_same_vocab(logits, ref_logits)
-        check_shapes(logits, labels)
-        valid = check_labels(labels, logits.shape[-1], ignore_index)
+        valid = check_pair_loss(logits, ref_logits, labels, ignore_index, reduction)
         v = logits.shape[-1]
         base = torch.softmax(upcast(ref_logits.detach()), -1).reshape(-1, v)
         q = _checked_target(spec, target, base, safe_labels(labels, valid).reshape(-1), beta)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from giftlab.plots import caption, lines, panels
+from giftlab.provenance import write_csv
 from giftlab.theory.validate import Validation
 
 
@@ -13,13 +15,9 @@ def _fmt(x: float) -> str:
     return f"{x:.2e}"
 
 
-def write_validation(v: Validation, name: str, out: Path) -> Path:
-    """Write the three files into `out` (made before this is called); returns report.md."""
-    from giftlab.plots import caption, lines, panels
-    from giftlab.provenance import write_csv
-
-    csv_rows = [{k: x for k, x in r.items() if not k.startswith("gains_")} for r in v.rows]
-    write_csv(out / "validate.csv", csv_rows)
+def _figure(v: Validation, name: str, path: Path) -> None:
+    """validate.png: the largest KL per eta and gold rank (with the built-in GIFT for scale and
+    the tolerance dotted), and the worst instance's gains beside the exact ones."""
     fig, (a, b) = panels(2)
     etas = sorted({r["eta"] for r in v.rows})
     ranks = sorted({r["gold"] for r in v.rows})
@@ -36,7 +34,7 @@ def write_validation(v: Validation, name: str, out: Path) -> Path:
         ]
     lines(a, etas, series, "eta", "largest KL(induced || exact)", "", logx=True, logy=True)
     a.axhline(max(v.tolerance, 1e-18), color="k", ls=":", lw=1)
-    w = worst = worst_row(v)
+    w = worst_row(v)
     t = np.arange(len(w["gains_exact"]))
     lines(
         b,
@@ -47,7 +45,15 @@ def write_validation(v: Validation, name: str, out: Path) -> Path:
         "worst instance",
     )
     caption(fig, f"{name}: {'matches' if v.passed else 'does not match'} the exact Gibbs policy")
-    fig.savefig(out / "validate.png", dpi=110)
+    fig.savefig(path, dpi=110)
+
+
+def write_validation(v: Validation, name: str, out: Path) -> Path:
+    """Write the three files into `out` (made before this is called); returns report.md."""
+    csv_rows = [{k: x for k, x in r.items() if not k.startswith("gains_")} for r in v.rows]
+    write_csv(out / "validate.csv", csv_rows)
+    _figure(v, name, out / "validate.png")
+    worst = worst_row(v)
     table = [
         "| V | T | concentration | eta | gold rank | seeds | mean KL [95% CI] | max KL | "
         "max gain error | max stationarity gap |",

@@ -20,9 +20,13 @@ from giftlab.config import (
     one_of,
 )
 from giftlab.config import setting as _f
-from giftlab.data.verifiers import score
+from giftlab.data.verifiers import VerifierError, score
 from giftlab.diagnostics import distinct_correct, majority_at_k, pass_at_k
+from giftlab.engine.drift import drift_per_problem
+from giftlab.errors import InputError
 from giftlab.losses import kl_estimate
+from giftlab.models import check_model_name, check_same_vocabulary, load_model, load_tokenizer
+from giftlab.rl.loop import load_task_records
 from giftlab.rl.rollout import (
     encode_prompts,
     sample_groups,
@@ -30,6 +34,7 @@ from giftlab.rl.rollout import (
     verifier_rewards,
 )
 from giftlab.rl.sampler import sample_groups_fast, shared_prefix
+from giftlab.runtime.distributed import default_device, precision
 
 
 @torch.no_grad()
@@ -63,20 +68,8 @@ def evaluate(
     NaN). These passes cost about as much as sampling itself, and pass@k, maj@k and distinct
     correct answers need only the verifier.
     """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    if device is None:
-        device = next(model.parameters()).device
-    if ref_model is not None and next(ref_model.parameters()).device != device:
-        raise ValueError(
-            f"the model is on {device}, the base model on {next(ref_model.parameters()).device}: "
-            "put both on one device"
-        )
+    device = _check_evaluate(model, ref_model, n_samples, stats_samples, sampler, device)
     s_stats = n_samples if stats_samples is None else min(int(stats_samples), n_samples)
-    if s_stats < 0:
-        raise ValueError(f"stats_samples must be >= 0 or None, got {stats_samples}")
-    if sampler not in ("fast", "plain"):
-        raise ValueError(f"sampler must be 'fast' or 'plain', got {sampler!r}")
     prompts = encode_prompts(tokenizer, records)
     prefix = shared_prefix(model, prompts) if sampler == "fast" and records else None
     per_problem = []
@@ -95,8 +88,6 @@ def evaluate(
         acc["gen_tokens"] += int(ro.completion_mask[:, 1:].sum())
         _, scores, failures = verifier_rewards(recs, ro, score)
         if failures:  # an evaluation never counts a verifier failure as a wrong answer
-            from giftlab.data.verifiers import VerifierError
-
             raise VerifierError(
                 f"{failures[0]} ({len(failures)} of {len(scores)} completions of this batch "
                 "failed); nothing was scored as wrong in their place"
@@ -104,31 +95,55 @@ def evaluate(
         acc["empty"] += sum(1 for t in ro.texts if not t)
         if s_stats:
             _teacher_forced(model, ref_model, ro, n_samples, s_stats, acc)
-        for j in range(len(recs)):
-            rows = [i for i in range(len(ro.texts)) if int(ro.prompt_index[i]) == j]
-            answers = [ro.texts[i] for i in rows]
-            correct = [scores[i] == 1.0 for i in rows]
-            per_problem.append({"c": sum(correct), "answers": answers, "correct": correct})
-            if on_completions is not None:
-                r = recs[j]
-                on_completions(
-                    [
-                        {
-                            "problem": b + j,
-                            "task": r.get("task"),
-                            "index": r.get("index"),
-                            "sample": n,
-                            "completion": ro.texts[i],
-                            "score": scores[i],
-                            "correct": scores[i] == 1.0,
-                        }
-                        for n, i in enumerate(rows)
-                    ]
-                )
+        per_problem += _problems(recs, b, ro, scores, on_completions)
         if progress is not None:
             progress(len(per_problem), len(records))
     out = _summary(per_problem, n_samples, s_stats, acc)
     out["sampler"] = sampler
+    return out
+
+
+def _check_evaluate(model, ref_model, n_samples, stats_samples, sampler, device):
+    """evaluate's arguments checked (ValueError naming the argument); returns the device."""
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if device is None:
+        device = next(model.parameters()).device
+    if ref_model is not None and next(ref_model.parameters()).device != device:
+        raise ValueError(
+            f"the model is on {device}, the base model on {next(ref_model.parameters()).device}: "
+            "put both on one device"
+        )
+    if stats_samples is not None and int(stats_samples) < 0:
+        raise ValueError(f"stats_samples must be >= 0 or None, got {stats_samples}")
+    if sampler not in ("fast", "plain"):
+        raise ValueError(f"sampler must be 'fast' or 'plain', got {sampler!r}")
+    return device
+
+
+def _problems(recs, b: int, ro, scores, on_completions) -> list[dict]:
+    """One batch's problems ({c, answers, correct} each); their completions, one dict per
+    sample, go to on_completions."""
+    out = []
+    for j, r in enumerate(recs):
+        rows = [i for i in range(len(ro.texts)) if int(ro.prompt_index[i]) == j]
+        correct = [scores[i] == 1.0 for i in rows]
+        out.append({"c": sum(correct), "answers": [ro.texts[i] for i in rows], "correct": correct})
+        if on_completions is not None:
+            on_completions(
+                [
+                    {
+                        "problem": b + j,
+                        "task": r.get("task"),
+                        "index": r.get("index"),
+                        "sample": n,
+                        "completion": ro.texts[i],
+                        "score": scores[i],
+                        "correct": scores[i] == 1.0,
+                    }
+                    for n, i in enumerate(rows)
+                ]
+            )
     return out
 
 
@@ -225,8 +240,6 @@ def check_output_file(path, key: str = "out") -> Path:
     """Make the folder of an output file, or fail naming `key`, before any work is done."""
     import os
 
-    from giftlab.errors import InputError
-
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{key}={path} is a folder; give a file path for the JSON")
@@ -260,8 +273,6 @@ def evaluate_model(
     on `records` (device from the model) and, given the held-out `demos` and a model that is not
     the base, the teacher-forced drift from the base per problem (`drift_per_problem`).
     bf16: under bf16 autocast on the model's device (the precision of a bf16 run)."""
-    from giftlab.engine.drift import drift_per_problem
-    from giftlab.runtime.distributed import precision
 
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # generation pads on the left
@@ -295,19 +306,10 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     model paths, the output file's folder) runs before any model loads."""
     import json
 
-    from giftlab.models import (
-        check_model_name,
-        check_same_vocabulary,
-        load_model,
-        load_tokenizer,
-    )
-    from giftlab.rl.loop import load_task_records
-
     recs = load_task_records(cfg.data, limit=cfg.limit or None)
     check_model_name(cfg.model, "model", cfg.attn_implementation)
     check_model_name(cfg.ref_model, "ref_model", cfg.attn_implementation)
     out = check_output_file(cfg.out) if cfg.out else None
-    from giftlab.runtime.distributed import default_device
 
     tok = load_tokenizer(cfg.model)
     device = default_device()

@@ -20,6 +20,7 @@ from giftlab.data import read_records
 from giftlab.data.verifiers import VerifierError, check_verifiable, score
 from giftlab.errors import NonFiniteError
 from giftlab.losses import group_advantages, grpo_loss, kl_estimate
+from giftlab.models import check_model_name, check_same_vocabulary, load_model, load_tokenizer
 from giftlab.models.head import check_head
 from giftlab.provenance import provenance
 from giftlab.rl.config import RLConfig, rl_config_help
@@ -56,13 +57,6 @@ def rl(
     cfg: RLConfig, resume: bool = False, model=None, tokenizer=None, ref_model=None, score_fn=score
 ) -> dict:
     """GRPO per `cfg`; returns the last metrics. `model`/`tokenizer`/`score_fn` override (tests)."""
-    from giftlab.models import (
-        check_model_name,
-        check_same_vocabulary,
-        load_model,
-        load_tokenizer,
-    )
-
     device = default_device()
     # every check that needs no training runs before the run folder is touched
     records = load_task_records(cfg.train_file, check=score_fn is score)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from giftlab.data.tokenize import prompt_text
+from giftlab.data.verifiers import VerifierError
+from giftlab.models.head import lm_head
 from giftlab.models.kv import CACHE_KEY
 
 
@@ -146,8 +148,6 @@ def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):
     the head is the model's own (bias, soft-capping, logit scale: giftlab.models.head).
     Naive equivalent: log_softmax(model(sequences).logits[:, :-1]).gather(-1, sequences[:, 1:]).
     """
-    from giftlab.models.head import lm_head
-
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
     # positions count real tokens only, as when sampling (a left-padded row is scored as it was
     # sampled: models with absolute position embeddings, GPT-2, depend on it)
@@ -178,8 +178,6 @@ def verifier_rewards(records, rollout: Rollout, score_fn, binary: bool = True):
     reward and score are NaN and its reason is listed, naming the record.
     Returns (rewards (N,) float tensor, scores list, failures: list of messages).
     """
-    from giftlab.data.verifiers import VerifierError
-
     rewards, scores, failures = [], [], []
     for i, text in zip(rollout.prompt_index.tolist(), rollout.texts):
         where = records[i].get("where", f"prompt {i}")

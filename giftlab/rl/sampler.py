@@ -58,54 +58,18 @@ def shared_prefix(model, prompt_ids: list[list[int]], min_tokens: int = 8) -> Sh
 
 @torch.no_grad()
 def sample_groups_fast(
-    model,
-    tokenizer,
-    prompt_ids: list[list[int]],
-    group: int,
-    max_new_tokens: int,
-    temperature: float,
-    seed: int,
-    prefix: SharedPrefix | None = None,
+    model, tokenizer, prompt_ids, group, max_new_tokens, temperature, seed, prefix=None
 ) -> Rollout:
     """`group` completions of every prompt (module docstring); the same Rollout as
-    giftlab.rl.rollout.sample_groups (left-padded prompt + completion, masks, texts)."""
+    giftlab.rl.rollout.sample_groups (left-padded prompt + completion, masks, texts), with its
+    arguments (prompt_ids: list[list[int]], temperature 0: greedy) and the prompts' shared
+    prefix (a SharedPrefix of this model, or None)."""
     device = model_device(model)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    n_pre = 0
-    if prefix is not None:
-        if prefix.model is not model:
-            raise ValueError("the shared prefix was computed with another model")
-        n_pre = len(prefix.ids)
-        if any(p[:n_pre] != prefix.ids or len(p) <= n_pre for p in prompt_ids):
-            raise ValueError("a prompt does not start with the shared prefix (or is no longer)")
-    own = [p[n_pre:] for p in prompt_ids]
-    width = max(len(p) for p in own)
-    n = len(prompt_ids)
-    ids = torch.full((n, n_pre + width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((n, n_pre + width), dtype=torch.long, device=device)
-    if n_pre:
-        ids[:, :n_pre] = torch.tensor(prefix.ids, dtype=torch.long, device=device)
-        mask[:, :n_pre] = 1
-    for i, p in enumerate(own):  # left padding after the prefix: each prompt ends at the right
-        ids[i, n_pre + width - len(p) :] = torch.tensor(p, dtype=torch.long, device=device)
-        mask[i, n_pre + width - len(p) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    n_pre = _check_prefix(model, prompt_ids, prefix)
     was_training = model.training
     model.eval()
-    cache = None
-    if n_pre:
-        cache = copy.deepcopy(prefix.cache)
-        cache.batch_repeat_interleave(n)
-    if width > 1:  # the prompts' own tokens but the last, once per prompt
-        out = model(
-            input_ids=ids[:, n_pre:-1],
-            attention_mask=mask[:, :-1],
-            position_ids=positions[:, n_pre:-1],
-            use_cache=True,
-            logits_to_keep=1,
-            **({CACHE_KEY: cache} if cache is not None else {}),
-        )
-        cache = getattr(out, CACHE_KEY)
+    ids, mask, positions, cache = _prefill(model, prompt_ids, prefix, n_pre, pad, device)
     # the group's samples of each prompt share its cache rows
     if cache is not None:
         cache.batch_repeat_interleave(group)
@@ -150,3 +114,49 @@ def sample_groups_fast(
     ids, mask = left_padded(prompt_ids, pad, device)
     ids, mask = ids.repeat_interleave(group, 0), mask.repeat_interleave(group, 0)
     return completed_rollout(ids, mask, completion, tokenizer, group, comp_logp)
+
+
+def _check_prefix(model, prompt_ids, prefix) -> int:
+    """The shared prefix's length (0 without one); ValueError when it is another model's or a
+    prompt does not start with it."""
+    if prefix is None:
+        return 0
+    if prefix.model is not model:
+        raise ValueError("the shared prefix was computed with another model")
+    n_pre = len(prefix.ids)
+    if any(p[:n_pre] != prefix.ids or len(p) <= n_pre for p in prompt_ids):
+        raise ValueError("a prompt does not start with the shared prefix (or is no longer)")
+    return n_pre
+
+
+def _prefill(model, prompt_ids, prefix, n_pre: int, pad: int, device):
+    """(ids, mask, positions, cache) of the prompts, one row each: the shared prefix (from its
+    cache), then each prompt's own tokens left-padded to end at the right, all but the last run
+    once through the model (the last is the first decoding step's input)."""
+    own = [p[n_pre:] for p in prompt_ids]
+    width = max(len(p) for p in own)
+    n = len(prompt_ids)
+    ids = torch.full((n, n_pre + width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((n, n_pre + width), dtype=torch.long, device=device)
+    if n_pre:
+        ids[:, :n_pre] = torch.tensor(prefix.ids, dtype=torch.long, device=device)
+        mask[:, :n_pre] = 1
+    for i, p in enumerate(own):
+        ids[i, n_pre + width - len(p) :] = torch.tensor(p, dtype=torch.long, device=device)
+        mask[i, n_pre + width - len(p) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = None
+    if n_pre:
+        cache = copy.deepcopy(prefix.cache)
+        cache.batch_repeat_interleave(n)
+    if width > 1:
+        out = model(
+            input_ids=ids[:, n_pre:-1],
+            attention_mask=mask[:, :-1],
+            position_ids=positions[:, n_pre:-1],
+            use_cache=True,
+            logits_to_keep=1,
+            **({CACHE_KEY: cache} if cache is not None else {}),
+        )
+        cache = getattr(out, CACHE_KEY)
+    return ids, mask, positions, cache

@@ -84,13 +84,7 @@ def train(
         barrier(world)
         seed_all(cfg.seed)
         engine = build_engine(
-            cfg,
-            model=model,
-            ref_model=ref_model,
-            tokenizer=tokenizer,
-            device=device,
-            mode=mode,
-            ref_cache=cache,
+            cfg, model, ref_model, tokenizer, device=device, mode=mode, ref_cache=cache
         )
         m = engine.models
         train_examples, train_stats = _encode(cfg, train_records, tokenizer, cfg.train_file, log)
@@ -98,10 +92,7 @@ def train(
         val_examples = val[0] if val else None
         order = DataOrder(len(train_examples), cfg.batch_size, world, rank, cfg.seed)
         params = [p for p in m.policy.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(
-            params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay
-        )
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+        opt, sched = _optimiser(cfg, params)
         start_step, best_val = _resume(run, resume, m, opt, sched, order, world, log)
         run.start_metrics(start_step if run.last_checkpoint else None)
         info = {"config": cfg.to_dict(), "provenance": provenance(), "world_size": world}
@@ -128,15 +119,8 @@ def train(
             bar.set_postfix(
                 loss=f"{row['loss/train']:.4f}", tok_s=f"{row['perf/tokens_per_s']:.0f}"
             )
-            if "val/ce" in row and row["val/ce"] < best_val:
-                best_val = row["val/ce"]
-                if cfg.save_final:
-                    run.save_model("best", m.policy, tokenizer, full_weights(m), m.lora, card)
-            if (cfg.save_every and (step + 1) % cfg.save_every == 0) or final:
-                state = _state(cfg, step + 1, m, opt, sched, order, best_val, world)
-                run.save_checkpoint(
-                    step + 1, m.policy, tokenizer, state, cfg.keep_checkpoints, full_weights(m)
-                )
+            state_of = (opt, sched, order, world)
+            best_val = _save(cfg, run, step, row, best_val, m, tokenizer, card, state_of)
             last = row
         bar.close()
         if cfg.save_final:
@@ -144,6 +128,30 @@ def train(
     last["data/train_examples"] = train_stats.kept
     last["data/skipped_overlong"] = train_stats.skipped_overlong
     return last
+
+
+def _optimiser(cfg, params):
+    """AdamW and the learning-rate schedule of `cfg`."""
+    opt = torch.optim.AdamW(
+        params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay
+    )
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+
+
+def _save(cfg, run, step, row, best_val, m, tokenizer, card, state_of) -> float:
+    """After step `step`: the best model when the held-out CE improved (save_final), the
+    checkpoint every save_every steps and at the last; returns the best held-out CE."""
+    if "val/ce" in row and row["val/ce"] < best_val:
+        best_val = row["val/ce"]
+        if cfg.save_final:
+            run.save_model("best", m.policy, tokenizer, full_weights(m), m.lora, card)
+    if (cfg.save_every and (step + 1) % cfg.save_every == 0) or step + 1 == cfg.max_steps:
+        opt, sched, order, world = state_of
+        state = _state(cfg, step + 1, m, opt, sched, order, best_val, world)
+        run.save_checkpoint(
+            step + 1, m.policy, tokenizer, state, cfg.keep_checkpoints, full_weights(m)
+        )
+    return best_val
 
 
 def _resume(run, resume, m, opt, sched, order, world, log) -> tuple[int, float]:

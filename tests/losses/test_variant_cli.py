@@ -120,7 +120,9 @@ def test_each_kind_of_variant_finds_its_path(user_module):
 
 def test_the_variant_written_as_gift_trains_like_the_built_in_gift(env, user_module, capsys):
     """Same model folder, data, seed and beta: the loss of every step and every held-out
-    statistic agree (float32 training: 1e-5 relative)."""
+    statistic agree (float32 training: 1e-5 relative; 2e-6 absolute for statistics near 0, such
+    as the KL to the base at the first step: a difference of float32 log-probabilities of size
+    log V ~ 5 carries ~5 x 1.2e-7 of rounding, which the CPU's vector width changes)."""
     common = [*_train_args(env), f"val_file={env / 'train.jsonl'}", "beta=3", "diag_every=1"]
     runs = {}
     for objective in ("gift", "uservariants:gift_like"):
@@ -136,7 +138,7 @@ def test_the_variant_written_as_gift_trains_like_the_built_in_gift(env, user_mod
     for ra, rb in zip(a, b, strict=True):
         for k in ra:
             if k.startswith(("loss/", "val/", "diag/")) and "topk" not in k:
-                np.testing.assert_allclose(rb[k], ra[k], rtol=1e-5, atol=1e-7, err_msg=k)
+                np.testing.assert_allclose(rb[k], ra[k], rtol=1e-5, atol=2e-6, err_msg=k)
 
 
 def test_the_variants_statistics_describe_its_own_target(env, user_module):
