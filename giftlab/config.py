@@ -19,11 +19,23 @@ from giftlab.errors import InputError
 
 
 class ConfigError(InputError):
-    """A bad config value; `.key` is the key it concerns (None for the file as a whole)."""
+    """A bad config value; `.key` is the key it concerns (None for the file as a whole);
+    `.problems` every (key, message) found at once (a config with three bad keys names three)."""
 
-    def __init__(self, message: str, key: str | None = None):
+    def __init__(self, message: str, key: str | None = None, problems=None):
         super().__init__(message)
         self.key = key
+        self.problems = list(problems) if problems else [(key, message)]
+
+    @classmethod
+    def of(cls, problems, where=None) -> ConfigError:
+        """One error for every (key, message) of `problems`, each message prefixed with
+        where(key) (the file and line it was read from) when given."""
+        shown = [f"{where(k)}: {m}" if where else m for k, m in problems]
+        if len(shown) == 1:
+            return cls(shown[0], problems[0][0], problems)
+        text = f"{len(shown)} settings are not valid: " + "; ".join(shown)
+        return cls(text, problems[0][0], problems)
 
 
 def setting(default, help: str):
@@ -115,22 +127,35 @@ def tracker_allowed(name) -> str:
 def check_rules(obj, rules) -> None:
     """Check each (key, predicate, allowed) of `rules` on `obj`: first the value's type against the
     field's annotation (a number for a float, never a bool or a string), then the predicate.
-    Raises ConfigError naming the key, the allowed values and the value."""
+    Raises one ConfigError naming every key that breaks its rule, the allowed values and the
+    value."""
+    problems = rule_problems(obj, rules)
+    if problems:
+        raise ConfigError.of(problems)
+
+
+def rule_problems(obj, rules) -> list[tuple[str, str]]:
+    """(key, message) for every key of `rules` whose value `obj` breaks (check_rules's checks)."""
     hints = typing.get_type_hints(type(obj))
+    problems = []
     for key, ok, allowed in rules:
         value = getattr(obj, key)
         t = hints.get(key)
         if t is float or t is int:
             kinds = (int, float) if t is float else (int,)
             if isinstance(value, bool) or not isinstance(value, kinds):
-                raise ConfigError(
-                    f"{key} must be a number ({t.__name__}), got {value!r} "
-                    f"({type(value).__name__})",
-                    key,
+                problems.append(
+                    (
+                        key,
+                        f"{key} must be a number ({t.__name__}), got {value!r} "
+                        f"({type(value).__name__})",
+                    )
                 )
+                continue
         if not ok(value):
             allowed = allowed(value) if callable(allowed) else allowed
-            raise ConfigError(f"{key} must be {allowed}, got {value!r}", key)
+            problems.append((key, f"{key} must be {allowed}, got {value!r}"))
+    return problems
 
 
 class FlatConfig:
@@ -167,18 +192,25 @@ class FlatConfig:
                 k: _coerce_scalar(float, k, v, where(k)) if k in extra else v
                 for k, v in hyper.items()
             }
+        problems, coerced = [], {}
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
-            raise ConfigError(
-                f"{where(unknown[0])}: unknown key(s) {unknown}; known keys: {cls.field_names()}",
-                unknown[0],
-            )
-        coerced = {k: _coerce(cls, k, v, where(k)) for k, v in values.items()}
+            known = cls.field_names()
+            problems.append((unknown[0], f"unknown key(s) {unknown}; known keys: {known}"))
+        for k, v in values.items():
+            if k in unknown:
+                continue
+            try:
+                coerced[k] = _coerce(cls, k, v, where(k))
+            except ConfigError as err:
+                problems.append((k, str(err).removeprefix(f"{where(k)}: ")))
+        if problems:  # every bad key of the file at once, each with its line
+            raise ConfigError.of(problems, where)
         try:
             return cls(**coerced)
         except ConfigError as err:
-            if err.key in lines:
-                raise ConfigError(f"{where(err.key)}: {err}", err.key) from None
+            if any(k in lines for k, _ in err.problems):
+                raise ConfigError.of(err.problems, where) from None
             raise
 
     @classmethod

@@ -558,3 +558,24 @@ def test_a_missing_relative_model_path_is_named_not_taken_for_a_hub_id(env, caps
     err = capsys.readouterr().err
     assert "model=runs/final: no such folder" in err and "hub" not in err.split("give")[0]
     assert not (env / "never_claimed").exists()  # nothing claimed
+
+
+def test_every_bad_key_of_a_config_is_named_at_once(tmp_path, capsys):
+    """A config with a wrong type, an unknown key and two values out of range: one line names
+    all four, each with its file:line (not only the first one met)."""
+    cfg = tmp_path / "many.yaml"
+    cfg.write_text("max_steps: 3\nlr: -1\nbta: 2\nbatch_size: many\nwarmup_steps: -4\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "settings are not valid" in err
+    for part in (
+        "many.yaml:3: unknown key(s) ['bta']",
+        "many.yaml:4: batch_size must be int, got 'many'",
+    ):
+        assert part in err, err
+    # the rules of the values that could be read: both out-of-range keys, with their lines
+    cfg.write_text("max_steps: 3\nlr: -1\nwarmup_steps: -4\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "many.yaml:2: lr must be a finite number > 0, got -1" in err
+    assert "many.yaml:3: warmup_steps must be >= 0, got -4" in err

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "giftlab"
 # layers below its own. Two packages of one layer never import each other (train and rl, the
 # pipeline and the integrations, the planner and the figures).
 LAYERS = (
-    ("errors", "validation", "provenance"),
+    ("errors", "checks", "provenance"),
     ("config", "variants", "share"),
     ("runtime", "data", "diagnostics", "losses", "theory", "results", "plots"),
     ("stats", "rewards", "models"),
@@ -37,7 +37,7 @@ DOMAIN = tuple(
     f"giftlab.{p}"
     for names in LAYERS
     for p in names
-    if p not in ("errors", "validation", "provenance", "config", "runtime")
+    if p not in ("errors", "checks", "provenance", "config", "runtime")
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from giftlab.validation import check_beta  # noqa: F401 - re-exported
+from giftlab.checks import check_beta  # noqa: F401 - re-exported
 
 REDUCTIONS = ("mean", "sum", "none")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from giftlab.validation import check_beta  # noqa: F401 - re-exported
+from giftlab.checks import check_beta  # noqa: F401 - re-exported
 
 PROB_ATOL = 1e-6
 """Largest |sum(p) - 1| accepted for a probability vector; within it the vector is renormalised."""

@@ -35,10 +35,10 @@ class TabularLM:
     Args:
         probs: sequence of T arrays; probs[d] has shape (C^d, V), rows summing to 1.
         end_token: the id in [0, V) that ends a sequence early, or None (every sequence has length T).
-        validate: check shapes, signs and normalisation (each row within PROB_ATOL of 1).
+        check: check shapes, signs and normalisation (each row within PROB_ATOL of 1).
     """
 
-    def __init__(self, probs: Sequence[np.ndarray], end_token: int | None = None, *, validate=True):
+    def __init__(self, probs: Sequence[np.ndarray], end_token: int | None = None, *, check=True):
         if len(probs) == 0:
             raise ValueError("probs must hold one table per depth (horizon >= 1), got none")
         self.probs = [np.asarray(p, dtype=np.float64) for p in probs]
@@ -50,11 +50,11 @@ class TabularLM:
         tokens = np.arange(self.vocab_size)
         self.content_tokens = tokens if end_token is None else np.delete(tokens, self.end_token)
         self.n_content = len(self.content_tokens)
-        if validate:
-            self._validate()
+        if check:
+            self._check()
         self._log_probs: list[np.ndarray] | None = None
 
-    def _validate(self) -> None:
+    def _check(self) -> None:
         for d, p in enumerate(self.probs):
             want = (self.n_content**d, self.vocab_size)
             if p.shape != want:
@@ -124,7 +124,7 @@ class TabularLM:
                 g[empty, rng.integers(vocab_size, size=int(empty.sum()))] = 1.0
                 s[empty] = 1.0
             probs.append(g / s)
-        return cls(probs, end_token, validate=False)
+        return cls(probs, end_token, check=False)
 
     # -- views ----------------------------------------------------------------------------------
 
