@@ -399,7 +399,7 @@ def add_rl_parser(sub) -> None:
 
 
 def add_eval_parser(sub) -> None:
-    from giftlab.rl.evaluate import EvalConfig
+    from giftlab.rl.config import EvalConfig
 
     p = _flat_config_parser(
         sub,
@@ -429,7 +429,8 @@ def run_rl(args) -> int:
 
 
 def run_eval(args) -> int:
-    from giftlab.rl.evaluate import EvalConfig, evaluate_checkpoint
+    from giftlab.rl.config import EvalConfig
+    from giftlab.rl.evaluate import evaluate_checkpoint
 
     cfg = _load_config(EvalConfig, args)
     m = evaluate_checkpoint(cfg)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,33 @@ from giftlab.config import (
     one_of,
 )
 from giftlab.config import setting as _f
-from giftlab.data.tasks import TASK_DEFAULTS
-from giftlab.errors import RunDirError
-from giftlab.losses import OBJECTIVES
+from giftlab.data import read_records
+from giftlab.data.tasks import TASK_DEFAULTS, write_task_data
+from giftlab.data.tokenize import encode_records
+from giftlab.engine.cache import is_complete
+from giftlab.errors import InputError, RunDirError
+from giftlab.losses import HYPER_SETTINGS, OBJECTIVES
+from giftlab.losses.settings import OBJECTIVE_RULES
+from giftlab.losses.variant import objective_problem
+from giftlab.models import check_model_name, load_model, load_tokenizer
+from giftlab.models.loading import DEFAULT_MODEL, REPORT_NAME
+from giftlab.plots import caption, lines, panels
+from giftlab.provenance import provenance
+from giftlab.refcache import RefCacheConfig, build_ref_cache
 from giftlab.results import flat_row, load_results
+from giftlab.rl.evaluate import evaluate_model
+from giftlab.rl.loop import RLConfig, load_task_records, rl
 from giftlab.runtime import RunDir
-from giftlab.stats import format_paired, paired_vs_sft, per_problem_values, seeds_done
+from giftlab.runtime.distributed import default_device
+from giftlab.stats import (
+    clustered_mean_ci,
+    format_paired,
+    paired_vs_sft,
+    per_problem_values,
+    seeds_done,
+)
+from giftlab.train import TrainConfig, train
+from giftlab.variants import is_variant_spec
 
 
 @dataclass
@@ -231,10 +253,6 @@ def _init_args(spec: str) -> tuple[str, dict]:
 
 
 def _objective_args(spec: str) -> tuple[str, dict]:
-    from giftlab.losses import HYPER_SETTINGS
-    from giftlab.losses.settings import OBJECTIVE_RULES
-    from giftlab.losses.variant import objective_problem
-    from giftlab.variants import is_variant_spec
 
     name, sep, raw = spec.partition(":")
     parts = spec.split(":")
@@ -286,8 +304,6 @@ def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
     """Run the comparison into cfg.out_dir (a fresh folder, overwrite=true, or resume=True: keep
     every finished init x seed cell, resume a half-done one from its checkpoints, and run the
     seeds or inits added to the config); returns report.md."""
-    from giftlab.models import check_model_name
-    from giftlab.provenance import provenance
 
     check_model_name(cfg.model, "model", cfg.attn_implementation)  # before the folder is touched
     layout = PipelineLayout(cfg.out_dir)
@@ -308,9 +324,6 @@ def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
 
 def _check_lengths(cfg, path, tokenizer) -> None:
     """Every training example fits max_length (checked before any fine-tuning)."""
-    from giftlab.data import read_records
-    from giftlab.data.tokenize import encode_records
-    from giftlab.errors import InputError
 
     records = read_records(path)
     _, stats = encode_records(records, tokenizer, cfg.max_length, "skip")
@@ -326,11 +339,6 @@ class _Run:
     rewritten after every evaluation, so a crash loses no result)."""
 
     def __init__(self, cfg: PipelineConfig, out: Path, log, started: dict, resume: bool, layout):
-        from giftlab.data import read_records
-        from giftlab.data.tasks import write_task_data
-        from giftlab.models import load_model, load_tokenizer
-        from giftlab.rl.loop import load_task_records
-        from giftlab.runtime.distributed import default_device
 
         self.cfg, self.out, self.log, self.started = cfg, out, log, started
         self.layout = layout if layout is not None else PipelineLayout(out)
@@ -363,9 +371,6 @@ class _Run:
     def evaluate(self, model_or_path, seed: int) -> dict:
         """giftlab.rl.evaluate.evaluate_model on the held-out problems (drift too, but for the
         base)."""
-        from giftlab.models import load_model, load_tokenizer
-        from giftlab.rl.evaluate import evaluate_model
-        from giftlab.runtime.distributed import default_device
 
         cfg = self.cfg
         model = model_or_path
@@ -390,7 +395,6 @@ class _Run:
 
     def fine_tune(self, spec: str, seed: int, folder: Path) -> Path:
         """Fine-tune (or resume) one init; returns the model folder passed on (select)."""
-        from giftlab.train import TrainConfig, train
 
         cfg = self.cfg
         objective, extra = _init_args(spec)
@@ -427,8 +431,6 @@ class _Run:
     def ref_cache(self, k: int) -> Path:
         """The base model's reference cache of the top k tokens over the training and selection
         examples (built once, resumed if stopped)."""
-        from giftlab.engine.cache import is_complete
-        from giftlab.refcache import RefCacheConfig, build_ref_cache
 
         cfg = self.cfg
         folder = self.layout.record(f"ref-cache-k{k}")
@@ -452,7 +454,6 @@ class _Run:
 
     def grpo(self, start: Path, seed: int, folder: Path) -> Path:
         """GRPO (or resume) from `start`; returns its final model folder."""
-        from giftlab.rl.loop import RLConfig, rl
 
         cfg = self.cfg
         rcfg = RLConfig(
@@ -545,7 +546,6 @@ def _updates_text(cfg: PipelineConfig, results: list[dict]) -> str:
 def rebuild_report(out_dir) -> Path:
     """report.md and pipeline.png again from out_dir/results.json alone (no training): after a
     change to the report, or from the partial results.json a crashed or stopped run left."""
-    from giftlab.errors import InputError
 
     path = Path(out_dir) / "results.json"
     if not path.exists():
@@ -577,7 +577,6 @@ def rebuild_report(out_dir) -> Path:
 
 def model_display(model: str) -> str:
     """The model's name in captions: the bundled SmolLM2's full name, else what the user gave."""
-    from giftlab.models.loading import DEFAULT_MODEL, REPORT_NAME
 
     return REPORT_NAME if model == DEFAULT_MODEL else model
 
@@ -590,7 +589,6 @@ def _seeds_text(cfg, results: list[dict]) -> str:
 
 
 def _write_results(out: Path, cfg, results: list[dict], started: dict, minutes: float) -> None:
-    from datetime import datetime, timezone
 
     summary = {
         "results": results,
@@ -666,7 +664,6 @@ def _paired_table(results: list[dict], cfg) -> list[str]:
 def _summary_table(results: list[dict], cfg, keys: list[str]) -> list[str]:
     """One markdown row per init and stage: per-problem metrics with a clustered 95% CI over
     problems, sample-level ones as the mean over seeds."""
-    from giftlab.stats import clustered_mean_ci
 
     groups: dict = {}
     for r in results:
@@ -696,7 +693,6 @@ def _summary_table(results: list[dict], cfg, keys: list[str]) -> list[str]:
 
 def _figure(out: Path, cfg, results: list[dict]) -> None:
     """pipeline.png: pass@k before / after RL, the RL reward curves, the paired differences."""
-    from giftlab.plots import caption, lines, panels
 
     groups: dict = {}
     for r in results:

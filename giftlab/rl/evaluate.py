@@ -5,27 +5,18 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from giftlab.config import (
-    ATTENTION_HELP,
-    ATTENTION_RULE,
-    FlatConfig,
-    at_least,
-    finite_non_negative,
-    one_of,
-)
-from giftlab.config import setting as _f
 from giftlab.data.verifiers import VerifierError, score
 from giftlab.diagnostics import distinct_correct, majority_at_k, pass_at_k
 from giftlab.engine.drift import drift_per_problem
 from giftlab.errors import InputError
 from giftlab.losses import kl_estimate
 from giftlab.models import check_model_name, check_same_vocabulary, load_model, load_tokenizer
+from giftlab.rl.config import EvalConfig
 from giftlab.rl.loop import load_task_records
 from giftlab.rl.rollout import (
     encode_prompts,
@@ -195,45 +186,6 @@ def _summary(per_problem: list[dict], n: int, s_stats: int, acc: dict) -> dict:
                 np.mean([majority_at_k(p["answers"], p["correct"], k) for p in per_problem])
             )
     return out
-
-
-@dataclass
-class EvalConfig(FlatConfig):
-    """`giftlab eval`: one checkpoint on held-out problems."""
-
-    model: str = _f("smollm2", "model to evaluate: 'smollm2', a checkpoint folder or a hub id")
-    ref_model: str = _f("smollm2", "the base model that KL is measured against")
-    data: str = _f("data/countdown/val.jsonl", "held-out records (from giftlab data)")
-    samples: int = _f(16, "samples per problem, >= 1")
-    limit: int = _f(32, "problems, >= 0 (0: all)")
-    max_new_tokens: int = _f(24, "completion length, >= 1")
-    temperature: float = _f(1.0, "sampling temperature, >= 0 (0: greedy)")
-    seed: int = _f(0, "sampling seed")
-    bf16: bool = _f(False, "evaluate under bf16 autocast (the precision of a bf16 run)")
-    sampler: str = _f(
-        "fast",
-        "fast (the prompts' shared prefix computed once, finished samples leave the batch) or "
-        "plain (model.generate): the same distribution, greedy completions equal",
-    )
-    prompts_per_batch: int = _f(16, "problems sampled together (x samples rows)")
-    attn_implementation: str = _f("auto", ATTENTION_HELP)
-    out: str = _f(
-        "",
-        "also write the JSON to this file (its folder is made before any work), and every "
-        "completion with its score beside it, as they are made (FILE's stem + .completions.jsonl)",
-    )
-
-    RULES = (
-        ("samples", at_least(1), ">= 1"),
-        ("limit", at_least(0), ">= 0 (0: all)"),
-        ("max_new_tokens", at_least(1), ">= 1"),
-        ("temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
-        ("model", bool, "a model folder, 'smollm2' or a hub id"),
-        ("ref_model", bool, "a model folder, 'smollm2' or a hub id"),
-        ATTENTION_RULE,
-        ("sampler", one_of("fast", "plain"), "fast or plain"),
-        ("prompts_per_batch", at_least(1), ">= 1"),
-    )
 
 
 def check_output_file(path, key: str = "out") -> Path:
