@@ -17,25 +17,19 @@ Writes paper_figures/benchmarks/bench_eval_<device>.csv (with provenance).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from real_sft_sweep import SWEEP  # noqa: E402
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "real_sft_sweep_fewshot.yaml"
 
 
 def _pipeline_cell(sampler: str, n_val: int, folder: Path) -> dict:
     from giftlab.pipeline import PipelineConfig, run_pipeline
     from giftlab.results import load_results
 
-    keys = dict(a.split("=", 1) for a in SWEEP)
-    cfg = PipelineConfig().with_overrides(
-        [f"{k}={v}" for k, v in keys.items() if k not in ("out_dir", "inits", "seeds", "n_val")]
-        + [
-            "prompt_style=fewshot",
+    cfg = PipelineConfig.from_yaml(CONFIG).with_overrides(
+        [
             "inits=sft",
             "seeds=0",
             f"n_val={n_val}",

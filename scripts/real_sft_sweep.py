@@ -1,6 +1,7 @@
 """The SFT-stage beta sweep on a real model, before any RL: `giftlab pipeline rl_steps=0` with
 the sweep's starts and settings (this runner only spells them out; the pipeline does the work and
-writes OUT/results.json, report.md and pipeline.png in its one schema).
+writes OUT/results.json, report.md and pipeline.png in its one schema). The settings are
+configs/real_sft_sweep.yaml; the same run is `giftlab pipeline --config configs/real_sft_sweep.yaml`.
 
 SmolLM2-135M-Instruct fine-tuned on countdown with KD to the base (beta = 0), GIFT at beta 2, 5,
 10, 20 and SFT, each checkpoint chosen by held-out one-hot cross-entropy (the paper's rule), then
@@ -8,35 +9,18 @@ SmolLM2-135M-Instruct fine-tuned on countdown with KD to the base (beta = 0), GI
 demonstrations; each start minus SFT on the same problems with clustered 95% intervals.
 
     python scripts/real_sft_sweep.py                                   # short prompts
-    python scripts/real_sft_sweep.py prompt_style=fewshot inits=kd_base,gift:5,gift:10,sft \\
-        out_dir=paper_figures/real_sft_sweep_fewshot
+    giftlab pipeline --config configs/real_sft_sweep_fewshot.yaml       # few-shot prompts
     python scripts/real_sft_sweep.py seeds=0,1,2,3,4 --resume          # more training seeds
 
-Any `giftlab pipeline` KEY=VALUE (and --resume) passes through and overrides the defaults below.
+Any `giftlab pipeline` KEY=VALUE (and --resume) passes through and overrides the file's values.
 """
 
 import sys
+from pathlib import Path
 
 from giftlab.cli import main
 
-SWEEP = [
-    "rl_steps=0",
-    "inits=kd_base,gift:2,gift:5,gift:10,gift:20,sft",
-    "seeds=0",
-    "n_train=256",
-    "n_val=300",
-    "eval_samples=8",
-    "eval_temperature=0.6",
-    "eval_stats_samples=0",
-    "sft_steps=20",
-    "sft_batch=4",
-    "sft_lr=1e-5",
-    "select=best",
-    "select_every=10",
-    "select_examples=64",
-    "max_length=256",
-    "out_dir=paper_figures/real_sft_sweep",
-]
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "real_sft_sweep.yaml"
 
 if __name__ == "__main__":
-    sys.exit(main(["pipeline", *SWEEP, *sys.argv[1:]]))
+    sys.exit(main(["pipeline", "--config", str(CONFIG), *sys.argv[1:]]))

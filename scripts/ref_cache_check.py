@@ -1,7 +1,7 @@
 """The reference cache on a real model: GIFT (beta 5) on SmolLM2 with few-shot countdown prompts,
 trained from the live reference and from caches of its top 16 and top 64 tokens
-(`giftlab pipeline rl_steps=0 inits=gift:5,gift:5@k16,gift:5@k64`, the SFT-stage sweep's
-settings), 300 held-out problems x 8 samples each; then each cached run minus the live run on the
+(configs/ref_cache_check.yaml: `giftlab pipeline rl_steps=0 inits=gift:5,gift:5@k16,gift:5@k64`
+at the few-shot SFT-stage sweep's settings), 300 held-out problems x 8 samples each; then each cached run minus the live run on the
 same problems and training seeds, with the 95% interval over seeds and problems and the smallest
 difference the design resolves.
 
@@ -15,17 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from real_sft_sweep import SWEEP  # scripts/ is on the path when a script runs
-
-# the few-shot SFT-stage sweep's settings (scripts/real_sft_sweep.py), then the check's own:
-# later KEY=VALUE overrides earlier ones
-CHECK = [
-    *SWEEP,
-    "prompt_style=fewshot",
-    "inits=gift:5,gift:5@k16,gift:5@k64",
-    "seeds=0,1",
-    "out_dir=paper_figures/ref_cache_check",
-]
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ref_cache_check.yaml"
 KEYS = ["pass@1", "pass@8", "distinct_correct"]
 
 
@@ -78,10 +68,11 @@ def main() -> int:
         return 0
     from giftlab.cli import main as cli
 
-    args = [*CHECK, *sys.argv[1:]]
-    rc = cli(["pipeline", *args])
+    args = sys.argv[1:]
+    rc = cli(["pipeline", "--config", str(CONFIG), *args])
     if rc == 0:
-        out = Path(next(a for a in reversed(args) if a.startswith("out_dir=")).split("=", 1)[1])
+        given = [a.split("=", 1)[1] for a in args if a.startswith("out_dir=")]
+        out = Path(given[-1] if given else "paper_figures/ref_cache_check")
         print(table(out))
         print(json.dumps({"wrote": str(out / "cache_check.md")}))
     return rc

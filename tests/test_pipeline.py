@@ -1,6 +1,7 @@
 """`giftlab pipeline` plumbing on a tiny random model saved to a folder (the real run is the CLI's)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,26 @@ def test_a_pipeline_folder_without_a_record_is_known_from_its_config(tmp_path):
     (out / "layout.json").write_text("{not json")
     with pytest.raises(Exception, match="layout.json is damaged"):
         PipelineLayout(out)("sft-seed0")
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_an_experiment_config_loads_and_matches_its_committed_results(path):
+    """configs/*.yaml are the settings of the committed real-model experiments: each loads as a
+    PipelineConfig, and where its out_dir holds results, they were made with these settings
+    (all but out_dir and the seeds, which the campaign appends)."""
+    cfg = PipelineConfig.from_yaml(path)
+    results = Path(__file__).resolve().parents[1] / cfg.out_dir / "results.json"
+    if not results.exists():
+        pytest.skip(f"{cfg.out_dir} holds no results yet")
+    ran = json.loads(results.read_text())["config"]
+    mine = cfg.to_dict()
+    differ = {
+        k: (ran[k], mine[k])
+        for k in ran
+        if k in mine and k not in ("out_dir", "seeds", "overwrite") and ran[k] != mine[k]
+    }
+    assert not differ, f"{path.name} differs from {results}: {differ}"
