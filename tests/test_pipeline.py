@@ -104,10 +104,18 @@ def test_a_pipeline_resumes_its_own_folder_whatever_its_starts_are_named(tmp_pat
     """The cells of 'gift:1e-05' and of a registered objective named 'MyMix' are the pipeline's
     own because it recorded them (layout.json), not because their names look like cells: a
     resume keeps them and appends a seed; a user's folder beside them is still foreign."""
-    from giftlab.errors import RunDirError
-    from giftlab.losses import gift_loss, register_objective
+    from giftlab.losses import OBJECTIVES, gift_loss, register_objective
 
     register_objective("MyMix", gift_loss, needs_ref=True, hyper={"beta": "beta"})
+    try:
+        _resume_a_pipeline_of_odd_names(tmp_path)
+    finally:  # other tests cover every registered objective
+        del OBJECTIVES["MyMix"]
+
+
+def _resume_a_pipeline_of_odd_names(tmp_path):
+    from giftlab.errors import RunDirError
+
     cfg = tiny_pipeline_config(
         tmp_path, inits=["gift:1e-05", "MyMix"], seeds=[0], select="final", rl_steps=0
     )

@@ -40,16 +40,23 @@ def _naive_gate(policy, ref, batch, beta):
     )
 
 
+@pytest.fixture
+def gift_at_alpha():
+    """GIFT registered with its temperature read from the `alpha` setting (removed after the
+    test: other tests cover every registered objective)."""
+    register_objective(
+        "gift_at_alpha",
+        gift_loss,
+        needs_ref=True,
+        hyper={"beta": "alpha", "smoothing": "smoothing"},
+        fused=fused_linear_gift_loss,
+    )
+    yield
+    del OBJECTIVES["gift_at_alpha"]
+
+
 @pytest.mark.parametrize("chunked", [True, False])
-def test_a_registered_objective_s_statistics_use_its_own_temperature(setup, chunked):
-    if "gift_at_alpha" not in OBJECTIVES:
-        register_objective(
-            "gift_at_alpha",
-            gift_loss,
-            needs_ref=True,
-            hyper={"beta": "alpha", "smoothing": "smoothing"},
-            fused=fused_linear_gift_loss,
-        )
+def test_a_registered_objective_s_statistics_use_its_own_temperature(setup, chunked, gift_at_alpha):
     policy, ref, batch = setup
     cfg = TrainConfig(objective="gift_at_alpha", alpha=0.7, beta=3.0, chunked=chunked)
     models = Models(policy=policy, body=CausalLMBody(policy), ref=ref, ref_body=CausalLMBody(ref))
