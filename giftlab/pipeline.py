@@ -12,9 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from giftlab.config import (
-    ATTENTION_HELP,
-    ATTENTION_RULE,
+from giftlab.config import ATTENTION_HELP, ATTENTION_RULE
+from giftlab.data import read_records
+from giftlab.data.tasks import TASK_DEFAULTS, write_task_data
+from giftlab.data.tokenize import encode_records
+from giftlab.engine.cache import is_complete
+from giftlab.errors import InputError, RunDirError
+from giftlab.flatconfig import (
     ConfigError,
     FlatConfig,
     at_least,
@@ -22,12 +26,7 @@ from giftlab.config import (
     finite_positive,
     one_of,
 )
-from giftlab.config import setting as _f
-from giftlab.data import read_records
-from giftlab.data.tasks import TASK_DEFAULTS, write_task_data
-from giftlab.data.tokenize import encode_records
-from giftlab.engine.cache import is_complete
-from giftlab.errors import InputError, RunDirError
+from giftlab.flatconfig import setting as _f
 from giftlab.losses import HYPER_SETTINGS, OBJECTIVES
 from giftlab.losses.settings import OBJECTIVE_RULES
 from giftlab.losses.variant import objective_problem

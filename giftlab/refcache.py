@@ -25,16 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from giftlab.config import (
-    ATTENTION_HELP,
-    ATTENTION_RULE,
-    DATA_RULES,
-    DataSettings,
-    FlatConfig,
-    at_least,
-    one_of,
-)
-from giftlab.config import setting as _f
+from giftlab.config import ATTENTION_HELP, ATTENTION_RULE, DATA_RULES, DataSettings
 from giftlab.data import read_records
 from giftlab.data.tokenize import collate, encode_records
 from giftlab.engine.cache import (
@@ -54,6 +45,8 @@ from giftlab.engine.cache import (
     write_manifest,
 )
 from giftlab.engine.objective import CausalLMBody
+from giftlab.flatconfig import FlatConfig, at_least, one_of
+from giftlab.flatconfig import setting as _f
 from giftlab.models import check_model_name, load_model, load_tokenizer
 from giftlab.models.head import check_head
 from giftlab.runtime.distributed import default_device

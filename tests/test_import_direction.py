@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "giftlab"
 # pipeline and the integrations, the planner and the figures).
 LAYERS = (
     ("errors", "checks", "provenance"),
+    ("flatconfig",),
     ("config", "variants", "share"),
     ("runtime", "data", "diagnostics", "losses", "theory", "results", "plots"),
     ("stats", "rewards", "models"),
@@ -37,7 +38,7 @@ DOMAIN = tuple(
     f"giftlab.{p}"
     for names in LAYERS
     for p in names
-    if p not in ("errors", "checks", "provenance", "config", "runtime")
+    if p not in ("errors", "checks", "provenance", "flatconfig", "config", "runtime")
 )
 
 

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 import torch
 from trl import SFTConfig, SFTTrainer
 
-from giftlab.config import ConfigError, at_least, check_rules, one_of
 from giftlab.data.tokenize import assistant_labels
 from giftlab.engine.cache import (
     SHARD_EXAMPLES,
@@ -45,6 +44,7 @@ from giftlab.engine.cache import (
     weights_hash,
 )
 from giftlab.engine.objective import CausalLMBody, Forward, Models, objective_sum, token_stats
+from giftlab.flatconfig import ConfigError, at_least, check_rules, one_of
 from giftlab.losses import OBJECTIVES
 from giftlab.losses.fused import KERNELS
 from giftlab.losses.settings import (

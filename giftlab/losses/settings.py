@@ -7,14 +7,9 @@ import math
 import typing
 from dataclasses import dataclass, field
 
-from giftlab.config import (
-    BETA_ALLOWED,
-    ConfigError,
-    beta_value,
-    finite_non_negative,
-    in_unit_interval,
-)
-from giftlab.config import setting as _f
+from giftlab.config import BETA_ALLOWED, beta_value
+from giftlab.flatconfig import ConfigError, finite_non_negative, in_unit_interval
+from giftlab.flatconfig import setting as _f
 from giftlab.losses import HYPER_SETTINGS
 from giftlab.losses.gift import DEFAULT_BETA
 from giftlab.losses.variant import objective_problem

@@ -7,18 +7,16 @@ import math
 import typing
 from dataclasses import dataclass
 
-from giftlab.config import (
-    ATTENTION_HELP,
-    ATTENTION_RULE,
+from giftlab.config import ATTENTION_HELP, ATTENTION_RULE, RunSettings
+from giftlab.flatconfig import (
     ConfigError,
     FlatConfig,
-    RunSettings,
     at_least,
     finite_non_negative,
     in_unit_interval,
     one_of,
 )
-from giftlab.config import setting as _f
+from giftlab.flatconfig import setting as _f
 
 
 @dataclass

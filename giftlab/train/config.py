@@ -9,16 +9,9 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass
 
-from giftlab.config import (
-    DATA_RULES,
-    ConfigError,
-    DataSettings,
-    RunSettings,
-    at_least,
-    finite_positive,
-    one_of,
-)
-from giftlab.config import setting as _f
+from giftlab.config import DATA_RULES, DataSettings, RunSettings
+from giftlab.flatconfig import ConfigError, at_least, finite_positive, one_of
+from giftlab.flatconfig import setting as _f
 from giftlab.losses.fused import KERNELS
 from giftlab.losses.settings import (
     OBJECTIVE_RULES,

@@ -14,8 +14,8 @@ from tests.helpers import save_tiny_model
 pytest.importorskip("trl")
 from datasets import Dataset  # noqa: E402
 
-from giftlab.config import ConfigError  # noqa: E402
 from giftlab.engine import CausalLMBody, Models, forward, objective_sum  # noqa: E402
+from giftlab.flatconfig import ConfigError
 from giftlab.integrations.trl import GIFTConfig, GIFTTrainer  # noqa: E402
 from giftlab.losses import OBJECTIVES  # noqa: E402
 from giftlab.models import tiny_tokenizer  # noqa: E402
@@ -180,7 +180,7 @@ def test_bad_objective_is_named():
     ],
 )
 def test_gift_config_checks_the_shared_objective_rules(kw, message):
-    from giftlab.config import ConfigError
+    from giftlab.flatconfig import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         GIFTConfig(output_dir="x", report_to=[], use_cpu=True, **kw)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from giftlab.cli import main
-from giftlab.config import ConfigError
+from giftlab.flatconfig import ConfigError
 from giftlab.losses import HYPER_SETTINGS, OBJECTIVES, Hyper, register_objective
 from giftlab.pipeline import PipelineConfig, init_display
 from giftlab.train import TrainConfig

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from giftlab.cli import main
-from giftlab.config import ConfigError
+from giftlab.flatconfig import ConfigError
 from giftlab.losses import OBJECTIVES
 from giftlab.losses.variant import VARIANT_PATHS, fused_linear_target_loss, register_variant
 from giftlab.pipeline import PipelineConfig, _init_args, cell_name, init_display

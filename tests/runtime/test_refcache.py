@@ -356,7 +356,7 @@ def test_training_from_a_cache_loads_no_reference(setup, monkeypatch):
 def test_the_progress_bar_counts_examples_not_shards(setup, monkeypatch):
     """16 training examples in shards of 5, batches of 3: the bar's total is 16 and it moves
     with every batch (a small build in one shard no longer sits at 0/1)."""
-    import giftlab.runtime.progress as progress
+    import giftlab.refcache as refcache
 
     tmp_path, train_file, val_file, tok, base = setup
     bars = []
@@ -373,7 +373,7 @@ def test_the_progress_bar_counts_examples_not_shards(setup, monkeypatch):
         def close(self):
             pass
 
-    monkeypatch.setattr(progress, "progress_bar", Bar)
+    monkeypatch.setattr(refcache, "progress_bar", Bar)
     _cache(tmp_path, train_file, val_file, tok, base, progress=True)
     train, val = bars
     assert (train.total, train.n, train.unit) == (16, 16, "example")
