@@ -53,7 +53,7 @@ def test_the_registered_setting_is_a_setting_everywhere():
 
 
 def test_pipeline_inits_set_the_main_parameter():
-    from giftlab.pipeline import _init_args  # noqa: PLC2701 - the parser under test
+    from giftlab.pipeline.config import _init_args  # noqa: PLC2701 - the parser under test
 
     assert _init_args("mix:0.3") == ("mix", {"hyper": {"weight": 0.3}})
     assert _init_args("gift:5") == ("gift", {"beta": 5.0})

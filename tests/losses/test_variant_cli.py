@@ -15,7 +15,8 @@ from giftlab.cli import main
 from giftlab.flatconfig import ConfigError
 from giftlab.losses import OBJECTIVES
 from giftlab.losses.variant import VARIANT_PATHS, fused_linear_target_loss, register_variant
-from giftlab.pipeline import PipelineConfig, _init_args, cell_name, init_display
+from giftlab.pipeline import PipelineConfig, cell_name, init_display
+from giftlab.pipeline.config import _init_args
 from giftlab.train import TrainConfig
 from tests.test_cli_errors import _train_args
 from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture

@@ -366,7 +366,8 @@ def test_a_step_with_zero_variance_everywhere_runs_no_backward_and_changes_nothi
 
 
 def test_the_pipeline_report_says_when_rl_made_no_update():
-    from giftlab.pipeline import PipelineConfig, _updates_text  # noqa: PLC2701
+    from giftlab.pipeline import PipelineConfig
+    from giftlab.pipeline.report import _updates_text  # noqa: PLC2701
 
     cfg = PipelineConfig(rl_steps=4)
     rows = [
