@@ -299,7 +299,7 @@ def test_a_cache_built_for_another_run_is_refused_naming_what_differs(setup, cha
 
 
 def test_a_stopped_build_resumes_and_gives_the_same_cache(setup, monkeypatch):
-    import giftlab.refcache as rc
+    import giftlab.refcache.build as rc
 
     tmp_path, train_file, val_file, tok, base = setup
     whole = _cache(tmp_path, train_file, val_file, tok, base, name="whole")
@@ -356,7 +356,7 @@ def test_training_from_a_cache_loads_no_reference(setup, monkeypatch):
 def test_the_progress_bar_counts_examples_not_shards(setup, monkeypatch):
     """16 training examples in shards of 5, batches of 3: the bar's total is 16 and it moves
     with every batch (a small build in one shard no longer sits at 0/1)."""
-    import giftlab.refcache as refcache
+    import giftlab.refcache.build as refcache
 
     tmp_path, train_file, val_file, tok, base = setup
     bars = []

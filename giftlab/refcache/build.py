@@ -19,19 +19,15 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from giftlab.config import ATTENTION_HELP, ATTENTION_RULE, DATA_RULES, DataSettings
 from giftlab.data import read_records
 from giftlab.data.tokenize import collate, encode_records
 from giftlab.engine.cache import (
-    DTYPES,
     MANIFEST,
-    SHARD_EXAMPLES,
     SPLITS,
     RefCacheError,
     differences,
@@ -45,43 +41,11 @@ from giftlab.engine.cache import (
     write_manifest,
 )
 from giftlab.engine.objective import CausalLMBody
-from giftlab.flatconfig import FlatConfig, at_least, one_of
-from giftlab.flatconfig import setting as _f
 from giftlab.models import check_model_name, load_model, load_tokenizer
 from giftlab.models.head import check_head
+from giftlab.refcache.config import RefCacheConfig
 from giftlab.runtime.distributed import default_device
 from giftlab.runtime.progress import progress_bar
-
-
-@dataclass
-class RefCacheConfig(FlatConfig, DataSettings):
-    """`giftlab ref-cache`: the model, reference, data and tokenisation keys of `giftlab train`
-    (giftlab.config.DataSettings: one declaration for both), plus the cache's own."""
-
-    model: str = _f(
-        "smollm2", "the initial policy (its tokenizer; the reference when ref_model is empty)"
-    )
-    ref_model: str = _f("", "the reference model; empty: the initial policy, as in giftlab train")
-    top_k: int = _f(64, "reference tokens kept per position (>= the vocabulary: exact)")
-    dtype: str = _f("float16", f"storage of the log-probabilities: one of {list(DTYPES)}")
-    out_dir: str = _f("runs/ref-cache", "the cache folder")
-    batch_size: int = _f(8, "examples per reference forward pass")
-    shard_examples: int = _f(
-        SHARD_EXAMPLES, "examples per shard (the unit a stopped build resumes at)"
-    )
-    overwrite: bool = _f(False, "replace a cache in out_dir built with other settings")
-    progress: bool = _f(True, "progress bar")
-    attn_implementation: str = _f("auto", ATTENTION_HELP)
-
-    RULES = (
-        ATTENTION_RULE,
-        ("top_k", at_least(1), ">= 1"),
-        ("dtype", one_of(*DTYPES), f"one of {list(DTYPES)}"),
-        ("batch_size", at_least(1), ">= 1"),
-        ("shard_examples", at_least(1), ">= 1"),
-        *DATA_RULES,
-        ("model", bool, "a model folder, 'smollm2' or a hub id"),
-    )
 
 
 @torch.no_grad()
@@ -262,17 +226,3 @@ def write_cache(
         f"{out}: {tokens} response tokens, K = {min(k, manifest['vocab'])}, "
         f"{nbytes / max(tokens, 1):.0f} bytes per token, {manifest['build_s']:.1f} s"
     )
-
-
-def cache_config_help() -> str:
-    return RefCacheConfig.help_text()
-
-
-__all__ = [
-    "RefCacheConfig",
-    "RefCacheError",
-    "build_ref_cache",
-    "claim_cache_folder",
-    "reference_rows",
-    "write_cache",
-]
