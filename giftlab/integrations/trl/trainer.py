@@ -1,37 +1,15 @@
-"""GIFT in TRL: `GIFTTrainer`, a `trl.SFTTrainer` whose loss is any objective of
-giftlab.losses.OBJECTIVES (GIFT by default), computed by giftlab's fused loss from hidden states.
-
-    from giftlab.integrations.trl import GIFTConfig, GIFTTrainer
-    trainer = GIFTTrainer(model="path/or/hub-id", args=GIFTConfig(output_dir="out", beta=5.0),
-                          train_dataset=dataset)
-    trainer.train()
-
-Why SFTTrainer and not TRL's distillation trainers: GIFT is supervised fine-tuning on the
-demonstrations with a reshaped target; SFTTrainer already owns everything a user expects of SFT
-(chat templates, completion-only masks, packing and padding-free batches, its metrics), while the
-distillation trainers sample from the student or mix in generated data, which GIFT does not do.
-
-What the trainer adds to SFTTrainer:
-- a frozen reference (the initial model, a path, or a given model; with PEFT the same weights
-  with the adapters off), prepared by the Accelerator in evaluation mode so it is placed and
-  sharded like the policy (DDP, FSDP, DeepSpeed);
-- the loss from the final hidden states at the response positions only (labels shifted as HF's
-  own loss shifts them), with giftlab's chunked fused-linear loss: no (tokens, V) logits;
-- `num_items_in_batch` (gradient accumulation) and `average_tokens_across_devices` honoured as in
-  `Trainer.compute_loss`;
-- TRL's metrics (entropy, mean_token_accuracy, num_tokens) plus GIFT's: gift/gate_w_mean,
-  gift/gate_w_frac_below_half, gift/target_entropy, gift/kl_to_base.
-"""
+"""GIFTTrainer: `trl.SFTTrainer` whose loss is any objective of giftlab.losses.OBJECTIVES,
+computed by giftlab's fused loss from the response tokens' hidden states (the package's
+docstring says why SFTTrainer)."""
 
 from __future__ import annotations
 
 import copy
 import functools
 import warnings
-from dataclasses import dataclass, field
 
 import torch
-from trl import SFTConfig, SFTTrainer
+from trl import SFTTrainer
 
 from giftlab.data.tokenize import assistant_labels
 from giftlab.engine.cache import (
@@ -44,97 +22,13 @@ from giftlab.engine.cache import (
     weights_hash,
 )
 from giftlab.engine.objective import CausalLMBody, Forward, Models, objective_sum, token_stats
-from giftlab.flatconfig import ConfigError, at_least, check_rules, one_of
+from giftlab.integrations.trl.config import GIFTConfig
 from giftlab.losses import OBJECTIVES
-from giftlab.losses.fused import KERNELS
-from giftlab.losses.settings import (
-    OBJECTIVE_RULES,
-    ObjectiveSettings,
-    check_objective_settings,
-)
 from giftlab.models.card import model_card, shown
 from giftlab.models.head import check_head
 from giftlab.refcache import claim_cache_folder, write_cache
 
-__all__ = ["GIFTConfig", "GIFTTrainer", "add_response_hidden"]
-
-
-@dataclass
-class GIFTConfig(ObjectiveSettings, SFTConfig):
-    """SFTConfig plus the objective settings of `giftlab train` (declared once, in
-    giftlab.losses.settings.ObjectiveSettings: objective, beta, eta, smoothing, alpha, label_eps,
-    clip_low, clip_high) and the fused head's. Bad values raise ConfigError naming the key.
-
-    Where it departs from TRL, on purpose:
-    - `beta` is GIFT's inverse temperature on the gold token's reward: the larger it is, the
-      further the target moves from the reference, towards one-hot SFT (beta = inf is SFT,
-      beta = 0 is the reference itself). DPO's `beta` runs the other way (a larger DPO beta keeps
-      the policy closer to its reference).
-    - `assistant_only_loss` defaults to True (TRL: False), as `giftlab train` trains: on
-      conversational data only the assistant turns are targets. GIFTTrainer says so at start;
-      pass False to train on every token.
-    - `loss_type` (TRL's nll or dft) is refused unless "nll": the loss is `objective` (for DFT,
-      objective="dft").
-    """
-
-    chunked: bool = field(
-        default=True, metadata={"help": "fused chunked loss (sft, gift, gift_seq)"}
-    )
-    chunk_size: int = field(default=0, metadata={"help": "tokens per chunk (0: automatic)"})
-    kernel: str = field(
-        default="auto", metadata={"help": "loss head: auto (Triton on CUDA), torch or triton"}
-    )
-    top_k: int = field(default=10, metadata={"help": "K of the top-K overlap diagnostic"})
-    ref_model_path: str | None = field(
-        default=None, metadata={"help": "reference model; None: a frozen copy of the initial model"}
-    )
-    ref_cache: str = field(
-        default="",
-        metadata={
-            "help": "a reference cache folder (giftlab.refcache): built here once, from the "
-            "prepared training and evaluation data, when it holds no cache yet; training then "
-            "keeps no reference model (memory as SFT's)"
-        },
-    )
-    ref_cache_top_k: int = field(default=64, metadata={"help": "K of a cache built here"})
-    ref_cache_dtype: str = field(
-        default="float16", metadata={"help": "log-probability storage of a cache built here"}
-    )
-    assistant_only_loss: bool = field(
-        default=True,
-        metadata={
-            "help": "conversational ('messages') data train on the assistant turns only, as "
-            "giftlab train does (the mask is built from the chat template, with or without "
-            "generation markers); False: on every token"
-        },
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_rules(
-            self,
-            (
-                *OBJECTIVE_RULES,
-                ("chunk_size", at_least(0), ">= 0 (0: automatic)"),
-                ("kernel", one_of(*KERNELS), f"one of {list(KERNELS)}"),
-                ("top_k", at_least(1), ">= 1"),
-            ),
-        )
-        check_objective_settings(self)
-        if getattr(self, "loss_type", "nll") != "nll":
-            raise ConfigError(
-                f"loss_type={self.loss_type!r} is TRL's own loss, which GIFTTrainer replaces with "
-                f"objective={self.objective!r}; leave loss_type at 'nll' and choose the objective "
-                "(objective='dft' for DFT)",
-                "loss_type",
-            )
-        if getattr(self, "use_liger_kernel", False):
-            raise ConfigError(
-                "use_liger_kernel=True: GIFTTrainer computes its loss with giftlab's own fused "
-                "head (chunked=True, kernel=...), which Liger's patched loss would not see; "
-                "leave use_liger_kernel at False",
-                "use_liger_kernel",
-            )
+__all__ = ["GIFTTrainer", "add_response_hidden"]
 
 
 def add_response_hidden(model) -> None:
