@@ -1,4 +1,9 @@
-"""The `giftlab` command. Each subcommand's --help documents it; the README lists them all."""
+"""The `giftlab` command. Each subcommand's --help documents it; the README lists them all.
+
+The one place where giftlab imports its own modules inside functions: each subcommand imports
+what it runs when it runs, so that a core-only install (no torch, `make wheel-check`) runs
+`giftlab solve`, `giftlab validate` and the theory figures, and a command that needs the [train]
+extra says so in one line. Everywhere else, imports stand at the top of the file."""
 
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from giftlab.errors import InputError
+
 # settings where a 135M model's pass@k is clearly above zero (a 135M model solves some of these)
 TASK_DEFAULTS = {
     "countdown": {
@@ -39,8 +41,6 @@ def make_dataset(task: str, size: int, seed: int, config: dict | None = None):
     import reasoning_gym
 
     if task not in TASK_DEFAULTS:
-        from giftlab.errors import InputError
-
         raise InputError(f"task must be one of {sorted(TASK_DEFAULTS)}, got {task!r}")
     cfg = dict(TASK_DEFAULTS[task]) | dict(config or {})
     try:
@@ -49,8 +49,6 @@ def make_dataset(task: str, size: int, seed: int, config: dict | None = None):
         import dataclasses
 
         from reasoning_gym.factory import DATASETS
-
-        from giftlab.errors import InputError
 
         known = [f.name for f in dataclasses.fields(DATASETS[task][1])]
         unknown = sorted(set(config or {}) - set(known))
@@ -149,16 +147,11 @@ def write_task_data(
     return paths
 
 
-# the verifiers live in giftlab.data.verifiers (one registry); these names stay for old imports
-from giftlab.data.verifiers import check_verifiable, score  # noqa: E402
-
 __all__ = [
     "TASK_DEFAULTS",
-    "check_verifiable",
     "demonstration",
     "fewshot_messages",
     "make_dataset",
-    "score",
     "short_prompt",
     "write_task_data",
 ]

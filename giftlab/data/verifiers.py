@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from giftlab.data.tasks import make_dataset
 from giftlab.errors import InputError
 
 
@@ -58,8 +59,6 @@ def _math_score(record: dict, completion: str) -> float:
 
 @lru_cache(maxsize=64)
 def _dataset(task: str, size: int, seed: int, config_json: str):
-    from giftlab.data.tasks import make_dataset
-
     return make_dataset(task, size, seed, json.loads(config_json))[0]
 
 

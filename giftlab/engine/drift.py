@@ -27,6 +27,7 @@ from giftlab.engine.objective import (
     to_device,
     token_stats,
 )
+from giftlab.models.kv import CACHE_KEY
 
 DRIFT_KEYS = ("kl_to_base", "topk_overlap", "policy_entropy")
 
@@ -39,7 +40,6 @@ class PrefixBody(torch.nn.Module):
     Naive equivalent: CausalLMBody(model)(input_ids, attention_mask)."""
 
     def __init__(self, model, prefix: list[int]):
-        from giftlab.models.kv import CACHE_KEY
 
         super().__init__()
         self.body, self.key = CausalLMBody(model), CACHE_KEY

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import torch
 
-from giftlab.losses._common import upcast
+from giftlab.losses._common import safe_labels, upcast
+from giftlab.losses.gift import gift_log_target
 
 __all__ = ["CachedReference", "cached_gift_chunk", "cached_reference_logp", "truncation_bounds"]
 
@@ -151,8 +152,6 @@ def cached_gift_chunk(z, ids, logp, gold, log_tail, labels, beta, row_scale):
     (c,); labels: (c,) gold ids (-100: ignored); beta: (c,) gains; row_scale: (c,).
     Returns (per-token loss (c,), gradient (c, V)), float32 (float64 kept).
     """
-    from giftlab.losses._common import safe_labels
-    from giftlab.losses.gift import gift_log_target
 
     valid = labels != -100
     y = safe_labels(labels, valid)

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 
 from giftlab.config import ATTENTION
+from giftlab.errors import InputError
+from giftlab.models.head import lm_head
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +225,6 @@ def _causal_lm_class(resolved):
 
 
 def _attention_error(name_or_path, attn, model_cls, err=None):
-    from giftlab.errors import InputError
 
     cls = model_cls.__name__ if model_cls is not None else "this model"
     choices = attention_choices(model_cls) if model_cls is not None else ["auto", "eager"]
@@ -242,8 +243,6 @@ def load_model(name_or_path: str, dtype=None, attn_implementation: str = "auto",
     InputError naming the class and its choices (never transformers' traceback)."""
     import torch
     from transformers import AutoModelForCausalLM
-
-    from giftlab.errors import InputError
 
     if attn_implementation not in ATTENTION:
         raise InputError(
@@ -276,8 +275,6 @@ def load_model(name_or_path: str, dtype=None, attn_implementation: str = "auto",
 def check_same_vocabulary(model, ref_model, names=("model", "ref_model"), tokenizer=None) -> None:
     """InputError unless the two models' output vocabularies are one (KL and GIFT's target compare
     them token by token) and the tokenizer's ids fit them. `names`: how the user named the two."""
-    from giftlab.errors import InputError
-    from giftlab.models.head import lm_head
 
     v_pol = lm_head(model).weight.shape[0]
     v_ref = lm_head(ref_model).weight.shape[0]

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from giftlab.config import TRACKER_FACTORIES, TRACKERS, tracker_ready
 from giftlab.errors import NonFiniteError, RunDirError
 
 MARKER = ".giftlab-run"
@@ -286,7 +287,6 @@ class RunDir:
         'tensorboard' (event files in out_dir/tb), 'wandb' or 'mlflow' (out_dir/mlruns)."""
         if report_to == "none" or not self.is_main:
             return
-        from giftlab.config import TRACKER_FACTORIES, TRACKERS, tracker_ready
 
         if not tracker_ready(report_to):
             raise RunDirError(

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from giftlab.data import collate, encode_records, read_records
-from giftlab.data.tasks import score, write_task_data
+from giftlab.data.tasks import write_task_data
+from giftlab.data.verifiers import score
 from tests.helpers import write_jsonl
 
 
