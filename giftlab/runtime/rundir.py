@@ -140,7 +140,8 @@ class RunDir:
         if not p.is_dir():
             return
         held = self._contents()
-        foreign = sorted(n for n in held if not self.ours(n))
+        mine = self._made_by_giftlab()
+        foreign = sorted(n for n in held if not (mine and self.ours(n)))
         if foreign:
             raise RunDirError(
                 f"out_dir {p} holds files giftlab did not write (e.g. {foreign[0]!r}); giftlab "
@@ -155,6 +156,16 @@ class RunDir:
                 f"out_dir {p} already holds a run ({names}): pass --resume to continue it, "
                 "overwrite=true to replace it, or choose another out_dir"
             )
+
+    def _made_by_giftlab(self) -> bool:
+        """Whether giftlab made this folder, by its contents, not its path or its file names: the
+        run marker written at every claim, or (a run copied without its dot-files, a folder
+        seeded with a run's results) a config.json or results.json in giftlab's own form. A
+        folder that is none of these is the user's: none of its entries is giftlab's to replace,
+        whatever their names (mlruns/, config.json, data/, report.md)."""
+        if (self.path / MARKER).exists():
+            return True
+        return any(_giftlab_record(self.path / n) for n in ("config.json", "results.json"))
 
     def _nothing_to_lose(self, held) -> bool:
         """A run refused or failed before its first step (config.json and an empty metrics file,
@@ -179,7 +190,9 @@ class RunDir:
                 for k, v in self.config.items()
                 if k in saved and saved[k] != v and k != "overwrite"
             }
-            fixed = {k: ov for k, ov in changed.items() if k not in self.mutable}
+            # out_dir: a run is its folder's contents, not its path; moved, copied or spelt
+            # ./runs/r, it resumes (the change is kept in the history)
+            fixed = {k: ov for k, ov in changed.items() if k not in self.mutable | {"out_dir"}}
             if fixed:
                 what = "; ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in fixed.items())
                 raise RunDirError(
@@ -457,6 +470,20 @@ _RUN_FILES = {
     MARKER,
 }
 _RUN_PREFIXES = ("metrics-abandoned",)
+
+
+def _giftlab_record(path: Path) -> bool:
+    """A JSON file giftlab wrote: {"config": {...}, "provenance": {"code_version": ...}, ...}."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("config"), dict)
+        and isinstance(data.get("provenance"), dict)
+        and "code_version" in data["provenance"]
+    )
 
 
 def cast_weights(model, weights, dtype: str | None):

@@ -1,0 +1,97 @@
+"""Issue 27, the folders giftlab writes: a folder is giftlab's by its contents (the run marker,
+or a config.json / results.json in giftlab's own form), never by the names of its entries. A
+user's folder whose entries happen to carry a run's names (mlruns/, config.json, data/,
+report.md) is refused, unchanged, and the refusal never advises an overwrite=true that would
+delete them. A run copied without its dot-files, or a folder seeded with a run's results,
+is still giftlab's."""
+
+import json
+
+import pytest
+
+from giftlab.cli import main
+from tests.helpers import tiny_pipeline_config
+from tests.test_cli_errors import _train_args
+from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture
+
+
+def _snapshot(folder):
+    return {
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        {"mlruns/0/meta.yaml": "the user's experiments"},
+        {"tb/events.out": "the user's tensorboard logs"},
+        {"config.json": '{"lr": 3e-4, "note": "the user\'s own config"}'},
+    ],
+    ids=["mlruns", "tb", "config.json"],
+)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_train_into_a_user_folder_with_run_like_names_is_refused(
+    env, tmp_path, capsys, entries, overwrite
+):
+    out = tmp_path / "exp"
+    for name, text in entries.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    before = _snapshot(out)
+    extra = ["overwrite=true"] if overwrite else []
+    assert main(["train", *_train_args(env), f"out_dir={out}", *extra]) == 2
+    err = capsys.readouterr().err
+    assert "holds files giftlab did not write" in err and "overwrite=true" not in err
+    assert _snapshot(out) == before
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        {"data/my_train.jsonl": '{"prompt": "mine"}\n', "data/NOTES.md": "notes"},
+        {"report.md": "# my write-up"},
+    ],
+    ids=["data", "report.md"],
+)
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_pipeline_into_a_user_folder_is_refused_and_changes_nothing(tmp_path, entries, overwrite):
+    from giftlab.errors import RunDirError
+    from giftlab.pipeline import PipelineConfig, run_pipeline
+
+    cfg = tiny_pipeline_config(tmp_path, seeds=[0], inits=["sft"], rl_steps=0, select="final")
+    out = tmp_path / "p"
+    for name, text in entries.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
+    before = _snapshot(out)
+    with pytest.raises(RunDirError, match="holds files giftlab did not write") as err:
+        run_pipeline(PipelineConfig(**(cfg.to_dict() | {"overwrite": overwrite})))
+    assert "overwrite=true" not in str(err.value)
+    assert _snapshot(out) == before
+
+
+def test_a_run_copied_without_its_marker_or_seeded_with_results_is_still_giftlab_s(env, tmp_path):
+    """Identity by contents: a run copied without dot-files resumes; a folder holding only a
+    pipeline's results.json (how the campaign seeds its work folder) is the pipeline's."""
+    import shutil
+
+    from giftlab.pipeline import PipelineLayout
+    from giftlab.runtime import RunDir
+    from giftlab.runtime.rundir import MARKER
+
+    out = tmp_path / "run"
+    assert main(["train", *_train_args(env), f"out_dir={out}", "max_steps=1"]) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns(".*"))
+    assert not (copy / MARKER).exists()
+    assert main(["train", *_train_args(env), "--resume", f"out_dir={copy}", "max_steps=2"]) == 0
+    seeded = tmp_path / "seeded"
+    seeded.mkdir()
+    results = {"results": [], "config": {}, "provenance": {"code_version": "x"}}
+    (seeded / "results.json").write_text(json.dumps(results))
+    RunDir(seeded, resume=True, layout=PipelineLayout(seeded)).preflight()  # not refused
+    (seeded / "results.json").write_text('{"results": []}')  # not giftlab's form: the user's
+    with pytest.raises(Exception, match="holds files giftlab did not write"):
+        RunDir(seeded, resume=True, layout=PipelineLayout(seeded)).preflight()
