@@ -183,11 +183,10 @@ def run_validate(args) -> int:
         shown = ("kl", "tv", "gain_error", "stationary_gap", "limit_zero_gap", "limit_inf_gap")
         print("  ".join(f"{k} {row[k]:.3e}" for k in shown))
         return 0 if row["kl"] <= args.tolerance else 1
-    from giftlab.figures import prepare_figure_folder
-    from giftlab.reports.validate import write_validation
+    from giftlab.outputs import claim_output
+    from giftlab.reports.validate import FILES, write_validation
 
-    out = Path(args.out)
-    prepare_figure_folder(out, quick=True)  # made and writable before the work
+    out = claim_output(args.out, FILES)  # made, writable and none of its files the user's
     v = validate_variant(fn, Grid(seeds=tuple(range(args.seeds))), args.tolerance, args.search)
     report = write_validation(v, args.variant, out)
     from giftlab.reports.validate import check_lines, gift_comparison, replay_text, worst_row

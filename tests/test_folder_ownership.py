@@ -95,3 +95,57 @@ def test_a_run_copied_without_its_marker_or_seeded_with_results_is_still_giftlab
     (seeded / "results.json").write_text('{"results": []}')  # not giftlab's form: the user's
     with pytest.raises(Exception, match="holds files giftlab did not write"):
         RunDir(seeded, resume=True, layout=PipelineLayout(seeded)).preflight()
+
+
+def test_data_never_replaces_a_user_s_file_and_replaces_its_own(tmp_path, capsys):
+    out = tmp_path / "mydata"
+    out.mkdir()
+    (out / "train.jsonl").write_text('{"prompt": "my own data", "response": "42"}\n')
+    before = _snapshot(out)
+    argv = ["data", "--out", str(out), "--n-train", "4", "--n-val", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds train.jsonl, which giftlab did not write" in err
+    assert _snapshot(out) == before
+    fresh = tmp_path / "fresh"
+    assert main(["data", "--out", str(fresh), "--n-train", "4", "--n-val", "2"]) == 0
+    assert main(["data", "--out", str(fresh), "--n-train", "6", "--n-val", "2"]) == 0  # its own
+    assert len((fresh / "train.jsonl").read_text().splitlines()) == 6
+
+
+def test_the_committed_task_data_is_giftlab_s_by_its_contents():
+    from pathlib import Path
+
+    from giftlab.data.tasks import is_task_data
+
+    root = Path(__file__).resolve().parents[1] / "data" / "countdown"
+    assert is_task_data(root / "train.jsonl") and is_task_data(root / "val.jsonl")
+
+
+def test_validate_never_replaces_a_user_s_report(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_targets.py").write_text(
+        "from giftlab.theory.gift import sequence_consistent_gift_target\n"
+        "def exact(base, tokens, eta):\n"
+        "    return sequence_consistent_gift_target(base, tokens, eta)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    work = tmp_path / "mywork"
+    work.mkdir()
+    (work / "validate.csv").write_text("my,own,table\n")
+    before = _snapshot(work)
+    argv = ["validate", "my_targets:exact", "--seeds", "1", "--search", "0", "--out", str(work)]
+    assert main(argv) == 2
+    assert "holds validate.csv, which giftlab did not write" in capsys.readouterr().err
+    assert _snapshot(work) == before
+    argv[-1] = str(tmp_path / "v")
+    assert main(argv) == 0 and main(argv) == 0  # a rerun replaces its own files
+
+
+def test_demo_never_replaces_a_user_s_report(tmp_path, capsys):
+    out = tmp_path / "mydemo"
+    out.mkdir()
+    (out / "report.md").write_text("# my report\n")
+    assert main(["demo", "--quick", "--out", str(out)]) == 2
+    assert "holds report.md, which giftlab did not write" in capsys.readouterr().err
+    assert (out / "report.md").read_text() == "# my report\n"

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "giftlab"
 LAYERS = (
     ("errors", "checks", "provenance"),
     ("flatconfig",),
-    ("config", "variants", "share"),
+    ("config", "variants", "share", "outputs"),
     ("runtime", "data", "diagnostics", "losses", "theory", "results", "plots"),
     ("stats", "rewards", "models"),
     ("engine",),
@@ -38,7 +38,7 @@ DOMAIN = tuple(
     f"giftlab.{p}"
     for names in LAYERS
     for p in names
-    if p not in ("errors", "checks", "provenance", "flatconfig", "config", "runtime")
+    if p not in ("errors", "checks", "provenance", "outputs", "flatconfig", "config", "runtime")
 )
 
 

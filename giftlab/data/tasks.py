@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from giftlab.errors import InputError
+from giftlab.outputs import claim_output
 
 # settings where a 135M model's pass@k is clearly above zero (a 135M model solves some of these)
 TASK_DEFAULTS = {
@@ -105,6 +106,8 @@ def write_task_data(
     prompt_style: str = "task",
 ) -> dict[str, Path]:
     """Write out_dir/train.jsonl and out_dir/val.jsonl (disjoint seeds) and return their paths.
+    A train.jsonl or val.jsonl already there is replaced only when it is giftlab's (written by
+    this function before, or task records by their contents); a file of the user's is refused.
 
     prompt_style: "task" (reasoning-gym's own question), "short" (`short_prompt`) or "fewshot"
     (`short_prompt` after the solved examples of FEWSHOT, written as a `messages` list).
@@ -112,8 +115,7 @@ def write_task_data(
     if prompt_style not in PROMPT_STYLES:
         raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
     shots = fewshot_messages(task) if prompt_style == "fewshot" else None
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = claim_output(out_dir, ["train.jsonl", "val.jsonl"], "--out", ours=is_task_data)
     paths = {}
     for split, n, split_seed in (("train", n_train, seed), ("val", n_val, seed + 1_000_003)):
         ds, cfg = make_dataset(task, n, split_seed, config)
@@ -155,3 +157,14 @@ __all__ = [
     "short_prompt",
     "write_task_data",
 ]
+
+
+def is_task_data(path: Path) -> bool:
+    """Whether a JSONL file is task data giftlab generated (its first record carries task,
+    index, seed and config), as the committed data/countdown/ files are."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            first = json.loads(f.readline())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(first, dict) and {"task", "index", "seed", "config"} <= set(first)

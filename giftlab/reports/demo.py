@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from giftlab.figures import regenerate
+from giftlab.figures import prepare_figure_folder, regenerate
+from giftlab.outputs import claim_output
 from giftlab.provenance import provenance
 from giftlab.theory.report import format_solve_report, solve
 
@@ -21,9 +22,8 @@ CAPTIONS = {
 
 
 def run_demo(out: Path, quick: bool = False) -> Path:
-    from giftlab.figures import prepare_figure_folder
-
     prepare_figure_folder(Path(out), quick)  # made and writable before any work
+    claim_output(out, ["report.md"], ours=_is_demo_report)  # a report.md of the user's is kept
     print(f"regenerating figures into {out} ...")
     done = regenerate(out, quick=quick)
     solve_text = format_solve_report(solve())
@@ -61,3 +61,11 @@ def run_demo(out: Path, quick: bool = False) -> Path:
     report.write_text("\n".join(lines))
     print(f"wrote {report}")
     return report
+
+
+def _is_demo_report(path: Path) -> bool:
+    """A report.md that `giftlab demo` wrote (its first line), e.g. before the record existed."""
+    try:
+        return path.read_text(encoding="utf-8").startswith("# giftlab demo report")
+    except (OSError, UnicodeDecodeError):
+        return False

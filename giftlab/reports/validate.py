@@ -10,6 +10,8 @@ from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
 from giftlab.theory.validate import Validation
 
+FILES = ("report.md", "validate.csv", "validate.png")  # what write_validation writes
+
 
 def _fmt(x: float) -> str:
     return f"{x:.2e}"
