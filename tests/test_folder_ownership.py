@@ -149,3 +149,46 @@ def test_demo_never_replaces_a_user_s_report(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out)]) == 2
     assert "holds report.md, which giftlab did not write" in capsys.readouterr().err
     assert (out / "report.md").read_text() == "# my report\n"
+
+
+def _cache_args(env, out, *extra):
+    return [
+        "ref-cache",
+        f"model={env / 'model'}",
+        f"train_file={env / 'train.jsonl'}",
+        "val_file=",
+        "top_k=4",
+        f"out_dir={out}",
+        *extra,
+    ]
+
+
+def test_ref_cache_into_a_user_dataset_with_a_manifest_is_refused_unchanged(env, tmp_path, capsys):
+    """An image data set (manifest.json, train/, val/): not a cache by its contents; neither the
+    refusal nor overwrite=true touches it, and no refusal advises overwrite."""
+    out = tmp_path / "dataset"
+    for split in ("train", "val"):
+        (out / split).mkdir(parents=True)
+        (out / split / "img001.png").write_bytes(b"\\x89PNG...")
+    (out / "manifest.json").write_text('{"images": 2, "version": 3}')
+    before = _snapshot(out)
+    for extra in ([], ["overwrite=true"]):
+        assert main(_cache_args(env, out, *extra)) == 2
+        err = capsys.readouterr().err
+        assert "not a reference cache" in err and "overwrite=true" not in err
+        assert _snapshot(out) == before
+    (out / "manifest.json").write_text("{not json")
+    assert main(_cache_args(env, out)) == 2
+    assert "manifest.json is not JSON" in capsys.readouterr().err
+
+
+def test_ref_cache_overwrite_removes_only_the_cache_s_shards(env, tmp_path, capsys):
+    out = tmp_path / "cache"
+    assert main(_cache_args(env, out)) == 0
+    (out / "train" / "my_notes.txt").write_text("mine")
+    assert main(_cache_args(env, out, "top_k=8", "overwrite=true")) == 2
+    err = capsys.readouterr().err
+    assert "train/my_notes.txt" in err and "overwrite=true" not in err
+    assert (out / "train" / "my_notes.txt").read_text() == "mine"
+    (out / "train" / "my_notes.txt").unlink()
+    assert main(_cache_args(env, out, "top_k=8", "overwrite=true")) == 0

@@ -69,9 +69,27 @@ def new_manifest(fingerprint_parts: dict, top_k: int, dtype: str, shard_examples
 
 
 def read_manifest(folder) -> dict | None:
-    """The manifest of a cache folder (None when it has none)."""
+    """The manifest of a cache folder (None when it has none); RefCacheError naming the file
+    when it is not JSON."""
     path = Path(folder) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RefCacheError(
+            f"{path} is not JSON ({err}): not a reference cache's manifest"
+        ) from None
+
+
+def is_cache_manifest(manifest) -> bool:
+    """Whether a manifest is in the cache's own form (what new_manifest writes)."""
+    return (
+        isinstance(manifest, dict)
+        and isinstance(manifest.get("fingerprint"), dict)
+        and isinstance(manifest.get("shards"), dict)
+        and all(k in manifest for k in ("version", *SETTINGS))
+    )
 
 
 def is_complete(folder) -> bool:
@@ -211,7 +229,12 @@ class RefCache:
             raise RefCacheError(
                 f"ref_cache={path}: no {MANIFEST} (build it with giftlab ref-cache)"
             )
-        self.manifest = json.loads(m.read_text())
+        self.manifest = read_manifest(self.path)
+        if not is_cache_manifest(self.manifest):
+            raise RefCacheError(
+                f"ref_cache={path}: {m} is not a reference cache's manifest (no fingerprint or "
+                "shard list); build one with giftlab ref-cache"
+            )
         if not self.manifest.get("complete"):
             raise RefCacheError(
                 f"ref_cache={path} is not finished: run the same giftlab ref-cache command again "

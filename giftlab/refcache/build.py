@@ -16,6 +16,7 @@ shard.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -33,6 +34,7 @@ from giftlab.engine.cache import (
     differences,
     example_key,
     fingerprint,
+    is_cache_manifest,
     logp_to_numpy,
     new_manifest,
     read_manifest,
@@ -78,8 +80,9 @@ def _write_shard(folder: Path, arrays: dict) -> None:
 
 
 def claim_cache_folder(out: Path, manifest: dict, overwrite: bool, log) -> dict:
-    """The manifest to continue (same settings: resume) or a fresh one; refuses a folder of
-    other files, and a cache of other settings unless overwrite."""
+    """The manifest to continue (same settings: resume) or a fresh one. A folder is a cache by its
+    contents: a manifest in the cache's form, and nothing else but its shard folders; any other
+    folder is refused (no advice to overwrite it), and overwrite=true removes only the shards."""
     if out.exists() and any(out.iterdir()):
         saved = read_manifest(out)
         if saved is None:
@@ -87,8 +90,18 @@ def claim_cache_folder(out: Path, manifest: dict, overwrite: bool, log) -> dict:
                 f"out_dir={out} holds files and no {MANIFEST}: not a reference cache; give an "
                 "empty or new folder"
             )
-        same = same_settings(saved, manifest)
-        if same:
+        if not is_cache_manifest(saved):
+            raise RefCacheError(
+                f"out_dir={out}: its {MANIFEST} is not a reference cache's (no fingerprint or "
+                "shard list): the folder is not a cache; give an empty or new folder"
+            )
+        foreign = foreign_entries(out)
+        if foreign:
+            raise RefCacheError(
+                f"out_dir={out} holds {foreign[0]}, which is not part of a reference cache: "
+                "giftlab never writes among or deletes it; give an empty or new folder"
+            )
+        if same_settings(saved, manifest):
             log(f"{out}: resuming a cache ({len(saved['shards'])} shard(s) finished)")
             return saved
         if not overwrite:
@@ -97,13 +110,30 @@ def claim_cache_folder(out: Path, manifest: dict, overwrite: bool, log) -> dict:
                 f"({', '.join(differences(saved, manifest))}): give another out_dir, or "
                 "overwrite=true to replace it"
             )
-        foreign = [p.name for p in out.iterdir() if p.name not in (MANIFEST, *SPLITS)]
-        if foreign:
-            raise RefCacheError(f"out_dir={out}: overwrite=true refused, it holds {foreign[0]}")
-        for name in SPLITS:
-            shutil.rmtree(out / name, ignore_errors=True)
+        for split in SPLITS:
+            if (out / split).is_dir():
+                for shard in (out / split).iterdir():
+                    shutil.rmtree(shard, ignore_errors=True)
+                (out / split).rmdir()
     out.mkdir(parents=True, exist_ok=True)
     return manifest
+
+
+_SHARD = re.compile(r"^\d{5}(\.tmp\w*)?$")  # a shard folder, or one being written
+
+
+def foreign_entries(out: Path) -> list[str]:
+    """Entries of a cache folder that are not the cache's own (its manifest and the shard folders
+    of its splits), as paths relative to it."""
+    found = []
+    for p in sorted(out.iterdir()):
+        if p.name in (MANIFEST, MANIFEST + ".tmp"):
+            continue
+        if p.name in SPLITS and p.is_dir():
+            found += [f"{p.name}/{q.name}" for q in sorted(p.iterdir()) if not _SHARD.match(q.name)]
+            continue
+        found.append(p.name)
+    return found
 
 
 def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) -> Path:
