@@ -433,13 +433,16 @@ def run_rl(args) -> int:
 
 
 def run_eval(args) -> int:
+    from giftlab.errors import InputError
     from giftlab.rl.config import EvalConfig
-    from giftlab.rl.evaluate import evaluate_checkpoint
+    from giftlab.rl.evaluate import evaluate_checkpoint, write_results
 
     cfg = _load_config(EvalConfig, args)
     m = evaluate_checkpoint(cfg)
     if args.json:
         print(json.dumps(m, indent=2))
+        if cfg.out:
+            write_results(Path(cfg.out), m)
         return 0
     from giftlab.theory.report import format_table
 
@@ -459,9 +462,13 @@ def run_eval(args) -> int:
     ):
         print(f"{key:26s} {m[key]:.4g}")
     if cfg.out:
-        from pathlib import Path
-
         from giftlab.rl.evaluate import completions_path
+
+        try:
+            write_results(Path(cfg.out), m)
+        except InputError:
+            print(json.dumps(m))  # every result on the terminal: a full disk loses none
+            raise
 
         print(f"wrote {cfg.out} and {completions_path(Path(cfg.out))}")
     return 0

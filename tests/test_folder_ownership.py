@@ -192,3 +192,40 @@ def test_ref_cache_overwrite_removes_only_the_cache_s_shards(env, tmp_path, caps
     assert (out / "train" / "my_notes.txt").read_text() == "mine"
     (out / "train" / "my_notes.txt").unlink()
     assert main(_cache_args(env, out, "top_k=8", "overwrite=true")) == 0
+
+
+def test_eval_on_a_full_disk_names_the_path_and_loses_no_result(env, tmp_path, capsys, monkeypatch):
+    """Before: the whole evaluation ran, then '[Errno 28]' with no path, nothing printed. Now the
+    completions stream says once that it cannot write and the evaluation goes on; the results
+    are printed, then the failed write is named (exit 2)."""
+    import errno
+    import io
+
+    from tests.test_cli_errors import _eval
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise full
+
+    real_open = open
+
+    def opener(path, mode="r", *a, **k):
+        if "w" in str(mode) and str(path).endswith(".completions.jsonl"):
+            return Full()
+        return real_open(path, mode, *a, **k)
+
+    def no_space(self, *a, **k):
+        raise full
+
+    monkeypatch.setattr("builtins.open", opener)
+    monkeypatch.setattr("pathlib.Path.write_text", no_space)
+    out = tmp_path / "small" / "e.json"
+    assert main(_eval(f"out={out}")(env)) == 2
+    captured = capsys.readouterr()
+    assert f"cannot write {out.with_name('e.completions.jsonl')}" in captured.err
+    assert f"out={out}: cannot write the results (No space left on device)" in captured.err
+    printed = json.loads(captured.out.strip().splitlines()[-1])
+    assert printed["n_problems"] == 1 and "pass_at_k" in printed
+    assert not out.exists()

@@ -3,6 +3,7 @@ distinct correct answers, sampled-token entropy and KL to the base on the sample
 
 from __future__ import annotations
 
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -255,7 +256,9 @@ def evaluate_model(
 
 def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     """Load cfg.model and cfg.ref_model, evaluate on cfg.data; every check (records, verifiers,
-    model paths, the output file's folder) runs before any model loads."""
+    model paths, the output file's folder) runs before any model loads. Completions stream into
+    FILE.completions.jsonl as they are made; the metrics are returned (write_results writes them
+    to cfg.out, after the caller has printed them)."""
     import json
 
     recs = load_task_records(cfg.data, limit=cfg.limit or None)
@@ -271,10 +274,21 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     check_same_vocabulary(model, base, (f"model={cfg.model}", f"ref_model={cfg.ref_model}"))
     sink = completions_path(out) if out is not None else None
     with open(sink, "w") if sink else nullcontext() as f:
+        failed = []
 
         def write(rows):  # as they are made: a stopped evaluation keeps what it sampled
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-            f.flush()
+            if failed:
+                return
+            try:
+                f.writelines(json.dumps(r) + "\n" for r in rows)
+                f.flush()
+            except OSError as err:  # a full disk: say so once, keep evaluating
+                failed.append(err)
+                print(
+                    f"giftlab eval: cannot write {sink} ({err.strerror}); the evaluation goes on "
+                    "and its results are printed at the end",
+                    file=sys.stderr,
+                )
 
         m = evaluate_model(
             model,
@@ -290,9 +304,23 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
             prompts_per_batch=cfg.prompts_per_batch,
             on_completions=write if sink else None,
         )
-    if out is not None:
-        out.write_text(json.dumps(m, indent=2))
     return m
+
+
+def write_results(out: Path, m: dict) -> None:
+    """The evaluation's metrics as JSON into `out`; InputError naming the path when the disk
+    refuses (the caller prints the results first, so they are never lost to this write)."""
+    import json
+
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(m, indent=2))
+        tmp.replace(out)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise InputError(
+            f"out={out}: cannot write the results ({err.strerror}); they are printed above"
+        ) from None
 
 
 def completions_path(out: Path) -> Path:
