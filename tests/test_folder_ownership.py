@@ -229,3 +229,30 @@ def test_eval_on_a_full_disk_names_the_path_and_loses_no_result(env, tmp_path, c
     printed = json.loads(captured.out.strip().splitlines()[-1])
     assert printed["n_problems"] == 1 and "pass_at_k" in printed
     assert not out.exists()
+
+
+def test_a_lora_model_s_reference_fingerprint_is_its_base_s_whatever_the_adapters():
+    """Before: GIFTTrainer with LoRA refused its own cache when the seed or the rank changed
+    (the adapters' weights were hashed as the reference's)."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from giftlab.engine.cache import weights_hash
+    from giftlab.models import tiny_llama
+
+    base = tiny_llama(64, seed=0)
+    plain = weights_hash(base)
+    hashes = set()
+    for seed, rank in ((0, 4), (1, 4), (0, 8)):
+        torch.manual_seed(seed)
+        peft = get_peft_model(copy.deepcopy(base), LoraConfig(r=rank, target_modules="all-linear"))
+        with torch.no_grad():  # trained adapters, not PEFT's zero-initialised B
+            for n, p in peft.named_parameters():
+                if "lora_B" in n:
+                    p.normal_()
+        hashes.add(weights_hash(peft.get_base_model()))
+    assert hashes == {plain}
+    other = tiny_llama(64, seed=1)
+    assert weights_hash(other) != plain  # another base is still another reference

@@ -126,14 +126,21 @@ def _file_chunks(path: Path, size: int = 1 << 22):
 
 def weights_hash(model_or_path) -> str:
     """A content hash of a model's weights: of its weight files for a folder (or 'smollm2'), of
-    its state dict's tensors for a model object."""
+    its state dict's tensors for a model object (a LoRA-wrapped one: its base weights only)."""
     if isinstance(model_or_path, (str, Path)):
         folder = Path(resolve_model_path(str(model_or_path)))
         files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
         if not files:
             raise RefCacheError(f"{model_or_path}: no weight files to fingerprint")
         return _sha(b for p in files for b in (p.name.encode(), *_file_chunks(p)))
-    state = model_or_path.state_dict()
+    # a LoRA-wrapped model's reference is its base weights: adapters (lora_*) are left out and
+    # PEFT's renaming (.base_layer.) undone, so the hash is the plain model's whatever the
+    # adapters' rank or seed
+    state = {
+        k.replace(".base_layer.", "."): v
+        for k, v in model_or_path.state_dict().items()
+        if ".lora_" not in k
+    }
 
     def tensors():
         for k in sorted(state):
