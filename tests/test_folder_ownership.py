@@ -256,3 +256,20 @@ def test_a_lora_model_s_reference_fingerprint_is_its_base_s_whatever_the_adapter
     assert hashes == {plain}
     other = tiny_llama(64, seed=1)
     assert weights_hash(other) != plain  # another base is still another reference
+
+
+def test_a_run_killed_while_writing_final_is_finished_by_resume(env, tmp_path, capsys):
+    """Before: its last checkpoint is at max_steps, so --resume said 'is finished' and final/
+    could never be written. Now resume writes final/ and trains no further step."""
+    out = tmp_path / "run"
+    args = ["train", *_train_args(env), f"out_dir={out}", "save_every=1", "save_final=true"]
+    assert main(args) == 0
+    rows = (out / "metrics.jsonl").read_text()
+    import shutil
+
+    shutil.move(out / "final", out / "final.tmpkilled")  # as a kill during its write leaves it
+    assert main([*args, "--resume"]) == 0
+    assert (out / "final" / "config.json").exists() and not (out / "final.tmpkilled").exists()
+    assert (out / "metrics.jsonl").read_text() == rows  # no step trained again
+    assert main([*args, "--resume"]) == 2  # finished now: said so
+    assert "is finished" in capsys.readouterr().err

@@ -204,7 +204,13 @@ class RunDir:
                 self.history = [{"changed": {k: [o, n] for k, (o, n) in changed.items()}}]
         if self.max_steps is not None and self.checkpoints():
             step = self.checkpoints()[-1][0]
-            if step >= self.max_steps:
+            # killed while writing final/ (after its last checkpoint): resuming writes it
+            final_missing = (
+                step == self.max_steps
+                and (self.config or {}).get("save_final", True)
+                and not (self.path / "final").exists()
+            )
+            if step >= self.max_steps and not final_missing:
                 state = "is finished" if step == self.max_steps else "is past it"
                 raise RunDirError(
                     f"--resume: the run in {self.path} reached step {step} (its newest "
