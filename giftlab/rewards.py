@@ -61,6 +61,12 @@ def _records(n, columns: dict) -> list[dict]:
             "(records of `giftlab data`, task 'math' with an 'answer', or a registered task)"
         )
     keys = [k for k, v in columns.items() if v is not None and isinstance(v, (list, tuple))]
+    short = [k for k in keys if len(columns[k]) != n]
+    if short:
+        raise InputError(
+            f"the dataset column {short[0]!r} holds {len(columns[short[0]])} values for {n} "
+            "completions: every column needs one value per completion"
+        )
     return [{k: columns[k][i] for k in keys} | {"where": f"dataset row {i}"} for i in range(n)]
 
 

@@ -39,16 +39,35 @@ def _rows(path: Path):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=_unique_keys)
             except json.JSONDecodeError as err:
                 raise InputError(
                     f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})"
+                ) from None
+            except _DuplicateKey as err:
+                raise InputError(
+                    f"{path}:{lineno}: the key {err.args[0]!r} appears twice in one record "
+                    "(JSON keeps the last silently); keep one"
                 ) from None
             if not isinstance(row, dict):
                 raise InputError(
                     f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}"
                 )
             yield f"{path}:{lineno}", row
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs):
+    """json's object hook: a dict, refusing a key given twice (json.loads keeps the last)."""
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
 
 
 def _messages(where: str, key: str, msgs) -> list[dict]:

@@ -128,8 +128,9 @@ def check_verifiable(records: list[dict]) -> None:
 
 
 def score(record: dict, completion: str) -> float:
-    """The verifier's score of `completion` for `record` (finite). VerifierError, naming the record
-    and the reason, when the verifier raises or returns a non-finite value."""
+    """The verifier's score of `completion` for `record`, in [0, 1]. VerifierError, naming the
+    record and the reason, when the verifier raises or returns a value outside [0, 1] (NaN, 5.0,
+    -3.0: a partial-credit reward would pass it on to training)."""
     where = record.get("where", f"record {record.get('index', '?')}")
     v = get_verifier(record.get("task"), where)
     try:
@@ -140,6 +141,9 @@ def score(record: dict, completion: str) -> float:
             f"{where}: the {v.name!r} verifier raised {type(err).__name__}"
             + (f": {text}" if text else "")
         ) from err
-    if not math.isfinite(s):
-        raise VerifierError(f"{where}: the {v.name!r} verifier returned {s}; scores must be finite")
+    if not (math.isfinite(s) and 0.0 <= s <= 1.0):
+        raise VerifierError(
+            f"{where}: the {v.name!r} verifier returned {s}; a score must be a finite number in "
+            "[0, 1] (1.0: correct)"
+        )
     return s

@@ -231,9 +231,18 @@ def initial_targets(problem: Problem, kind: str, beta: float = np.inf) -> np.nda
 
 
 def exact_pass_at_k(correct_mass: np.ndarray, k) -> np.ndarray:
-    """P(at least one of k i.i.d. samples is correct) = 1 - (1 - c)^k, exactly."""
+    """P(at least one of k i.i.d. samples is correct) = 1 - (1 - c)^k, exactly. `correct_mass`
+    is a probability: round-off within 1e-9 of [0, 1] is clipped, anything else (1.5, NaN) is a
+    ValueError, not a silent 1."""
     k = np.asarray(k)
-    return 1.0 - (1.0 - np.clip(correct_mass, 0.0, 1.0))[..., None] ** k
+    c = np.asarray(correct_mass, dtype=np.float64)
+    bad = ~((c >= -1e-9) & (c <= 1.0 + 1e-9))
+    if bad.any():
+        raise ValueError(
+            f"correct_mass must be probabilities in [0, 1], got {c[bad].flat[0]!r} "
+            f"({int(bad.sum())} value(s) outside)"
+        )
+    return 1.0 - (1.0 - np.clip(c, 0.0, 1.0))[..., None] ** k
 
 
 def rl_metrics(policy: Policy, eps: float = 1e-3, ks=(1, 4, 16)) -> dict[str, float]:

@@ -177,6 +177,8 @@ def test_bad_objective_is_named():
         ({"clip_low": -1.0}, r"clip_low must be in \[0, 1\), got -1.0"),
         ({"beta": 1e39}, r"beta must be in \[0, 1e30\] or inf"),
         ({"kernel": "foo"}, r"kernel must be one of"),
+        ({"ref_cache_dtype": "int8"}, r"ref_cache_dtype must be one of"),  # was: int rounding
+        ({"ref_cache_top_k": 0}, r"ref_cache_top_k must be an integer >= 1"),
     ],
 )
 def test_gift_config_checks_the_shared_objective_rules(kw, message):
@@ -325,6 +327,11 @@ def test_a_reference_cache_gives_the_live_loss_and_keeps_no_reference(model_dir,
     built = (cache / "manifest.json").read_text()
     again = _trainer(model_dir, tmp_path / "c2", ref_cache=str(cache), **kw)
     assert (cache / "manifest.json").read_text() == built  # read, not rebuilt
+    if not packing:  # a K or dtype asked for that the cache does not hold is refused, not ignored
+        from giftlab.engine.cache import RefCacheError
+
+        with pytest.raises(RefCacheError, match=r"ref_cache_top_k=8, but ref_cache=.* holds"):
+            _trainer(model_dir, tmp_path / "c3", ref_cache=str(cache), ref_cache_top_k=8, **kw)
     results = []
     for tr in (live, cached, again):
         batch = dict(next(iter(tr.get_train_dataloader())))

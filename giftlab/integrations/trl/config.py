@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
+from giftlab.engine.cache import DTYPES
 from giftlab.flatconfig import ConfigError, at_least, check_rules, one_of
 from giftlab.losses.fused import KERNELS
 from giftlab.losses.settings import (
@@ -55,9 +56,18 @@ class GIFTConfig(ObjectiveSettings, SFTConfig):
             "keeps no reference model (memory as SFT's)"
         },
     )
-    ref_cache_top_k: int = field(default=64, metadata={"help": "K of a cache built here"})
-    ref_cache_dtype: str = field(
-        default="float16", metadata={"help": "log-probability storage of a cache built here"}
+    ref_cache_top_k: int | None = field(
+        default=None,
+        metadata={
+            "help": "K of a cache built here (None: 64); an existing cache of another K is refused"
+        },
+    )
+    ref_cache_dtype: str | None = field(
+        default=None,
+        metadata={
+            "help": f"log-probability storage of a cache built here, one of {list(DTYPES)} "
+            "(None: float16); an existing cache of another dtype is refused"
+        },
     )
     assistant_only_loss: bool = field(
         default=True,
@@ -79,6 +89,21 @@ class GIFTConfig(ObjectiveSettings, SFTConfig):
                 ("top_k", at_least(1), ">= 1"),
             ),
         )
+        if self.ref_cache_top_k is not None and (
+            isinstance(self.ref_cache_top_k, bool)
+            or not isinstance(self.ref_cache_top_k, int)
+            or self.ref_cache_top_k < 1
+        ):
+            raise ConfigError(
+                f"ref_cache_top_k must be an integer >= 1 (or None), got {self.ref_cache_top_k!r}",
+                "ref_cache_top_k",
+            )
+        if self.ref_cache_dtype is not None and self.ref_cache_dtype not in DTYPES:
+            raise ConfigError(
+                f"ref_cache_dtype must be one of {list(DTYPES)} (or None), got "
+                f"{self.ref_cache_dtype!r}",
+                "ref_cache_dtype",
+            )
         check_objective_settings(self)
         if getattr(self, "loss_type", "nll") != "nll":
             raise ConfigError(

@@ -15,6 +15,7 @@ from giftlab.data.tokenize import assistant_labels
 from giftlab.engine.cache import (
     SHARD_EXAMPLES,
     RefCache,
+    RefCacheError,
     example_key,
     new_manifest,
     read_manifest,
@@ -186,12 +187,24 @@ class GIFTTrainer(SFTTrainer):
             "tokenizer": tokenizer_hash(self.processing_class),
         }
         out = Path(a.ref_cache)
+        top_k = 64 if a.ref_cache_top_k is None else a.ref_cache_top_k
+        dtype = "float16" if a.ref_cache_dtype is None else a.ref_cache_dtype
         if read_manifest(out) is not None:
             cache = RefCache(out)
             saved = cache.manifest["fingerprint"]
             cache.check({k: parts.get(k, saved.get(k)) for k in saved})
+            for key, asked, held in (
+                ("ref_cache_top_k", a.ref_cache_top_k, cache.manifest["top_k"]),
+                ("ref_cache_dtype", a.ref_cache_dtype, cache.manifest["dtype"]),
+            ):
+                if asked is not None and asked != held:
+                    raise RefCacheError(
+                        f"{key}={asked!r}, but ref_cache={out} holds a cache of {held!r}: give "
+                        f"another ref_cache folder to build one, or {key}={held!r} (or None) to "
+                        "use this one"
+                    )
             return cache
-        manifest = new_manifest(parts, a.ref_cache_top_k, a.ref_cache_dtype, SHARD_EXAMPLES)
+        manifest = new_manifest(parts, top_k, dtype, SHARD_EXAMPLES)
         manifest = claim_cache_folder(out, manifest, False, print)
         if isinstance(reference, str):
             from transformers import AutoModelForCausalLM
@@ -202,7 +215,7 @@ class GIFTTrainer(SFTTrainer):
             if "forward" in reference.__dict__:
                 del reference.forward
         reference.to(base.device)
-        settings = {"top_k": a.ref_cache_top_k, "dtype": a.ref_cache_dtype}
+        settings = {"top_k": top_k, "dtype": dtype}
         settings |= {
             "shard_examples": SHARD_EXAMPLES,
             "batch_size": max(1, a.per_device_train_batch_size),
