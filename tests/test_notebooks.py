@@ -13,10 +13,11 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 def _run(path, out=None):
     """Execute in a fresh process; returns the executed notebook. A cell gets 240 s; a run that
-    times out is retried once in a new kernel. Under ipykernel 7 a headless execution was seen to
-    wait with client and kernel both idle (a lost reply, ipython/ipykernel#1471; reruns took
-    seconds): pyproject.toml pins ipykernel < 7, and the retry stays for a kernel that still
-    does."""
+    times out is retried once in a new kernel. A headless execution was seen to wait with the
+    nbclient client and the kernel both idle in epoll (py-spy; a reply not picked up), under
+    ipykernel 7.4 and 6.31 alike, on notebook 01, whose cell runs an ipywidgets `interact`
+    (nbclient#312 reports the same with widget cells); reruns take seconds, so the retry stays.
+    """
     nb = nbformat.read(path, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         f"{path.name} is stored with outputs"
