@@ -273,3 +273,12 @@ def test_a_run_killed_while_writing_final_is_finished_by_resume(env, tmp_path, c
     assert (out / "metrics.jsonl").read_text() == rows  # no step trained again
     assert main([*args, "--resume"]) == 2  # finished now: said so
     assert "is finished" in capsys.readouterr().err
+
+
+def test_ref_cache_of_data_that_leaves_no_token_is_refused_before_the_folder(env, tmp_path, capsys):
+    """Before: every example over max_length gave a 'complete' cache of 0 tokens, exit 0."""
+    out = tmp_path / "cache"
+    assert main(_cache_args(env, out, "max_length=4", "overlong=skip")) == 2
+    err = capsys.readouterr().err
+    assert "train.jsonl: no response token left to cache (max_length=4" in err
+    assert not out.exists()

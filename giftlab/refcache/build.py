@@ -154,6 +154,19 @@ def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) 
     }
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
     t0 = time.perf_counter()
+    examples = {
+        split: encode_records(recs, tokenizer, cfg.max_length, cfg.overlong)[0]
+        for split, recs in records.items()
+    }
+    for split, exs in examples.items():  # before the folder is touched
+        tokens = sum(sum(1 for y in e["labels"] if y != -100) for e in exs)
+        if tokens == 0:
+            path = splits[split][0]
+            raise RefCacheError(
+                f"{path}: no response token left to cache (max_length={cfg.max_length}, "
+                f"overlong={cfg.overlong}: {len(records[split])} record(s), {len(exs)} kept); "
+                "raise max_length or use overlong=truncate"
+            )
     parts = fingerprint(cfg, model if model is not None else ref_name, tokenizer)
     manifest = new_manifest(parts, cfg.top_k, cfg.dtype, cfg.shard_examples)
     out = Path(cfg.out_dir)
@@ -164,10 +177,6 @@ def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) 
         else load_model(ref_name, attn_implementation=cfg.attn_implementation)
     )
     device = next(ref.parameters()).device if model is not None else default_device()
-    examples = {
-        split: encode_records(recs, tokenizer, cfg.max_length, cfg.overlong)[0]
-        for split, recs in records.items()
-    }
     settings = {k: getattr(cfg, k) for k in ("top_k", "dtype", "shard_examples", "batch_size")}
     write_cache(
         out,
