@@ -24,12 +24,9 @@ def recorded(out: Path) -> set[str]:
         return set()
 
 
-def claim_output(
-    out, names: Iterable[str], flag: str = "--out", ours: Callable[[Path], bool] | None = None
-) -> Path:
-    """Make `out` (or refuse naming it), check that giftlab may write `names` into it, and record
-    them before the work: a name already there must be one giftlab recorded, or giftlab's by its
-    contents (`ours(path)`). Returns the folder."""
+def make_folder(out, flag: str = "--out") -> Path:
+    """Make the output folder `out` (with its parents), or refuse naming it: a file, a folder
+    that cannot be made, or one that is not writable."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{flag} {out} is a file, not a folder")
@@ -39,6 +36,16 @@ def claim_output(
         raise InputError(f"{flag} {out}: cannot make the folder ({err.strerror})") from None
     if not os.access(out, os.W_OK):
         raise InputError(f"{flag} {out} is not writable; choose a writable folder")
+    return out
+
+
+def claim_output(
+    out, names: Iterable[str], flag: str = "--out", ours: Callable[[Path], bool] | None = None
+) -> Path:
+    """Make `out` (or refuse naming it), check that giftlab may write `names` into it, and record
+    them before the work: a name already there must be one giftlab recorded, or giftlab's by its
+    contents (`ours(path)`). Returns the folder."""
+    out = make_folder(out, flag)
     names = list(names)
     mine = recorded(out)
     for name in names:

@@ -123,7 +123,7 @@ def test_the_committed_task_data_is_giftlab_s_by_its_contents():
 
 
 def test_validate_never_replaces_a_user_s_report(tmp_path, monkeypatch, capsys):
-    (tmp_path / "my_targets.py").write_text(
+    (tmp_path / "ownership_targets.py").write_text(
         "from giftlab.theory.gift import sequence_consistent_gift_target\n"
         "def exact(base, tokens, eta):\n"
         "    return sequence_consistent_gift_target(base, tokens, eta)\n"
@@ -134,7 +134,8 @@ def test_validate_never_replaces_a_user_s_report(tmp_path, monkeypatch, capsys):
     work.mkdir()
     (work / "validate.csv").write_text("my,own,table\n")
     before = _snapshot(work)
-    argv = ["validate", "my_targets:exact", "--seeds", "1", "--search", "0", "--out", str(work)]
+    spec = "ownership_targets:exact"  # a module name of its own: sys.modules is shared
+    argv = ["validate", spec, "--seeds", "1", "--search", "0", "--out", str(work)]
     assert main(argv) == 2
     assert "holds validate.csv, which giftlab did not write" in capsys.readouterr().err
     assert _snapshot(work) == before

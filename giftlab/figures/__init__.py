@@ -24,19 +24,10 @@ SIZE_MARKER = ".giftlab-figures"  # "full" or "quick": the size of the figures i
 def prepare_figure_folder(out: Path, quick: bool) -> None:
     """Make `out` (or fail naming it) before any figure runs, and refuse quick figures over
     full-size ones (a folder marked "full", or one holding figures without a mark)."""
-    import os
-
     from giftlab.errors import InputError
+    from giftlab.outputs import make_folder
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file, not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InputError(f"--out {out}: cannot make the folder ({err.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise InputError(f"--out {out} is not writable; choose a writable folder")
+    out = make_folder(out)
     marker = out / SIZE_MARKER
     size = marker.read_text().strip() if marker.exists() else None
     holds_figures = any(out.glob("fig*.png"))
