@@ -42,3 +42,37 @@ def test_a_record_with_a_duplicate_key_is_refused_with_its_line(tmp_path):
     path.write_text(good + "\n" + '{"prompt": "q", "response": "a", "response": "b"}\n')
     with pytest.raises(InputError, match=r"d.jsonl:2: the key 'response' appears twice"):
         read_records(path)
+
+
+def test_a_lone_surrogate_in_a_record_is_named_with_its_line(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        '{"prompt": "ok", "response": "a"}\n{"prompt": "bad \\ud800", "response": "a"}\n'
+    )
+    with pytest.raises(InputError, match=r"s.jsonl:2: holds a lone UTF-16 surrogate"):
+        read_records(path)
+
+
+def test_a_truncated_cache_shard_is_named(tmp_path):
+    """Before: numpy's mmap error, with no file named."""
+    from giftlab.data import encode_records
+    from giftlab.engine.cache import RefCache, RefCacheError, new_manifest
+    from giftlab.models import tiny_llama, tiny_tokenizer
+    from giftlab.refcache import write_cache
+
+    tok = tiny_tokenizer()
+    recs = [
+        {"messages": [{"role": "user", "content": f"add {a}"}], "response": str(a)}
+        for a in range(3)
+    ]
+    examples, _ = encode_records(recs, tok, 64)
+    out = tmp_path / "cache"
+    out.mkdir()
+    manifest = new_manifest({"reference weights": "x"}, 4, "float32", 512)
+    settings = {"top_k": 4, "dtype": "float32", "shard_examples": 512, "batch_size": 2}
+    model = tiny_llama(len(tok), seed=0)
+    write_cache(out, manifest, {"train": examples}, model, tok.pad_token_id, settings, False)
+    logp = out / "train" / "00000" / "logp.npy"
+    logp.write_bytes(logp.read_bytes()[: logp.stat().st_size // 2])
+    with pytest.raises(RefCacheError, match=r"00000/logp.npy: cannot be read as a cache array"):
+        RefCache(out).rows("train", [0], "cpu")

@@ -53,6 +53,13 @@ def _rows(path: Path):
                 raise InputError(
                     f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}"
                 )
+            try:  # a lone surrogate ("\ud800") parses, then fails in the tokenizer
+                json.dumps(row, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise InputError(
+                    f"{path}:{lineno}: holds a lone UTF-16 surrogate ({err.object[err.start]!r}), "
+                    "which is not text: fix or remove it"
+                ) from None
             yield f"{path}:{lineno}", row
 
 

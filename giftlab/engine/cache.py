@@ -225,6 +225,18 @@ class CachedRows:
         return CachedRows(self.ids[s:e], self.logp[s:e], self.gold[s:e], self.tail[s:e])
 
 
+def _load_shard_array(path: Path) -> np.ndarray:
+    """One array of a shard, memory-mapped; RefCacheError naming the file when it is missing,
+    truncated or not an array (numpy's own error names no file)."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as err:
+        raise RefCacheError(
+            f"{path}: cannot be read as a cache array ({err}); the cache is damaged: rebuild it "
+            "with giftlab ref-cache (overwrite=true)"
+        ) from None
+
+
 class RefCache:
     """A finished cache folder, read by example index (memory-mapped: only the rows of a batch
     are read)."""
@@ -266,7 +278,7 @@ class RefCache:
         if key not in self._open:
             folder = shard_folder(self.path, split, sh)
             self._open[key] = {
-                n: np.load(folder / f"{n}.npy", mmap_mode="r")
+                n: _load_shard_array(folder / f"{n}.npy")
                 for n in ("ids", "logp", "gold", "tail", "offsets")
             }
         return self._open[key]

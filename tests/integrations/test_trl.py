@@ -392,3 +392,11 @@ def test_the_assistant_only_default_is_said_at_start(model_dir, tmp_path):
         UserWarning, match=r"assistant_only_loss=True \(giftlab's default; TRL's is False\)"
     ):
         _trainer(model_dir, tmp_path, objective="gift")
+
+
+def test_a_missing_reference_folder_is_named_not_sent_to_the_hub(model_dir, tmp_path):
+    """Before: GIFTTrainer(ref_model="nosuch") answered with the hub's connection error."""
+    with pytest.raises(FileNotFoundError, match=r"ref_model=nosuch: no such folder"):
+        _trainer(model_dir, tmp_path, ref_model_path="nosuch")
+    with pytest.raises(FileNotFoundError, match=r"ref_model=nosuch: no such folder"):
+        _trainer(model_dir, tmp_path, ref_model_path="nosuch", ref_cache=str(tmp_path / "c"))

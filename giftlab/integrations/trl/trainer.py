@@ -25,6 +25,7 @@ from giftlab.engine.cache import (
 from giftlab.engine.objective import CausalLMBody, Forward, Models, objective_sum, token_stats
 from giftlab.integrations.trl.config import GIFTConfig
 from giftlab.losses import OBJECTIVES
+from giftlab.models import check_model_name, load_model
 from giftlab.models.card import model_card, shown
 from giftlab.models.head import check_head
 from giftlab.refcache import claim_cache_folder, write_cache
@@ -117,10 +118,9 @@ class GIFTTrainer(SFTTrainer):
         else:
             if ref_model is None and args.ref_model_path:
                 ref_model = args.ref_model_path
-            if isinstance(ref_model, str):
-                from transformers import AutoModelForCausalLM
-
-                ref_model = AutoModelForCausalLM.from_pretrained(ref_model, dtype=base.dtype)
+            if isinstance(ref_model, str):  # checked first: a missing folder is named, not
+                check_model_name(ref_model, "ref_model")  # sent to the hub as an id
+                ref_model = load_model(ref_model, dtype=base.dtype)
             if ref_model is None:
                 ref_model = copy.deepcopy(base)
                 del ref_model.forward  # the copy's patched forward would call the policy's
@@ -181,6 +181,8 @@ class GIFTTrainer(SFTTrainer):
         a = self.args
         if ref_model is None:
             ref_model = a.ref_model_path or None
+        if isinstance(ref_model, str):
+            check_model_name(ref_model, "ref_model")
         reference = ref_model if ref_model is not None else base
         parts = {
             "reference weights": weights_hash(reference),
@@ -207,9 +209,7 @@ class GIFTTrainer(SFTTrainer):
         manifest = new_manifest(parts, top_k, dtype, SHARD_EXAMPLES)
         manifest = claim_cache_folder(out, manifest, False, print)
         if isinstance(reference, str):
-            from transformers import AutoModelForCausalLM
-
-            reference = AutoModelForCausalLM.from_pretrained(reference, dtype=base.dtype)
+            reference = load_model(reference, dtype=base.dtype)
         else:
             reference = copy.deepcopy(reference)
             if "forward" in reference.__dict__:
