@@ -187,3 +187,17 @@ def test_an_experiment_config_loads_and_matches_its_committed_results(path):
         if k in mine and k not in ("out_dir", "seeds", "overwrite") and ran[k] != mine[k]
     }
     assert not differ, f"{path.name} differs from {results}: {differ}"
+
+
+def test_a_resume_with_fewer_seeds_keeps_the_run_s_and_says_so(tmp_path):
+    """Before: `seeds=0 --resume` on a run of seeds 0 and 1 rewrote its config to [0] and the
+    report called the run stopped."""
+    cfg = tiny_pipeline_config(tmp_path, inits=["sft"], seeds=[0, 1], select="final", rl_steps=0)
+    run_pipeline(cfg, log=lambda *a: None)
+    out = tmp_path / "p"
+    logs = []
+    run_pipeline(PipelineConfig(**(cfg.to_dict() | {"seeds": [0]})), log=logs.append, resume=True)
+    assert any("--resume keeps the run's seeds [0, 1]" in str(x) for x in logs)
+    assert json.loads((out / "config.json").read_text())["config"]["seeds"] == [0, 1]
+    report = (out / "report.md").read_text()
+    assert "the run was stopped" not in report and "[0, 1]" in report

@@ -39,6 +39,8 @@ def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
     seeds or inits added to the config); returns report.md."""
 
     check_model_name(cfg.model, "model", cfg.attn_implementation)  # before the folder is touched
+    if resume:
+        cfg = _appended(cfg, log)
     layout = PipelineLayout(cfg.out_dir)
     with RunDir(
         cfg.out_dir,
@@ -53,6 +55,31 @@ def run_pipeline(cfg: PipelineConfig, log=print, resume: bool = False) -> Path:
         layout.record()  # before config.json changes: a folder of an earlier version keeps its cells
         run.write_config({"config": cfg.to_dict(), "provenance": started})
         return _run(cfg, run.path, log, started, resume, layout)
+
+
+def _appended(cfg: PipelineConfig, log) -> PipelineConfig:
+    """On resume, seeds and starts are appended, never dropped: the run's own (its config.json)
+    come first, then the ones this call adds. A call that names fewer keeps the run's and says so
+    (before: `seeds=0 --resume` on a run of 0, 1, 2 rewrote the config to [0] and the report
+    called the run stopped)."""
+    path = Path(cfg.out_dir) / "config.json"
+    try:
+        saved = json.loads(path.read_text())["config"]
+        old_seeds, old_inits = list(saved["seeds"]), list(saved["inits"])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return cfg  # no run yet, or RunDir names the damaged file
+    shown = {init_display(x) for x in old_inits}
+    seeds = old_seeds + [s for s in cfg.seeds if s not in old_seeds]
+    inits = old_inits + [x for x in cfg.inits if init_display(x) not in shown]
+    if seeds == list(cfg.seeds) and inits == list(cfg.inits):
+        return cfg
+    kept = []
+    if seeds != list(cfg.seeds):
+        kept.append(f"seeds {seeds}")
+    if inits != list(cfg.inits):
+        kept.append(f"inits {inits}")
+    log(f"--resume keeps the run's {' and '.join(kept)} (a resume appends, it never drops)")
+    return PipelineConfig(**(cfg.to_dict() | {"seeds": seeds, "inits": inits}))
 
 
 def _check_lengths(cfg, path, tokenizer) -> None:
