@@ -39,6 +39,8 @@ DTYPES = ("float16", "bfloat16", "float32", "float64")
 MANIFEST = "manifest.json"
 VERSION = 1
 SHARD_EXAMPLES = 512  # examples per shard unless a build says otherwise
+DEFAULT_TOP_K = 64  # reference tokens kept per position unless a build says otherwise
+DEFAULT_DTYPE = "float16"  # storage of the log-probabilities unless a build says otherwise
 SPLITS = ("train", "val")
 SETTINGS = ("top_k", "dtype", "shard_examples")  # the cache's own settings, besides the fingerprint
 # every data key but the files themselves (hashed by content): a key added to DataSettings is

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from giftlab.config import ATTENTION_HELP, ATTENTION_RULE, DATA_RULES, DataSettings
 from giftlab.engine.cache import (
+    DEFAULT_DTYPE,
+    DEFAULT_TOP_K,
     DTYPES,
     SHARD_EXAMPLES,
 )
@@ -23,8 +25,8 @@ class RefCacheConfig(FlatConfig, DataSettings):
         "smollm2", "the initial policy (its tokenizer; the reference when ref_model is empty)"
     )
     ref_model: str = _f("", "the reference model; empty: the initial policy, as in giftlab train")
-    top_k: int = _f(64, "reference tokens kept per position (>= the vocabulary: exact)")
-    dtype: str = _f("float16", f"storage of the log-probabilities: one of {list(DTYPES)}")
+    top_k: int = _f(DEFAULT_TOP_K, "reference tokens kept per position (>= the vocabulary: exact)")
+    dtype: str = _f(DEFAULT_DTYPE, f"storage of the log-probabilities: one of {list(DTYPES)}")
     out_dir: str = _f("runs/ref-cache", "the cache folder")
     batch_size: int = _f(8, "examples per reference forward pass")
     shard_examples: int = _f(

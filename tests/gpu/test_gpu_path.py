@@ -31,14 +31,7 @@ def test_every_family_in_bf16_on_the_gpu_gives_the_gift_loss_of_its_own_logits(f
         pytest.skip(str(err))
     check_head(policy)
     cfg = train_config(tmp_path, "unused", objective="gift", beta=3.0)
-    m = build_models(
-        cfg,
-        model=policy,
-        ref_model=ref,
-        tokenizer=tiny_tokenizer(),
-        device=torch.device("cuda"),
-        mode="none",
-    )
+    m = build_models(cfg, policy, ref, tiny_tokenizer(), device=torch.device("cuda"), mode="none")
     m.policy.eval()
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(2, V, (2, 12), generator=g).cuda()

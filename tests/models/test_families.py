@@ -99,14 +99,7 @@ def test_giftlab_trainer_loss_and_gradients_equal_the_naive_formula(family, obje
 
     policy, ref = _family(family), _family(family)
     cfg = train_config(tmp_path, "unused", objective=objective, beta=BETA, chunk_size=5)
-    m = build_models(
-        cfg,
-        model=policy,
-        ref_model=ref,
-        tokenizer=tiny_tokenizer(),
-        device=torch.device("cpu"),
-        mode="none",
-    )
+    m = build_models(cfg, policy, ref, tiny_tokenizer(), device=torch.device("cpu"), mode="none")
     m.policy.eval()  # dropout off, as in the naive pass
     batch = _batch()
     f = forward(m, batch, with_ref=True)
@@ -174,14 +167,7 @@ def test_a_lora_reference_is_the_model_with_its_adapters_off(family, tmp_path):
     pytest.importorskip("peft")
     model, original = _family(family), _family(family).eval()
     cfg = train_config(tmp_path, "unused", objective="gift", beta=BETA, lora_rank=4)
-    m = build_models(
-        cfg,
-        model=model,
-        ref_model=None,
-        tokenizer=tiny_tokenizer(),
-        device=torch.device("cpu"),
-        mode="none",
-    )
+    m = build_models(cfg, model, None, tiny_tokenizer(), device=torch.device("cpu"), mode="none")
     with torch.no_grad():  # adapters that change the policy: B starts at 0
         for name, p in m.policy.named_parameters():
             if "lora_B" in name:

@@ -59,7 +59,7 @@ class GIFTConfig(ObjectiveSettings, SFTConfig):
     ref_cache_top_k: int | None = field(
         default=None,
         metadata={
-            "help": "K of a cache built here (None: 64); an existing cache of another K is refused"
+            "help": "K of a cache built here (None: 64, giftlab ref-cache's default); an existing cache of another K is refused"
         },
     )
     ref_cache_dtype: str | None = field(

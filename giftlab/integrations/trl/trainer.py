@@ -13,6 +13,8 @@ from trl import SFTTrainer
 
 from giftlab.data.tokenize import assistant_labels
 from giftlab.engine.cache import (
+    DEFAULT_DTYPE,
+    DEFAULT_TOP_K,
     SHARD_EXAMPLES,
     RefCache,
     RefCacheError,
@@ -189,8 +191,8 @@ class GIFTTrainer(SFTTrainer):
             "tokenizer": tokenizer_hash(self.processing_class),
         }
         out = Path(a.ref_cache)
-        top_k = 64 if a.ref_cache_top_k is None else a.ref_cache_top_k
-        dtype = "float16" if a.ref_cache_dtype is None else a.ref_cache_dtype
+        top_k = DEFAULT_TOP_K if a.ref_cache_top_k is None else a.ref_cache_top_k
+        dtype = DEFAULT_DTYPE if a.ref_cache_dtype is None else a.ref_cache_dtype
         if read_manifest(out) is not None:
             cache = RefCache(out)
             saved = cache.manifest["fingerprint"]
