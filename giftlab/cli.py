@@ -183,12 +183,14 @@ def run_validate(args) -> int:
         shown = ("kl", "tv", "gain_error", "stationary_gap", "limit_zero_gap", "limit_inf_gap")
         print("  ".join(f"{k} {row[k]:.3e}" for k in shown))
         return 0 if row["kl"] <= args.tolerance else 1
-    from giftlab.outputs import claim_output
+    from giftlab.outputs import output_folder
     from giftlab.reports.validate import FILES, write_validation
 
-    out = claim_output(args.out, FILES)  # made, writable and none of its files the user's
-    v = validate_variant(fn, Grid(seeds=tuple(range(args.seeds))), args.tolerance, args.search)
-    report = write_validation(v, args.variant, out)
+    # made, writable, none of its files the user's, and held: two validations never mix files
+    with output_folder(args.out, FILES) as out:
+        grid = Grid(seeds=tuple(range(args.seeds)))
+        v = validate_variant(fn, grid, args.tolerance, args.search)
+        report = write_validation(v, args.variant, out)
     from giftlab.reports.validate import check_lines, gift_comparison, replay_text, worst_row
 
     worst = worst_row(v)

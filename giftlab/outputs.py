@@ -2,18 +2,56 @@
 `giftlab validate`, `giftlab demo`): giftlab writes a file into an existing folder only where no
 file of that name is there, or the one there is giftlab's (recorded in the folder's .giftlab-out
 when giftlab wrote it, or giftlab's by its contents). A file of the user's is never replaced: the
-command is refused before any work, naming it. Torch-free (the lean install runs validate)."""
+command is refused before any work, naming it. A folder is written by one giftlab command at a
+time: each holds the folder's lock (flock) while it writes, and a second is refused at once,
+naming the first's process. Torch-free (the lean install runs validate)."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 
 from giftlab.errors import InputError
 
 RECORD = ".giftlab-out"  # the names giftlab wrote into the folder
+OUT_LOCK = RECORD + ".lock"  # held while a command writes into an --out folder
+
+
+def acquire_lock(lockfile, what: str) -> int:
+    """Hold `lockfile` (created if missing) for this process; InputError naming `what` and the
+    process holding it when another command does. Returns the descriptor (release_lock)."""
+    import fcntl
+
+    fd = os.open(lockfile, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        other = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise InputError(
+            f"{what} is in use by another giftlab command (pid {other}): wait for it to finish "
+            "or choose another folder"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    os.close(fd)  # releases the flock
+
+
+@contextmanager
+def locked(lockfile, what: str):
+    """Hold `lockfile` for the block (acquire_lock)."""
+    fd = acquire_lock(lockfile, what)
+    try:
+        yield
+    finally:
+        release_lock(fd)
 
 
 def recorded(out: Path) -> set[str]:
@@ -39,14 +77,9 @@ def make_folder(out, flag: str = "--out") -> Path:
     return out
 
 
-def claim_output(
-    out, names: Iterable[str], flag: str = "--out", ours: Callable[[Path], bool] | None = None
-) -> Path:
-    """Make `out` (or refuse naming it), check that giftlab may write `names` into it, and record
-    them before the work: a name already there must be one giftlab recorded, or giftlab's by its
-    contents (`ours(path)`). Returns the folder."""
-    out = make_folder(out, flag)
-    names = list(names)
+def _check_names(out: Path, names, flag: str, ours) -> set[str]:
+    """The names giftlab recorded in `out`; InputError naming the first of `names` that is there
+    and not giftlab's. Writes nothing."""
     mine = recorded(out)
     for name in names:
         path = out / name
@@ -55,7 +88,34 @@ def claim_output(
                 f"{flag} {out} holds {name}, which giftlab did not write: it never replaces a "
                 f"file of yours; give another {flag} (or move {name})"
             )
+    return mine
+
+
+def claim_output(
+    out, names: Iterable[str], flag: str = "--out", ours: Callable[[Path], bool] | None = None
+) -> Path:
+    """Make `out` (or refuse naming it), check that giftlab may write `names` into it, and record
+    them before the work: a name already there must be one giftlab recorded, or giftlab's by its
+    contents (`ours(path)`). Returns the folder. A command that writes for long holds the
+    folder with output_folder instead."""
+    out = make_folder(out, flag)
+    names = list(names)
+    mine = _check_names(out, names, flag, ours)
     tmp = out / (RECORD + ".tmp")
     tmp.write_text(json.dumps({"wrote": sorted(mine | set(names))}, indent=1))
     tmp.replace(out / RECORD)
     return out
+
+
+@contextmanager
+def output_folder(
+    out, names: Iterable[str], flag: str = "--out", ours: Callable[[Path], bool] | None = None
+):
+    """claim_output, holding the folder's lock for the block: a second command writing into the
+    same folder meanwhile is refused at once, naming this one's process (their files never mix).
+    A refusal before the lock leaves no trace in the folder."""
+    names = list(names)
+    out = make_folder(out, flag)
+    _check_names(out, names, flag, ours)
+    with locked(out / OUT_LOCK, f"{flag} {out}"):
+        yield claim_output(out, names, flag, ours)

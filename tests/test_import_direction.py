@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "giftlab"
 # pipeline and the integrations, the planner and the figures).
 LAYERS = (
     ("errors", "checks", "provenance"),
-    ("flatconfig",),
+    ("flatconfig", "integrity"),
     ("config", "variants", "share", "outputs"),
     ("runtime", "data", "diagnostics", "losses", "theory", "results", "plots"),
     ("stats", "rewards", "models"),
@@ -38,7 +38,17 @@ DOMAIN = tuple(
     f"giftlab.{p}"
     for names in LAYERS
     for p in names
-    if p not in ("errors", "checks", "provenance", "outputs", "flatconfig", "config", "runtime")
+    if p
+    not in (
+        "errors",
+        "checks",
+        "provenance",
+        "integrity",
+        "outputs",
+        "flatconfig",
+        "config",
+        "runtime",
+    )
 )
 
 

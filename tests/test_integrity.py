@@ -2,6 +2,7 @@
 are refused, naming what and where (each case failed before its fix)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from giftlab.data.verifiers import VerifierError, register_verifier, score
 from giftlab.errors import InputError
 from giftlab.rewards import correct_reward, partial_credit_reward
 from giftlab.theory.simulator import exact_pass_at_k
+from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture
 
 
 @pytest.mark.parametrize("value", [5.0, -3.0, float("nan")])
@@ -74,5 +76,144 @@ def test_a_truncated_cache_shard_is_named(tmp_path):
     write_cache(out, manifest, {"train": examples}, model, tok.pad_token_id, settings, False)
     logp = out / "train" / "00000" / "logp.npy"
     logp.write_bytes(logp.read_bytes()[: logp.stat().st_size // 2])
-    with pytest.raises(RefCacheError, match=r"00000/logp.npy: cannot be read as a cache array"):
+    with pytest.raises(InputError, match=r"00000/logp.npy has \d+ bytes, \d+ were written"):
         RefCache(out).rows("train", [0], "cpu")
+    del RefCacheError
+
+
+# -- the reference cache's integrity through the CLI (issue 27's silent cases) --------------------
+
+
+def _cache_args(env, out, *extra):
+    return [
+        "ref-cache",
+        f"model={env / 'model'}",
+        f"train_file={env / 'train.jsonl'}",
+        "val_file=",
+        "top_k=4",
+        "max_length=64",
+        f"out_dir={out}",
+        *extra,
+    ]
+
+
+def _train_from(env, cache, out):
+    from tests.test_cli_errors import _train_args
+
+    return ["train", *_train_args(env), "objective=gift", f"ref_cache={cache}", f"out_dir={out}"]
+
+
+def _overwrite_bytes(path):
+    """The last 16 bytes of the file's data replaced by others: same size, same header."""
+    data = bytearray(path.read_bytes())
+    data[-16:] = bytes((b + 1) % 256 for b in data[-16:])
+    path.write_bytes(bytes(data))
+
+
+def _edit_dtype(path):
+    manifest = json.loads(path.read_text())
+    manifest["dtype"] = "bfloat16"  # the user's edit: the arrays are float16
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+@pytest.mark.parametrize(
+    "damage, file, said",
+    [
+        (_overwrite_bytes, "train/00000/logp.npy", "its content changed after giftlab wrote it"),
+        (_overwrite_bytes, "train/00000/ids.npy", "its content changed after giftlab wrote it"),
+        (_edit_dtype, "manifest.json", "was edited after giftlab wrote it"),
+    ],
+    ids=["logp bytes", "ids bytes", "manifest dtype"],
+)
+def test_a_cache_changed_after_it_was_built_is_refused_naming_the_file(
+    env, tmp_path, capsys, damage, file, said
+):
+    """Before: bytes of logp.npy overwritten (same size) trained with exit 0 and another loss;
+    the manifest's dtype edited from float16 to bfloat16 was believed."""
+    from giftlab.cli import main
+
+    cache = tmp_path / "cache"
+    assert main(_cache_args(env, cache)) == 0
+    assert main(_train_from(env, cache, tmp_path / "ok")) == 0  # the cache as built trains
+    damage(cache / file)
+    capsys.readouterr()
+    assert main(_train_from(env, cache, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert str(cache / file) in err and said in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "ckpt-000002").exists()
+
+
+def test_a_cache_of_an_older_giftlab_without_checksums_is_refused_with_the_way_out(env, tmp_path):
+    from giftlab.cli import main
+    from giftlab.engine.cache import RefCache, RefCacheError
+
+    cache = tmp_path / "cache"
+    assert main(_cache_args(env, cache)) == 0
+    manifest = json.loads((cache / "manifest.json").read_text())
+    old = {k: v for k, v in manifest.items() if k not in ("files", "checksum")} | {"version": 1}
+    (cache / "manifest.json").write_text(json.dumps(old))
+    with pytest.raises(RefCacheError, match=r"older giftlab .*overwrite=true"):
+        RefCache(cache)
+    assert main(_cache_args(env, cache, "overwrite=true")) == 0  # the way out works
+    RefCache(cache).rows("train", [0], "cpu")
+
+
+def test_a_reference_with_another_vocabulary_is_refused_before_the_folder(env, tmp_path, capsys):
+    """Before: cached without a word (a 200-token reference for a 3x-token policy)."""
+    from giftlab.cli import main
+    from giftlab.models import config_vocab_size
+
+    out = tmp_path / "cache"
+    argv = _cache_args(env, out, f"ref_model={env / 'big_vocab'}")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    own = config_vocab_size(str(env / "model"))
+    assert f"vocabulary of 200 tokens, model={env / 'model'} one of {own}" in err
+    assert own != 200 and not out.exists()
+
+
+def test_two_builds_into_one_cache_folder_at_once_are_refused(env, tmp_path, capsys):
+    """Before: two builds 0.5 s apart both exited 0 and the first reported the wrong K. The
+    folder's lock is held here as the first build holds it (flock: per open file)."""
+    from giftlab.cli import main
+    from giftlab.outputs import acquire_lock, release_lock
+
+    out = tmp_path / "cache"
+    out.mkdir()
+    fd = acquire_lock(out / ".lock", "first build")
+    try:
+        assert main(_cache_args(env, out, "top_k=8")) == 2
+        err = capsys.readouterr().err
+        assert f"out_dir={out} is in use by another giftlab command (pid {os.getpid()})" in err
+        assert [p.name for p in out.iterdir()] == [".lock"]
+    finally:
+        release_lock(fd)
+    assert main(_cache_args(env, out, "top_k=8")) == 0  # once the first is done
+    from giftlab.engine.cache import RefCache
+
+    assert RefCache(out).manifest["top_k"] == 8
+
+
+def test_two_validations_into_one_out_at_once_are_refused(tmp_path, capsys, monkeypatch):
+    """Before: two validations into one --out at once mixed their files."""
+    from giftlab.cli import main
+    from giftlab.outputs import OUT_LOCK, acquire_lock, release_lock
+
+    (tmp_path / "integrity_variant_mod.py").write_text(
+        "from giftlab.theory.gift import sequence_consistent_gift_target\n"
+        "def target(base, tokens, eta):\n"
+        "    return sequence_consistent_gift_target(base, tokens, eta)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "work"
+    out.mkdir()
+    fd = acquire_lock(out / OUT_LOCK, "first validation")
+    argv = ["validate", "integrity_variant_mod:target", "--search", "0", "--seeds", "1"]
+    try:
+        assert main([*argv, "--out", str(out)]) == 2
+        assert "is in use by another giftlab command" in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == [OUT_LOCK]
+    finally:
+        release_lock(fd)
+    assert main([*argv, "--out", str(out)]) == 0  # once the first is done

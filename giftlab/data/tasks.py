@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from giftlab.errors import InputError
-from giftlab.outputs import claim_output
+from giftlab.outputs import output_folder
 
 # settings where a 135M model's pass@k is clearly above zero (a 135M model solves some of these)
 TASK_DEFAULTS = {
@@ -115,7 +115,11 @@ def write_task_data(
     if prompt_style not in PROMPT_STYLES:
         raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {prompt_style!r}")
     shots = fewshot_messages(task) if prompt_style == "fewshot" else None
-    out_dir = claim_output(out_dir, ["train.jsonl", "val.jsonl"], "--out", ours=is_task_data)
+    with output_folder(out_dir, ["train.jsonl", "val.jsonl"], "--out", ours=is_task_data) as out:
+        return _write_task_data(task, n_train, n_val, seed, config, prompt_style, shots, out)
+
+
+def _write_task_data(task, n_train, n_val, seed, config, prompt_style, shots, out_dir: Path):
     paths = {}
     for split, n, split_seed in (("train", n_train, seed), ("val", n_val, seed + 1_000_003)):
         ds, cfg = make_dataset(task, n, split_seed, config)

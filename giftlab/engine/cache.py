@@ -4,7 +4,9 @@ fingerprint, and the reading half (`RefCache`, `open_ref_cache`). `giftlab ref-c
 
 Folder layout:
 
-    manifest.json            settings, fingerprint parts, shards finished, complete flag
+    manifest.json            settings, fingerprint parts, shards finished, complete flag, and
+                             each array's record (bytes, SHA-256, dtype, shape); sealed with a
+                             checksum of its own content (giftlab.integrity)
     train/00000/ids.npy      (tokens, K) int32      top-K ids
     train/00000/logp.npy     (tokens, K) dtype      their log-probabilities (bf16 as uint16 bits)
     train/00000/gold.npy     (tokens,) float32      log pi0(gold)
@@ -15,7 +17,9 @@ Folder layout:
 
 The manifest's fingerprint holds a content hash of each part the cache depends on (reference
 weights, tokenizer, each data file, tokenisation settings); a run whose own parts differ is
-refused naming each part that differs.
+refused naming each part that differs. Every array is checked against its record once per run
+when its shard is first read, and the manifest against its seal when it is read: a changed byte,
+a cut file or an edited manifest is refused, naming the file (never trained on).
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ import torch
 
 from giftlab.config import DataSettings
 from giftlab.errors import InputError
+from giftlab.integrity import check_file, check_sealed, seal
 from giftlab.models import resolve_model_path
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
 MANIFEST = "manifest.json"
-VERSION = 1
+VERSION = 2  # 2: arrays recorded with their checksums (1: none, read no more)
 SHARD_EXAMPLES = 512  # examples per shard unless a build says otherwise
 DEFAULT_TOP_K = 64  # reference tokens kept per position unless a build says otherwise
 DEFAULT_DTYPE = "float16"  # storage of the log-probabilities unless a build says otherwise
@@ -70,18 +75,24 @@ def new_manifest(fingerprint_parts: dict, top_k: int, dtype: str, shard_examples
     }
 
 
-def read_manifest(folder) -> dict | None:
+REBUILD = "rebuild it with giftlab ref-cache (overwrite=true)"
+
+
+def read_manifest(folder, check: bool = True) -> dict | None:
     """The manifest of a cache folder (None when it has none); RefCacheError naming the file
-    when it is not JSON."""
+    when it is not JSON, IntegrityError when it was edited after giftlab sealed it (`check`)."""
     path = Path(folder) / MANIFEST
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as err:
         raise RefCacheError(
             f"{path} is not JSON ({err}): not a reference cache's manifest"
         ) from None
+    if check and isinstance(data, dict):
+        check_sealed(path, data, REBUILD)
+    return data
 
 
 def is_cache_manifest(manifest) -> bool:
@@ -106,7 +117,7 @@ def shard_folder(folder, split: str, shard: int) -> Path:
 
 def same_settings(saved: dict, wanted: dict) -> bool:
     """Whether a saved manifest was built with the settings and fingerprint of `wanted`."""
-    keys = ("fingerprint", *SETTINGS)
+    keys = ("version", "fingerprint", *SETTINGS)
     return {k: saved.get(k) for k in keys} == {k: wanted.get(k) for k in keys}
 
 
@@ -181,7 +192,7 @@ def differences(saved: dict, wanted: dict) -> list[str]:
         for k in sorted(set(saved.get("fingerprint", {})) | set(wanted.get("fingerprint", {})))
         if saved.get("fingerprint", {}).get(k) != wanted.get("fingerprint", {}).get(k)
     ]
-    diff += [k for k in SETTINGS if k in wanted and saved.get(k) != wanted[k]]
+    diff += [k for k in ("version", *SETTINGS) if k in wanted and saved.get(k) != wanted[k]]
     return diff
 
 
@@ -193,8 +204,10 @@ def example_key(input_ids) -> int:
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
+    """The manifest, sealed (giftlab.integrity.seal) and renamed into place: written after the
+    shards it records."""
     tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.write_text(json.dumps(seal(manifest), indent=2))
     os.replace(tmp, out / MANIFEST)
 
 
@@ -256,6 +269,13 @@ class RefCache:
                 f"ref_cache={path}: {m} is not a reference cache's manifest (no fingerprint or "
                 "shard list); build one with giftlab ref-cache"
             )
+        if self.manifest.get("version") != VERSION or not isinstance(
+            self.manifest.get("files"), dict
+        ):
+            raise RefCacheError(
+                f"ref_cache={path} was built by an older giftlab (cache version "
+                f"{self.manifest.get('version')}, no checksums of its arrays): {REBUILD}"
+            )
         if not self.manifest.get("complete"):
             raise RefCacheError(
                 f"ref_cache={path} is not finished: run the same giftlab ref-cache command again "
@@ -275,13 +295,21 @@ class RefCache:
                 "rebuild it with giftlab ref-cache and this run's settings"
             )
 
+    def _array(self, split: str, sh: int, name: str) -> np.ndarray:
+        """One array of a shard, checked against the manifest's record the first time this
+        cache object reads it (size, dtype, shape, SHA-256), then memory-mapped."""
+        path = shard_folder(self.path, split, sh) / f"{name}.npy"
+        record = self.manifest["files"].get(path.relative_to(self.path).as_posix())
+        if record is None:
+            raise RefCacheError(f"{path}: not in {self.path / MANIFEST}'s records; {REBUILD}")
+        check_file(path, record, REBUILD)
+        return _load_shard_array(path)
+
     def _arrays(self, split: str, sh: int):
         key = (split, sh)
         if key not in self._open:
-            folder = shard_folder(self.path, split, sh)
             self._open[key] = {
-                n: _load_shard_array(folder / f"{n}.npy")
-                for n in ("ids", "logp", "gold", "tail", "offsets")
+                n: self._array(split, sh, n) for n in ("ids", "logp", "gold", "tail", "offsets")
             }
         return self._open[key]
 
@@ -291,8 +319,7 @@ class RefCache:
         if not self._keys:
             for split in sorted(self.manifest["shards"]):
                 for sh in sorted(self.manifest["shards"][split]):
-                    folder = shard_folder(self.path, split, sh)
-                    for j, kk in enumerate(np.load(folder / "keys.npy").tolist()):
+                    for j, kk in enumerate(self._array(split, sh, "keys").tolist()):
                         self._keys.setdefault(kk, (split, sh * self.shard + j))
         missing = [kk for kk in keys if kk not in self._keys]
         if missing:

@@ -224,6 +224,21 @@ def _causal_lm_class(resolved):
         return None
 
 
+def config_vocab_size(name_or_path: str) -> int | None:
+    """The output vocabulary a model folder's config declares (read without its weights); None
+    when the config does not say."""
+    from transformers import AutoConfig
+
+    resolved = resolve_model_path(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(resolved, local_files_only=_local_only(resolved))
+    except (ValueError, OSError):
+        return None
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    size = getattr(text, "vocab_size", None)
+    return int(size) if size else None
+
+
 def _attention_error(name_or_path, attn, model_cls, err=None):
 
     cls = model_cls.__name__ if model_cls is not None else "this model"

@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,10 @@ from giftlab.engine.cache import (
     write_manifest,
 )
 from giftlab.engine.objective import CausalLMBody
-from giftlab.models import check_model_name, load_model, load_tokenizer
+from giftlab.integrity import IntegrityError, check_sealed, file_record
+from giftlab.models import check_model_name, config_vocab_size, lm_head, load_model, load_tokenizer
 from giftlab.models.head import check_head
+from giftlab.outputs import locked
 from giftlab.refcache.config import RefCacheConfig
 from giftlab.runtime.distributed import default_device
 from giftlab.runtime.progress import progress_bar
@@ -79,44 +82,70 @@ def _write_shard(folder: Path, arrays: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def claim_cache_folder(out: Path, manifest: dict, overwrite: bool, log) -> dict:
-    """The manifest to continue (same settings: resume) or a fresh one. A folder is a cache by its
-    contents: a manifest in the cache's form, and nothing else but its shard folders; any other
-    folder is refused (no advice to overwrite it), and overwrite=true removes only the shards."""
-    if out.exists() and any(out.iterdir()):
-        saved = read_manifest(out)
-        if saved is None:
-            raise RefCacheError(
-                f"out_dir={out} holds files and no {MANIFEST}: not a reference cache; give an "
-                "empty or new folder"
-            )
-        if not is_cache_manifest(saved):
-            raise RefCacheError(
-                f"out_dir={out}: its {MANIFEST} is not a reference cache's (no fingerprint or "
-                "shard list): the folder is not a cache; give an empty or new folder"
-            )
-        foreign = foreign_entries(out)
-        if foreign:
-            raise RefCacheError(
-                f"out_dir={out} holds {foreign[0]}, which is not part of a reference cache: "
-                "giftlab never writes among or deletes it; give an empty or new folder"
-            )
-        if same_settings(saved, manifest):
+LOCK = ".lock"  # held while a build writes the folder: a second build into it is refused
+
+
+@contextmanager
+def claim_cache_folder(out: Path, manifest: dict, overwrite: bool, log):
+    """Hold the cache folder `out` for the block, yielding the manifest to continue (same
+    settings: resume) or a fresh one. A folder is a cache by its contents: a manifest in the
+    cache's form, and nothing else but its shard folders; any other folder is refused (no advice
+    to overwrite it), and overwrite=true removes only the shards. Every check runs before the
+    folder is touched, and again under its lock (a second build into it is refused at once)."""
+    _check_cache_folder(out, manifest, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    with locked(out / LOCK, f"out_dir={out}"):
+        saved = _check_cache_folder(out, manifest, overwrite)
+        if saved is not None:
             log(f"{out}: resuming a cache ({len(saved['shards'])} shard(s) finished)")
-            return saved
-        if not overwrite:
-            raise RefCacheError(
-                f"out_dir={out} holds a cache built with other settings "
-                f"({', '.join(differences(saved, manifest))}): give another out_dir, or "
-                "overwrite=true to replace it"
-            )
+            yield saved
+            return
         for split in SPLITS:
             if (out / split).is_dir():
                 for shard in (out / split).iterdir():
                     shutil.rmtree(shard, ignore_errors=True)
                 (out / split).rmdir()
-    out.mkdir(parents=True, exist_ok=True)
-    return manifest
+        yield manifest
+
+
+def _check_cache_folder(out: Path, manifest: dict, overwrite: bool) -> dict | None:
+    """The saved manifest when `out` holds a cache of these settings (resume), None when a fresh
+    build may start there (new or empty folder, or overwrite=true of a cache); RefCacheError (or
+    IntegrityError) otherwise. Writes nothing."""
+    if not (out.exists() and any(p.name != LOCK for p in out.iterdir())):
+        return None
+    saved = read_manifest(out, check=False)  # an edited manifest: refused below
+    if saved is None:
+        raise RefCacheError(
+            f"out_dir={out} holds files and no {MANIFEST}: not a reference cache; give an "
+            "empty or new folder"
+        )
+    if not is_cache_manifest(saved):
+        raise RefCacheError(
+            f"out_dir={out}: its {MANIFEST} is not a reference cache's (no fingerprint or "
+            "shard list): the folder is not a cache; give an empty or new folder"
+        )
+    foreign = foreign_entries(out)
+    if foreign:
+        raise RefCacheError(
+            f"out_dir={out} holds {foreign[0]}, which is not part of a reference cache: "
+            "giftlab never writes among or deletes it; give an empty or new folder"
+        )
+    try:
+        check_sealed(out / MANIFEST, saved, "give another out_dir, or overwrite=true")
+    except IntegrityError:
+        if overwrite:
+            return None  # replaced: its shard list cannot be trusted
+        raise
+    if same_settings(saved, manifest):
+        return saved
+    if not overwrite:
+        raise RefCacheError(
+            f"out_dir={out} holds a cache built with other settings "
+            f"({', '.join(differences(saved, manifest))}): give another out_dir, or "
+            "overwrite=true to replace it"
+        )
+    return None
 
 
 _SHARD = re.compile(r"^\d{5}(\.tmp\w*)?$")  # a shard folder, or one being written
@@ -127,7 +156,7 @@ def foreign_entries(out: Path) -> list[str]:
     of its splits), as paths relative to it."""
     found = []
     for p in sorted(out.iterdir()):
-        if p.name in (MANIFEST, MANIFEST + ".tmp"):
+        if p.name in (MANIFEST, MANIFEST + ".tmp", LOCK):
             continue
         if p.name in SPLITS and p.is_dir():
             found += [f"{p.name}/{q.name}" for q in sorted(p.iterdir()) if not _SHARD.match(q.name)]
@@ -167,30 +196,54 @@ def build_ref_cache(cfg: RefCacheConfig, model=None, tokenizer=None, log=print) 
                 f"overlong={cfg.overlong}: {len(records[split])} record(s), {len(exs)} kept); "
                 "raise max_length or use overlong=truncate"
             )
+    _check_vocabulary(cfg, model, tokenizer)
     parts = fingerprint(cfg, model if model is not None else ref_name, tokenizer)
     manifest = new_manifest(parts, cfg.top_k, cfg.dtype, cfg.shard_examples)
     out = Path(cfg.out_dir)
-    manifest = claim_cache_folder(out, manifest, cfg.overwrite, log)
-    ref = (
-        model
-        if model is not None
-        else load_model(ref_name, attn_implementation=cfg.attn_implementation)
-    )
-    device = next(ref.parameters()).device if model is not None else default_device()
-    settings = {k: getattr(cfg, k) for k in ("top_k", "dtype", "shard_examples", "batch_size")}
-    write_cache(
-        out,
-        manifest,
-        examples,
-        ref.to(device),
-        tokenizer.pad_token_id,
-        settings,
-        cfg.progress,
-        name=f"ref_model={ref_name}",
-        log=log,
-        t0=t0,
-    )
+    with claim_cache_folder(out, manifest, cfg.overwrite, log) as manifest:
+        ref = (
+            model
+            if model is not None
+            else load_model(ref_name, attn_implementation=cfg.attn_implementation)
+        )
+        device = next(ref.parameters()).device if model is not None else default_device()
+        settings = {k: getattr(cfg, k) for k in ("top_k", "dtype", "shard_examples", "batch_size")}
+        write_cache(
+            out,
+            manifest,
+            examples,
+            ref.to(device),
+            tokenizer.pad_token_id,
+            settings,
+            cfg.progress,
+            name=f"ref_model={ref_name}",
+            log=log,
+            t0=t0,
+        )
     return out
+
+
+def _check_vocabulary(cfg: RefCacheConfig, model, tokenizer) -> None:
+    """Before the folder is touched: the reference's vocabulary is the policy's (a reference
+    with another one gives rows GIFT cannot compare) and holds every id of the tokenizer.
+    Read from the models' configs (their weights are not loaded yet), or the object's head."""
+    ref_name = cfg.ref_model or cfg.model
+    v_ref = lm_head(model).weight.shape[0] if model is not None else config_vocab_size(ref_name)
+    if v_ref is None:
+        return  # a config without vocab_size: the head is checked when the model is loaded
+    if cfg.ref_model and model is None and cfg.ref_model != cfg.model:
+        v_pol = config_vocab_size(cfg.model)
+        if v_pol is not None and v_pol != v_ref:
+            raise RefCacheError(
+                f"ref_model={cfg.ref_model} has a vocabulary of {v_ref} tokens, model={cfg.model} "
+                f"one of {v_pol}: a cache trains model, so they must share one vocabulary (one "
+                "tokenizer)"
+            )
+    if len(tokenizer) > v_ref:
+        raise RefCacheError(
+            f"ref_model={ref_name}: the tokenizer of model={cfg.model} has {len(tokenizer)} "
+            f"tokens but the reference's vocabulary is {v_ref}: it cannot score them"
+        )
 
 
 @torch.no_grad()
@@ -212,6 +265,7 @@ def write_cache(
     settings: top_k, dtype, shard_examples, batch_size."""
 
     t0 = time.perf_counter() if t0 is None else t0
+    out = Path(out)
     ref.eval()
     exact = settings["dtype"] == "float64"
     if exact:
@@ -249,18 +303,22 @@ def write_cache(
                 "offsets": np.asarray(offsets, dtype=np.int64),
                 "keys": np.asarray([example_key(e["input_ids"]) for e in part], dtype=np.int64),
             }
-            _write_shard(shard_folder(out, split, sh), arrays)
+            folder = shard_folder(out, split, sh)
+            _write_shard(folder, arrays)
+            for name in arrays:  # each array's record, in the manifest written after it
+                rel = (folder / f"{name}.npy").relative_to(out).as_posix()
+                manifest.setdefault("files", {})[rel] = file_record(folder / f"{name}.npy")
             manifest["shards"].setdefault(split, []).append(sh)
-            write_manifest(Path(out), manifest)
+            write_manifest(out, manifest)
         bar.close()
         stats[split] = {"examples": len(exs), "shards": n_shards}
     manifest["complete"] = True
     manifest["vocab"] = int(head.weight.shape[0])
     manifest["splits"] = stats
     manifest["build_s"] = manifest.get("build_s", 0.0) + (time.perf_counter() - t0)
-    write_manifest(Path(out), manifest)
-    nbytes = sum(p.stat().st_size for p in Path(out).rglob("*.npy"))
-    tokens = sum(int(np.load(p, mmap_mode="r").shape[0]) for p in Path(out).rglob("gold.npy"))
+    write_manifest(out, manifest)
+    nbytes = sum(p.stat().st_size for p in out.rglob("*.npy"))
+    tokens = sum(int(np.load(p, mmap_mode="r").shape[0]) for p in out.rglob("gold.npy"))
     log(
         f"{out}: {tokens} response tokens, K = {min(k, manifest['vocab'])}, "
         f"{nbytes / max(tokens, 1):.0f} bytes per token, {manifest['build_s']:.1f} s"

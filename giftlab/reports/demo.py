@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from giftlab.figures import prepare_figure_folder, regenerate
-from giftlab.outputs import claim_output
+from giftlab.outputs import output_folder
 from giftlab.provenance import provenance
 from giftlab.theory.report import format_solve_report, solve
 
@@ -22,8 +22,14 @@ CAPTIONS = {
 
 
 def run_demo(out: Path, quick: bool = False) -> Path:
+    """Figures, the solver's report and report.md in `out`, holding the folder for the run."""
     prepare_figure_folder(Path(out), quick)  # made and writable before any work
-    claim_output(out, ["report.md"], ours=_is_demo_report)  # a report.md of the user's is kept
+    # a report.md of the user's is kept; a second command into `out` meanwhile is refused
+    with output_folder(out, ["report.md"], ours=_is_demo_report) as out:
+        return _demo(out, quick)
+
+
+def _demo(out: Path, quick: bool) -> Path:
     print(f"regenerating figures into {out} ...")
     done = regenerate(out, quick=quick)
     solve_text = format_solve_report(solve())

@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 
 from giftlab.config import TRACKER_FACTORIES, TRACKERS, tracker_ready
-from giftlab.errors import NonFiniteError, RunDirError
+from giftlab.errors import InputError, NonFiniteError, RunDirError
+from giftlab.outputs import acquire_lock, release_lock
 
 MARKER = ".giftlab-run"
 LOCK = ".lock"
@@ -113,7 +114,7 @@ class RunDir:
             self._tracker.finish()
             self._tracker = None
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
+            release_lock(self._lock_fd)
             self._lock_fd = None
 
     def ours(self, name: str) -> bool:
@@ -242,21 +243,10 @@ class RunDir:
         self._clean_temporaries()
 
     def _lock(self) -> None:
-        import fcntl
-
-        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            other = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise RunDirError(
-                f"out_dir {self.path} is in use by another run (pid {other}): wait for it to finish "
-                "or choose another out_dir"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+            self._lock_fd = acquire_lock(self.path / LOCK, f"out_dir {self.path}")
+        except InputError as err:
+            raise RunDirError(str(err)) from None
 
     def _contents(self) -> list[str]:
         return [n for n in os.listdir(self.path) if n not in (LOCK, MARKER)]

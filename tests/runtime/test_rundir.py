@@ -55,7 +55,7 @@ def test_overwrite_refuses_a_folder_giftlab_did_not_write(tmp_path):
 
 def test_a_concurrent_run_fails_at_once(tmp_path):
     with RunDir(tmp_path / "run"):
-        with pytest.raises(RunDirError, match=r"in use by another run \(pid \d+\)"):
+        with pytest.raises(RunDirError, match=r"in use by another giftlab command \(pid \d+\)"):
             with RunDir(tmp_path / "run", resume=True):
                 pass
     with RunDir(tmp_path / "run", resume=True):  # released on exit

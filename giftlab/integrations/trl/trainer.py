@@ -209,23 +209,23 @@ class GIFTTrainer(SFTTrainer):
                     )
             return cache
         manifest = new_manifest(parts, top_k, dtype, SHARD_EXAMPLES)
-        manifest = claim_cache_folder(out, manifest, False, print)
-        if isinstance(reference, str):
-            reference = load_model(reference, dtype=base.dtype)
-        else:
-            reference = copy.deepcopy(reference)
-            if "forward" in reference.__dict__:
-                del reference.forward
-        reference.to(base.device)
-        settings = {"top_k": top_k, "dtype": dtype}
-        settings |= {
-            "shard_examples": SHARD_EXAMPLES,
-            "batch_size": max(1, a.per_device_train_batch_size),
-        }
-        pad = self.processing_class.pad_token_id
-        progress = self.is_world_process_zero() and not a.disable_tqdm
-        write_cache(out, manifest, self._cache_examples(), reference, pad, settings, progress)
-        del reference
+        with claim_cache_folder(out, manifest, False, print) as manifest:
+            if isinstance(reference, str):
+                reference = load_model(reference, dtype=base.dtype)
+            else:
+                reference = copy.deepcopy(reference)
+                if "forward" in reference.__dict__:
+                    del reference.forward
+            reference.to(base.device)
+            settings = {"top_k": top_k, "dtype": dtype}
+            settings |= {
+                "shard_examples": SHARD_EXAMPLES,
+                "batch_size": max(1, a.per_device_train_batch_size),
+            }
+            pad = self.processing_class.pad_token_id
+            progress = self.is_world_process_zero() and not a.disable_tqdm
+            write_cache(out, manifest, self._cache_examples(), reference, pad, settings, progress)
+            del reference
         return RefCache(out)
 
     def _cached_rows(self, inputs):
