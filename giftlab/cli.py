@@ -336,13 +336,16 @@ def _load_config(config_cls, args):
     cfg = cfg.with_overrides(args.overrides)
     if not getattr(args, "resume", False):
         return cfg
-    saved_path = Path(cfg.out_dir) / "config.json"
-    if not saved_path.is_file():
+    from giftlab.errors import RunDirError
+    from giftlab.runtime.rundir import saved_run_record
+
+    try:  # config.json, or where it is gone the newest checkpoint's record (RunDir says so)
+        record, saved_path = saved_run_record(cfg.out_dir, log=lambda *a: None)
+    except RunDirError:
+        return cfg  # RunDir names the damaged or missing file
+    saved = record.get("config") if record else None
+    if not isinstance(saved, dict):
         return cfg
-    try:
-        saved = json.loads(saved_path.read_text()).get("config", {})
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return cfg  # RunDir names the damaged file
     explicit = {item.partition("=")[0] for item in args.overrides} | {"out_dir"}
     if args.config:
         import yaml

@@ -99,3 +99,47 @@ def check_sealed(path, data: dict, advice: str = "") -> None:
             f"{path} was edited after giftlab wrote it (its checksum does not match its "
             f"content){tail}"
         )
+
+
+# -- a folder of files written at once (a checkpoint, a model folder) ------------------------------
+
+FOLDER_MANIFEST = "giftlab-files.json"  # the records of a folder's files, written after them
+
+
+def write_folder_manifest(folder, extra: dict | None = None) -> None:
+    """Record every file of `folder` (file_record), with `extra` (the run's settings), in its
+    FOLDER_MANIFEST, sealed: call it after the folder's last file is written."""
+    folder = Path(folder)
+    files = {
+        p.name: file_record(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != FOLDER_MANIFEST
+    }
+    body = seal({"files": files, **(extra or {})})
+    (folder / FOLDER_MANIFEST).write_text(json.dumps(body, indent=1, default=str))
+
+
+def read_folder_manifest(folder) -> dict | None:
+    """The sealed record of a folder giftlab wrote (None: a folder without one, made by another
+    tool or an older giftlab); IntegrityError when the record is damaged or edited."""
+    path = Path(folder) / FOLDER_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
+            raise ValueError("no file records")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise IntegrityError(f"{path} is damaged ({err})") from None
+    check_sealed(path, data)
+    return data
+
+
+def check_folder(folder, advice: str = "") -> dict | None:
+    """Check every file a folder's record names (check_file); returns the record (None when the
+    folder has none)."""
+    data = read_folder_manifest(folder)
+    if data is not None:
+        for name, record in data["files"].items():
+            check_file(Path(folder) / name, record, advice)
+    return data

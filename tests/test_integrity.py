@@ -217,3 +217,121 @@ def test_two_validations_into_one_out_at_once_are_refused(tmp_path, capsys, monk
     finally:
         release_lock(fd)
     assert main([*argv, "--out", str(out)]) == 0  # once the first is done
+
+
+# -- resume reads the run's contents back, checked (issue 27's silent resume cases) ---------------
+
+
+def _run(env, out, *extra):
+    from tests.test_cli_errors import _train_args
+
+    return ["train", *_train_args(env), f"out_dir={out}", "save_every=1", *extra]
+
+
+def test_a_run_whose_config_json_is_gone_resumes_with_its_checkpoint_s_settings(
+    env, tmp_path, capsys
+):
+    """Before: resumed with lr=1e-3 objective=sft written in the new config while the
+    optimiser kept the run's lr. Now the newest checkpoint's record stands in (and says so):
+    other settings are refused, the run's own resume."""
+    from giftlab.cli import main
+
+    out = tmp_path / "run"
+    assert main(_run(env, out, "lr=1e-5", "objective=gift")) == 0
+    (out / "config.json").unlink()
+    capsys.readouterr()
+    assert main(["train", f"out_dir={out}", "--resume", "max_steps=3", "lr=1e-3"]) == 2
+    err = capsys.readouterr().err
+    assert "lr 1e-05 -> 0.001" in err and not (out / "ckpt-000003").exists()
+    assert main(["train", f"out_dir={out}", "--resume", "max_steps=3", "objective=sft"]) == 2
+    assert "objective 'gift' -> 'sft'" in capsys.readouterr().err
+    assert main(["train", f"out_dir={out}", "--resume", "max_steps=3"]) == 0
+    said = capsys.readouterr().out
+    assert "config.json is missing; the settings recorded in ckpt-000002 (step 2) stand in" in said
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert (config["lr"], config["objective"], config["max_steps"]) == (1e-5, "gift", 3)
+
+
+def test_a_run_whose_config_json_is_gone_and_no_record_holds_its_settings_is_refused(
+    env, tmp_path, capsys
+):
+    """A checkpoint of an older giftlab (no giftlab-files.json) whose state holds no settings."""
+    import torch
+
+    from giftlab.cli import main
+
+    out = tmp_path / "run"
+    assert main(_run(env, out)) == 0
+    (out / "config.json").unlink()
+    for ckpt in out.glob("ckpt-*"):
+        (ckpt / "giftlab-files.json").unlink()
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+        del state["config"]
+        torch.save(state, ckpt / "trainer_state.pt")
+    assert main(["train", *_run(env, out)[1:], "--resume", "max_steps=3"]) == 2
+    assert "no checkpoint of the run records its settings" in capsys.readouterr().err
+
+
+def test_an_edited_config_json_is_refused_on_resume(env, tmp_path, capsys):
+    from giftlab.cli import main
+
+    out = tmp_path / "run"
+    assert main(_run(env, out, "lr=1e-5")) == 0
+    info = json.loads((out / "config.json").read_text())
+    info["config"]["lr"] = 1e-3  # the edit a user might make to 'change' the run
+    (out / "config.json").write_text(json.dumps(info, indent=2))
+    assert main(["train", f"out_dir={out}", "--resume", "max_steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert "config.json was edited after giftlab wrote it" in err
+    assert not (out / "ckpt-000003").exists()
+
+
+def test_a_training_file_changed_since_the_run_started_is_refused_on_resume(env, tmp_path, capsys):
+    """Before: a training file whose content changed after step 2 was trained on, exit 0."""
+    import shutil
+
+    from giftlab.cli import main
+
+    data = tmp_path / "train.jsonl"
+    shutil.copy(env / "train.jsonl", data)
+    out = tmp_path / "run"
+    assert main(_run(env, out, f"train_file={data}")) == 0
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")  # same records, reordered
+    capsys.readouterr()
+    assert main(["train", f"out_dir={out}", "--resume", "max_steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert f"train_file={data} is not the file the run started with" in err
+    assert not (out / "ckpt-000003").exists()
+    shutil.copy(env / "train.jsonl", data)  # the run's own data back: it resumes
+    assert main(["train", f"out_dir={out}", "--resume", "max_steps=3"]) == 0
+
+
+def test_a_checkpoint_changed_after_it_was_written_is_passed_over_saying_why(env, tmp_path, capsys):
+    """Bytes of the newest checkpoint's weights changed (same size): resume says which file
+    differs and takes the older checkpoint; with no good checkpoint left it is refused."""
+    from giftlab.cli import main
+
+    out = tmp_path / "run"
+    assert main(_run(env, out)) == 0
+    _overwrite_bytes(out / "ckpt-000002" / "model.safetensors")
+    capsys.readouterr()
+    assert main(["train", f"out_dir={out}", "--resume", "max_steps=3"]) == 0
+    said = capsys.readouterr().out
+    assert "ckpt-000002 does not load" in said and "model.safetensors" in said
+    assert "its content changed after giftlab wrote it" in said
+    assert "resumed from" in said and "ckpt-000001 at step 1" in said
+
+
+def test_a_model_folder_changed_after_giftlab_wrote_it_is_refused_when_loaded(env, tmp_path, capsys):
+    """final/ is read back by the pipeline (GRPO starts from it) and by giftlab eval."""
+    from giftlab.models import load_model
+
+    from giftlab.cli import main
+
+    out = tmp_path / "run"
+    assert main(_run(env, out, "save_final=true")) == 0
+    load_model(str(out / "final"))  # as written, it loads
+    _overwrite_bytes(out / "final" / "model.safetensors")
+    with pytest.raises(InputError, match=r"final/model.safetensors: its content changed"):
+        load_model(str(out / "final"))

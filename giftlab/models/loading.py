@@ -17,6 +17,7 @@ from pathlib import Path
 
 from giftlab.config import ATTENTION
 from giftlab.errors import InputError
+from giftlab.integrity import check_folder
 from giftlab.models.head import lm_head
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,8 @@ def load_model(name_or_path: str, dtype=None, attn_implementation: str = "auto",
             f"attn_implementation must be one of {list(ATTENTION)}, got {attn_implementation!r}"
         )
     resolved = resolve_model_path(name_or_path)
+    if Path(resolved).is_dir():  # a folder giftlab wrote (checkpoint, best/, final/): its record
+        check_folder(resolved, "the folder changed after giftlab wrote it")
     if attn_implementation != "auto":
         model_cls = _causal_lm_class(resolved)
         if model_cls is not None and attn_implementation not in attention_choices(model_cls):

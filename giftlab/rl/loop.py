@@ -71,6 +71,7 @@ def rl(
         config=cfg.to_dict(),
         mutable=cfg.RESUME_MUTABLE,
         max_steps=cfg.max_steps,
+        inputs={"train_file": cfg.train_file},
     ) as run:
         seed_all(cfg.seed)
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)

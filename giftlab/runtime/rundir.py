@@ -8,9 +8,11 @@ a folder is claimed, locked, checkpointed, resumed and finished, so nothing is l
       metrics.jsonl         one JSON object per logged step
       ckpt-000010/          a checkpoint: save_pretrained weights (+ tokenizer) that
                             AutoModelForCausalLM.from_pretrained reads (LoRA: a PEFT adapter folder),
-                            and trainer_state.pt (optimiser, schedule, data order, RNG; weights_only)
+                            and trainer_state.pt (optimiser, schedule, data order, RNG; weights_only),
+                            and giftlab-files.json, written last: each file's size and SHA-256,
+                            the run's settings and its data files' hashes (sealed)
       latest                the newest checkpoint's name
-      best/ final/          loadable model folders
+      best/ final/          loadable model folders (with their giftlab-files.json)
 
 Rules: every check of the claim runs before anything is written (a refused claim leaves no
 trace); a folder holding any name outside a run's own layout is refused, naming it, and
@@ -22,6 +24,12 @@ settings with config.json (only `mutable` keys may change, and are recorded in i
 refuses a finished run or a budget below the newest checkpoint, takes the newest checkpoint that
 loads (saying so when `latest` names another) and drops metric lines after it (a torn last line
 is reported and dropped).
+
+Integrity: what a run reads back is checked against what it wrote. config.json is sealed (an
+edit is refused on resume); a checkpoint whose files differ from its giftlab-files.json does not
+load (resume says why and takes an older one); resume compares the content of the run's data
+files (`inputs`) with the hashes recorded when it started; a run whose config.json is gone
+resumes only where its newest checkpoint's record holds the settings (and says so).
 """
 
 from __future__ import annotations
@@ -38,6 +46,16 @@ import torch
 
 from giftlab.config import TRACKER_FACTORIES, TRACKERS, tracker_ready
 from giftlab.errors import InputError, NonFiniteError, RunDirError
+from giftlab.integrity import (
+    FOLDER_MANIFEST,
+    IntegrityError,
+    check_folder,
+    check_sealed,
+    read_folder_manifest,
+    seal,
+    sha256_file,
+    write_folder_manifest,
+)
 from giftlab.outputs import acquire_lock, release_lock
 
 MARKER = ".giftlab-run"
@@ -70,6 +88,8 @@ class RunDir:
             below the newest checkpoint's step.
         layout: a predicate on a top-level name that the caller's own runs write (the pipeline's
             data/, results.json, cells), beside the layout every run shares.
+        inputs: {config key: file} of the files the run trains on: their SHA-256 is recorded
+            in config.json and each checkpoint, and resume refuses files whose content changed.
     """
 
     def __init__(
@@ -84,8 +104,11 @@ class RunDir:
         mutable=(),
         max_steps: int | None = None,
         layout=None,
+        inputs: dict | None = None,
     ):
         self.path = Path(path)
+        self.inputs = {k: str(v) for k, v in (inputs or {}).items() if v}
+        self._input_records: dict | None = None
         self.resume, self.overwrite, self.is_main, self.log = resume, overwrite, is_main, log
         self.config, self.mutable, self.max_steps = config, set(mutable), max_steps
         self.layout = layout or (lambda name: False)
@@ -176,16 +199,36 @@ class RunDir:
         rows = read_metrics(self.path / "metrics.jsonl", log=lambda *a: None)
         return not any(r.get("step", 0) >= 1 for r in rows)
 
+    def input_records(self) -> dict:
+        """{key: {path, sha256}} of the run's data files, hashed once."""
+        if self._input_records is None:
+            self._input_records = {}
+            for key, path in self.inputs.items():
+                try:
+                    digest = sha256_file(path)
+                except OSError as err:
+                    raise RunDirError(f"{key}={path}: cannot be read ({err.strerror})") from None
+                self._input_records[key] = {"path": path, "sha256": digest}
+        return self._input_records
+
+    def _saved_record(self) -> dict | None:
+        return saved_run_record(self.path, self.log)[0]
+
     def _check_resume(self) -> None:
-        """--resume: the settings match the run's (but for the mutable keys) and steps remain."""
-        saved_path = self.path / "config.json"
-        if self.config is not None and saved_path.exists():
-            try:
-                saved = json.loads(saved_path.read_text()).get("config", {})
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                raise RunDirError(
-                    f"--resume: {saved_path} is damaged; cannot tell which settings the run used"
-                ) from None
+        """--resume: the settings match the run's (but for the mutable keys), the data files'
+        contents are the run's, and steps remain."""
+        record = self._saved_record() if self.config is not None else None
+        if record is not None:
+            saved = record.get("config", {}) if isinstance(record.get("config"), dict) else {}
+            for key, now in self.input_records().items():
+                then = (record.get("inputs") or {}).get(key)
+                if then and then.get("sha256") != now["sha256"]:
+                    raise RunDirError(
+                        f"--resume: {key}={now['path']} is not the file the run started with (its "
+                        f"content changed: SHA-256 {then['sha256'][:12]} then, "
+                        f"{now['sha256'][:12]} now); resume with the run's own data, or start a "
+                        "new out_dir"
+                    )
             changed = {
                 k: (saved[k], v)
                 for k, v in self.config.items()
@@ -273,7 +316,10 @@ class RunDir:
             entry = {"resumed_at": info.get("resumed_at")}
             entry |= self.history[0] if self.history else {"changed": {}}
             info = info | {"history": [*old.get("history", []), entry]}
-        _write_atomic(path, json.dumps(info, indent=2, default=str))
+        if self.inputs:
+            info = info | {"inputs": self.input_records()}
+        # sealed: an edit is seen on resume (giftlab.integrity)
+        _write_atomic(path, json.dumps(seal(json.loads(json.dumps(info, default=str))), indent=2))
 
     def start_metrics(self, resume_step: int | None) -> None:
         """Fresh run: an empty metrics.jsonl. Resume: keep the lines up to `resume_step`."""
@@ -323,12 +369,7 @@ class RunDir:
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """This run's checkpoint folders, (step, path), oldest first by step number."""
-        found = []
-        for name in os.listdir(self.path) if self.path.is_dir() else []:
-            m = _CKPT.match(name)
-            if m and (self.path / name).is_dir():
-                found.append((int(m.group(1)), self.path / name))
-        return sorted(found)
+        return _checkpoint_folders(self.path)
 
     def save_checkpoint(
         self, step: int, model, tokenizer, state: dict, keep: int, weights=None
@@ -353,6 +394,8 @@ class RunDir:
                 torch.save(state, f)
                 f.flush()
                 os.fsync(f.fileno())
+            record = {"step": step, "config": self.config, "inputs": self.input_records()}
+            write_folder_manifest(tmp, record)  # last: each file's size and SHA-256
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -390,6 +433,7 @@ class RunDir:
                 save_model_files(tmp, model, tokenizer, weights, self.save_dtype)
             if card is not None:
                 (tmp / "README.md").write_text(card)
+            write_folder_manifest(tmp, {"config": self.config})
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -440,6 +484,57 @@ class RunDir:
                 f"({', '.join(p.name for _, p in found)}); start again with overwrite=true"
             )
         return None
+
+
+def saved_run_record(path, log=print) -> tuple[dict | None, Path | None]:
+    """(record, its file) of what a run recorded of itself: config.json (its seal checked), or,
+    when config.json is gone, the newest checkpoint's record standing in (said through `log`);
+    (None, None) for a run with neither (nothing trained yet). RunDirError when config.json is
+    damaged or edited, or a checkpoint exists but no record says which settings trained it."""
+    path = Path(path)
+    saved_path = path / "config.json"
+    if saved_path.exists():
+        try:
+            record = json.loads(saved_path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except (ValueError, UnicodeDecodeError):
+            raise RunDirError(
+                f"--resume: {saved_path} is damaged; cannot tell which settings the run used"
+            ) from None
+        try:
+            check_sealed(saved_path, record)
+        except IntegrityError as err:
+            raise RunDirError(
+                f"--resume: {err}: cannot tell which settings the run used; resume with the "
+                "file as giftlab wrote it, or start a new out_dir"
+            ) from None
+        return record, saved_path
+    found = _checkpoint_folders(path)
+    for step, ckpt in reversed(found):
+        stand_in = _checkpoint_settings(ckpt)
+        if stand_in is not None:
+            log(
+                f"--resume: {saved_path} is missing; the settings recorded in {ckpt.name} "
+                f"(step {step}) stand in for it"
+            )
+            return stand_in, ckpt / FOLDER_MANIFEST
+    if found:
+        raise RunDirError(
+            f"--resume: {saved_path} is missing and no checkpoint of the run records its "
+            "settings: cannot tell which settings trained it; start a new out_dir"
+        )
+    return None, None
+
+
+def _checkpoint_folders(path: Path) -> list[tuple[int, Path]]:
+    """A run folder's checkpoint folders, (step, path), oldest first by step number."""
+    found = []
+    for name in os.listdir(path) if path.is_dir() else []:
+        m = _CKPT.match(name)
+        if m and (path / name).is_dir():
+            found.append((int(m.group(1)), path / name))
+    return sorted(found)
 
 
 def check_resume_config(saved: dict, current: dict, keys, where) -> None:
@@ -523,6 +618,7 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
     from safetensors.torch import load_file
 
     path = Path(path)
+    check_folder(path)  # IntegrityError (a ValueError) naming a changed or cut file
     state_file = path / STATE
     if not state_file.exists():
         raise FileNotFoundError(f"{state_file} is missing")
@@ -539,6 +635,23 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
     except Exception as err:  # torch raises several kinds for a damaged pickle
         raise ValueError(f"{state_file} is damaged ({_first_line(err)})") from None
     return weights, state
+
+
+def _checkpoint_settings(ckpt: Path) -> dict | None:
+    """{"config", "inputs"} that a checkpoint recorded of its run (its giftlab-files.json; a
+    checkpoint of an older giftlab: the config in its trainer_state.pt), or None."""
+    try:
+        record = read_folder_manifest(ckpt)
+    except IntegrityError:
+        return None
+    if record is not None and isinstance(record.get("config"), dict):
+        return {"config": record["config"], "inputs": record.get("inputs") or {}}
+    try:
+        state = torch.load(ckpt / STATE, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # torch raises several kinds for a damaged pickle
+        return None
+    config = state.get("config") if isinstance(state, dict) else None
+    return {"config": config} if isinstance(config, dict) else None
 
 
 def load_weights(model, weights: dict, lora: bool) -> None:

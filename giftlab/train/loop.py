@@ -80,6 +80,7 @@ def train(
         config=cfg.to_dict(),
         mutable=cfg.RESUME_MUTABLE,
         max_steps=cfg.max_steps,
+        inputs={"train_file": cfg.train_file, "val_file": cfg.val_file},
     ) as run:
         barrier(world)
         seed_all(cfg.seed)
