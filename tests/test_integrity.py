@@ -323,11 +323,12 @@ def test_a_checkpoint_changed_after_it_was_written_is_passed_over_saying_why(env
     assert "resumed from" in said and "ckpt-000001 at step 1" in said
 
 
-def test_a_model_folder_changed_after_giftlab_wrote_it_is_refused_when_loaded(env, tmp_path, capsys):
+def test_a_model_folder_changed_after_giftlab_wrote_it_is_refused_when_loaded(
+    env, tmp_path, capsys
+):
     """final/ is read back by the pipeline (GRPO starts from it) and by giftlab eval."""
-    from giftlab.models import load_model
-
     from giftlab.cli import main
+    from giftlab.models import load_model
 
     out = tmp_path / "run"
     assert main(_run(env, out, "save_final=true")) == 0
