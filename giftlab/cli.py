@@ -184,23 +184,28 @@ def run_validate(args) -> int:
         print("  ".join(f"{k} {row[k]:.3e}" for k in shown))
         return 0 if row["kl"] <= args.tolerance else 1
     from giftlab.outputs import output_folder
-    from giftlab.reports.validate import FILES, write_validation
+    from giftlab.reports.validate import (
+        FILES,
+        check_lines,
+        gift_comparison,
+        replay_text,
+        worst_row,
+        write_validation,
+    )
 
     # made, writable, none of its files the user's, and held: two validations never mix files
     with output_folder(args.out, FILES) as out:
         grid = Grid(seeds=tuple(range(args.seeds)))
         v = validate_variant(fn, grid, args.tolerance, args.search)
+        worst = worst_row(v)
+        verdict = "PASS: matches" if v.passed else "FAIL: does NOT match"
+        print(  # the verdict first: a write that fails below loses none of it
+            f"{args.variant} {verdict} the exact Gibbs policy (tolerance {args.tolerance:g}): "
+            f"worst KL {worst['kl']:.3e} at {replay_text(worst)}; {len(v.rows)} grid instances"
+        )
+        print("\n".join(check_lines(v)))
+        print(gift_comparison(v), flush=True)
         report = write_validation(v, args.variant, out)
-    from giftlab.reports.validate import check_lines, gift_comparison, replay_text, worst_row
-
-    worst = worst_row(v)
-    verdict = "PASS: matches" if v.passed else "FAIL: does NOT match"
-    print(
-        f"{args.variant} {verdict} the exact Gibbs policy (tolerance {args.tolerance:g}): "
-        f"worst KL {worst['kl']:.3e} at {replay_text(worst)}; {len(v.rows)} grid instances"
-    )
-    print("\n".join(check_lines(v)))
-    print(gift_comparison(v))
     print(f"report {report}")
     from giftlab.variants import write_validation_record
 

@@ -67,10 +67,13 @@ def write_csv(path, rows: list[dict]) -> None:
     """rows -> CSV opened by '# key: value' provenance lines (read with comment='#')."""
     import csv
 
+    from giftlab.errors import writing
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        f.write(csv_header_comment())
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    with writing(path):  # a full disk names the file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            f.write(csv_header_comment())
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1] / "giftlab"
 # layers below its own. Two packages of one layer never import each other (train and rl, the
 # pipeline and the integrations, the planner and the figures).
 LAYERS = (
-    ("errors", "checks", "provenance"),
-    ("flatconfig", "integrity"),
+    ("errors", "checks"),
+    ("flatconfig", "integrity", "provenance"),
     ("config", "variants", "share", "outputs"),
     ("runtime", "data", "diagnostics", "losses", "theory", "results", "plots"),
     ("stats", "rewards", "models"),

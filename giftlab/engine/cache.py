@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from giftlab.config import DataSettings
-from giftlab.errors import InputError
+from giftlab.errors import InputError, writing
 from giftlab.integrity import check_file, check_sealed, seal
 from giftlab.models import resolve_model_path
 
@@ -207,8 +207,9 @@ def write_manifest(out: Path, manifest: dict) -> None:
     """The manifest, sealed (giftlab.integrity.seal) and renamed into place: written after the
     shards it records."""
     tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(seal(manifest), indent=2))
-    os.replace(tmp, out / MANIFEST)
+    with writing(out / MANIFEST, "the manifest before it is kept: run the same command to resume"):
+        tmp.write_text(json.dumps(seal(manifest), indent=2))
+        os.replace(tmp, out / MANIFEST)
 
 
 # -- reading ---------------------------------------------------------------------------------

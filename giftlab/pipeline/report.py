@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from giftlab.errors import InputError
+from giftlab.errors import InputError, writing
 from giftlab.models.loading import DEFAULT_MODEL, REPORT_NAME
 from giftlab.pipeline.config import PipelineConfig
 from giftlab.plots import caption, lines, panels
@@ -236,7 +236,8 @@ def _figure(out: Path, cfg, results: list[dict]) -> None:
         _difference_panel(axes[-1], paired, diff_keys)
     seeds = seeds_done(results)
     caption(fig, f"{cfg.task}: {model_display(cfg.model)}, {len(seeds)} seeds")
-    fig.savefig(out / "pipeline.png", dpi=120)
+    with writing(out / "pipeline.png"):
+        fig.savefig(out / "pipeline.png", dpi=120)
 
 
 def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float) -> None:
@@ -290,4 +291,5 @@ def _report(out: Path, cfg: PipelineConfig, results: list[dict], minutes: float)
         "![pipeline](pipeline.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(text))
+    with writing(out / "report.md", "results.json holds every result (giftlab pipeline --report)"):
+        (out / "report.md").write_text("\n".join(text))

@@ -13,7 +13,7 @@ from giftlab.data import read_records
 from giftlab.data.tasks import write_task_data
 from giftlab.data.tokenize import encode_records
 from giftlab.engine.cache import is_complete
-from giftlab.errors import InputError
+from giftlab.errors import InputError, writing
 from giftlab.models import check_model_name, load_model, load_tokenizer
 from giftlab.pipeline.config import (
     PIPELINE_RESUME_MUTABLE,
@@ -282,5 +282,7 @@ def _write_results(out: Path, cfg, results: list[dict], started: dict, minutes: 
         "minutes": minutes,
     }
     tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "results.json")
+    then = "the results of the cells before are in the previous results.json"
+    with writing(out / "results.json", then):
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(out / "results.json")

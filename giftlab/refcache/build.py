@@ -44,6 +44,7 @@ from giftlab.engine.cache import (
     write_manifest,
 )
 from giftlab.engine.objective import CausalLMBody
+from giftlab.errors import writing
 from giftlab.integrity import IntegrityError, check_sealed, file_record
 from giftlab.models import check_model_name, config_vocab_size, lm_head, load_model, load_tokenizer
 from giftlab.models.head import check_head
@@ -70,16 +71,19 @@ def reference_rows(hidden, head, labels, k: int, exact: bool = False):
 
 
 def _write_shard(folder: Path, arrays: dict) -> None:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
-    try:
-        for name, a in arrays.items():
-            np.save(tmp / f"{name}.npy", a)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """The shard's arrays into a temporary folder renamed into place; a failed write is a
+    WriteError naming the folder (the shards before it are kept: the same command resumes)."""
+    with writing(folder, "the shards before it are kept: run the same command to resume"):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+        try:
+            for name, a in arrays.items():
+                np.save(tmp / f"{name}.npy", a)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 LOCK = ".lock"  # held while a build writes the folder: a second build into it is refused

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from giftlab.errors import writing
 from giftlab.figures import prepare_figure_folder, regenerate
 from giftlab.outputs import output_folder
 from giftlab.provenance import provenance
@@ -64,7 +65,8 @@ def _demo(out: Path, quick: bool) -> Path:
             "",
         ]
     report = out / "report.md"
-    report.write_text("\n".join(lines))
+    with writing(report):
+        report.write_text("\n".join(lines))
     print(f"wrote {report}")
     return report
 

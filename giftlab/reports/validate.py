@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from giftlab.errors import writing
 from giftlab.plots import caption, lines, panels
 from giftlab.provenance import write_csv
 from giftlab.theory.validate import Validation
@@ -54,7 +55,8 @@ def write_validation(v: Validation, name: str, out: Path) -> Path:
     """Write the three files into `out` (made before this is called); returns report.md."""
     csv_rows = [{k: x for k, x in r.items() if not k.startswith("gains_")} for r in v.rows]
     write_csv(out / "validate.csv", csv_rows)
-    _figure(v, name, out / "validate.png")
+    with writing(out / "validate.png"):
+        _figure(v, name, out / "validate.png")
     worst = worst_row(v)
     table = [
         "| V | T | concentration | eta | gold rank | seeds | mean KL [95% CI] | max KL | "
@@ -103,7 +105,8 @@ def write_validation(v: Validation, name: str, out: Path) -> Path:
         f"Replay the worst instance: `giftlab validate {name} --replay '{replay_text(worst)}'`.",
         "",
     ]
-    (out / "report.md").write_text("\n".join(text))
+    with writing(out / "report.md"):
+        (out / "report.md").write_text("\n".join(text))
     return out / "report.md"
 
 

@@ -14,7 +14,7 @@ import torch
 from giftlab.data.verifiers import VerifierError, score
 from giftlab.diagnostics import distinct_correct, majority_at_k, pass_at_k
 from giftlab.engine.drift import drift_per_problem
-from giftlab.errors import InputError
+from giftlab.errors import InputError, writing
 from giftlab.losses import kl_estimate
 from giftlab.models import check_model_name, check_same_vocabulary, load_model, load_tokenizer
 from giftlab.rl.config import EvalConfig
@@ -314,13 +314,11 @@ def write_results(out: Path, m: dict) -> None:
 
     tmp = out.with_name(out.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(m, indent=2))
-        tmp.replace(out)
-    except OSError as err:
+        with writing(out, "the results are printed above"):
+            tmp.write_text(json.dumps(m, indent=2))
+            tmp.replace(out)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise InputError(
-            f"out={out}: cannot write the results ({err.strerror}); they are printed above"
-        ) from None
 
 
 def completions_path(out: Path) -> Path:

@@ -34,7 +34,6 @@ resumes only where its newest checkpoint's record holds the settings (and says s
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -45,7 +44,7 @@ from pathlib import Path
 import torch
 
 from giftlab.config import TRACKER_FACTORIES, TRACKERS, tracker_ready
-from giftlab.errors import InputError, NonFiniteError, RunDirError
+from giftlab.errors import InputError, NonFiniteError, RunDirError, write_failure, writing
 from giftlab.integrity import (
     FOLDER_MANIFEST,
     IntegrityError,
@@ -358,9 +357,11 @@ class RunDir:
     def log_metrics(self, row: dict) -> None:
         if not self.is_main:
             return
-        with (self.path / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
+        path = self.path / "metrics.jsonl"
+        with writing(path, f"last good checkpoint: {self.last_checkpoint or 'none'}"):
+            with path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
         if self._tracker is not None:
             values = {k: v for k, v in row.items() if k != "step" and isinstance(v, (int, float))}
             self._tracker.log(values, step=row["step"])
@@ -400,8 +401,11 @@ class RunDir:
                 shutil.rmtree(final)
             os.replace(tmp, final)
             _write_atomic(self.path / "latest", final.name + "\n")
-        except OSError as err:
-            raise RunDirError(_write_failure(final, err, self.last_checkpoint)) from None
+        except Exception as err:  # the writers raise several kinds for a full disk
+            why = _write_failure(final, err, self.last_checkpoint)
+            if why is None:
+                raise
+            raise RunDirError(why) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         for _, old in self.checkpoints()[:-keep]:
@@ -437,8 +441,11 @@ class RunDir:
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
-        except OSError as err:
-            raise RunDirError(_write_failure(target, err, self.last_checkpoint)) from None
+        except Exception as err:  # the writers raise several kinds for a full disk
+            why = _write_failure(target, err, self.last_checkpoint)
+            if why is None:
+                raise
+            raise RunDirError(why) from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -701,20 +708,26 @@ def read_metrics(path: Path, log=print) -> list[dict]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """`text` into `path` through a temporary file renamed into place; a failed write is a
+    WriteError naming `path` (the old file is kept)."""
+    with writing(path, "the previous version of the file is kept"):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
-def _write_failure(target: Path, err: OSError, last) -> str:
-    why = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+def _write_failure(target: Path, err: BaseException, last) -> str | None:
+    """The message of a failed write of `target` (None: `err` is not one; see write_failure)."""
+    why = write_failure(target, err)
+    if why is None:
+        return None
     return (
         f"writing {target} failed: {why}; nothing half-written was kept. "
         f"Last good checkpoint: {last or 'none'}"
