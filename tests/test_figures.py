@@ -41,6 +41,31 @@ def test_a_figure_module_run_with_quick_never_writes_over_full_size_figures(tmp_
     from giftlab.figures import fig1_gate
 
     (tmp_path / "fig1_gate.png").write_bytes(b"full size")
+    (tmp_path / "fig1_gate.csv").write_text("# code_version: abc\nbeta,gate\n")  # giftlab's
     with pytest.raises(InputError, match="would replace the full-size figures"):
         fig1_gate.main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "fig1_gate.png").read_bytes() == b"full size"
+
+
+def test_figures_never_replace_a_user_s_files_of_the_same_names(tmp_path, capsys):
+    """Before: `giftlab figures --out mine` replaced the user's fig1_gate.png without a word.
+    A file is giftlab's when the folder carries giftlab's figure mark, or a CSV opens with
+    giftlab's provenance lines (a PNG: its CSV beside it)."""
+    from giftlab.cli import main
+    from giftlab.figures import prepare_figure_folder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "fig1_gate.png").write_bytes(b"my own plot")
+    (mine / "fig2_gains.csv").write_text("x,y\n1,2\n")
+    for argv in (["figures", "--out", str(mine)], ["figures", "--quick", "--out", str(mine)]):
+        assert main(argv) == 2
+        assert "holds fig1_gate.png, which giftlab did not write" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["fig1_gate.png", "fig2_gains.csv"]
+    assert (mine / "fig1_gate.png").read_bytes() == b"my own plot"
+    ours = tmp_path / "ours"  # figures giftlab wrote before folders were marked
+    ours.mkdir()
+    (ours / "fig1_gate.png").write_bytes(b"png")
+    (ours / "fig1_gate.csv").write_text("# code_version: abc\nbeta,gate\n")
+    prepare_figure_folder(ours, quick=False)
+    assert (ours / ".giftlab-figures").read_text() == "full\n"

@@ -30,13 +30,40 @@ def prepare_figure_folder(out: Path, quick: bool) -> None:
     out = make_folder(out)
     marker = out / SIZE_MARKER
     size = marker.read_text().strip() if marker.exists() else None
-    holds_figures = any(out.glob("fig*.png"))
+    stems = [p.stem for p in figure_scripts()]
+    written = sorted(  # what the figure modules write: STEM.png, STEM.csv, STEM_*.csv
+        p
+        for p in out.iterdir()
+        if any(p.name.startswith(stem) and p.suffix in (".png", ".csv") for stem in stems)
+    )
+    if size is None:  # not a figure folder giftlab marked: each of these must be giftlab's
+        theirs = [p for p in written if not _figure_file_of_giftlab(p)]
+        if theirs:
+            raise InputError(
+                f"--out {out} holds {theirs[0].name}, which giftlab did not write: it never "
+                "replaces a file of yours; give another --out (or move it)"
+            )
+    holds_figures = any(p.suffix == ".png" for p in written)
     if quick and (size == "full" or (size is None and holds_figures)):
         raise InputError(
             f"--quick would replace the full-size figures in {out}: give another --out "
             "(the default for --quick is runs/figures-quick)"
         )
     marker.write_text(("quick" if quick else "full") + "\n")
+
+
+def _figure_file_of_giftlab(path: Path) -> bool:
+    """A figure file giftlab wrote before the folder was marked: a CSV opened by its provenance
+    lines, or a PNG beside one."""
+
+    def provenance_csv(csv: Path) -> bool:
+        try:
+            with csv.open(encoding="utf-8") as f:
+                return f.readline().startswith("# code_version:")
+        except (OSError, UnicodeDecodeError):
+            return False
+
+    return provenance_csv(path if path.suffix == ".csv" else path.with_suffix(".csv"))
 
 
 def regenerate(out: Path, quick: bool = False, log=print) -> list[dict]:
