@@ -283,3 +283,36 @@ def test_ref_cache_of_data_that_leaves_no_token_is_refused_before_the_folder(env
     err = capsys.readouterr().err
     assert "train.jsonl: no response token left to cache (max_length=4" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "name, extra", [("tb", []), ("final", ["save_final=false"])], ids=["tb", "final"]
+)
+def test_an_entry_the_user_added_to_a_run_folder_is_never_removed_by_overwrite(
+    env, tmp_path, capsys, name, extra
+):
+    """The run marker's inventory, not the entry's name, says what giftlab wrote: a user's tb/
+    (the run tracked nothing) or final/ (the run saved none) added beside a run is refused by
+    overwrite=true, and kept (before: both matched a run's layout and were deleted)."""
+    out = tmp_path / "run"
+    args = ["train", *_train_args(env), f"out_dir={out}", *extra]
+    assert main(args) == 0
+    (out / name).mkdir()
+    (out / name / "mine.txt").write_text("the user's")
+    assert main([*args, "overwrite=true"]) == 2
+    err = capsys.readouterr().err
+    assert f"holds files giftlab did not write (e.g. '{name}')" in err
+    assert (out / name / "mine.txt").read_text() == "the user's"
+    (out / name / "mine.txt").unlink()
+    (out / name).rmdir()
+    assert main([*args, "overwrite=true"]) == 0
+
+
+def test_a_run_of_an_older_giftlab_without_an_inventory_resumes_and_gets_one(env, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", *_train_args(env), f"out_dir={out}", "save_every=1"]
+    assert main(args) == 0
+    (out / ".giftlab-run").write_text("giftlab run folder\n")  # the marker before inventories
+    assert main(["train", f"out_dir={out}", "--resume", "max_steps=3"]) == 0
+    wrote = set(json.loads((out / ".giftlab-run").read_text())["wrote"])
+    assert {"config.json", "metrics.jsonl", "latest", "ckpt-000003"} <= wrote

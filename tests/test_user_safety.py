@@ -38,6 +38,7 @@ def test_quick_figures_never_replace_full_size_ones(tmp_path, capsys):
     full = tmp_path / "paper"
     full.mkdir()
     (full / "fig1_gate.png").write_bytes(b"the committed full-size figure")
+    (full / "fig1_gate.csv").write_text("# code_version: abc\nbeta,gate\n")  # giftlab's
     assert main(["figures", "--quick", "--out", str(full)]) == 2
     assert "would replace the full-size figures" in capsys.readouterr().err
     assert (full / "fig1_gate.png").read_bytes() == b"the committed full-size figure"

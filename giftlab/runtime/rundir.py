@@ -3,7 +3,8 @@ a folder is claimed, locked, checkpointed, resumed and finished, so nothing is l
 
     out_dir/
       .lock                 held (flock) while a run writes here; a second run fails at once
-      .giftlab-run          marks a folder giftlab claimed (written after every check passed)
+      .giftlab-run          marks a folder giftlab claimed (written after every check passed),
+                            with the inventory of the top-level entries giftlab wrote there
       config.json           the resolved config, provenance, world size; `history`: each resume
       metrics.jsonl         one JSON object per logged step
       ckpt-000010/          a checkpoint: save_pretrained weights (+ tokenizer) that
@@ -15,8 +16,9 @@ a folder is claimed, locked, checkpointed, resumed and finished, so nothing is l
       best/ final/          loadable model folders (with their giftlab-files.json)
 
 Rules: every check of the claim runs before anything is written (a refused claim leaves no
-trace); a folder holding any name outside a run's own layout is refused, naming it, and
-`overwrite=true` removes only that layout; a folder holding a run is refused unless resuming or
+trace); a folder holding any entry giftlab did not write (not in the marker's inventory, or,
+for a folder of an older giftlab, outside a run's own layout) is refused, naming it, and
+`overwrite=true` removes only inventoried entries; a folder holding a run is refused unless resuming or
 `overwrite=true`, but a run that failed before its first step leaves nothing to lose and is
 replaced; checkpoints are written to a temporary folder and renamed into place; rotation keeps the
 newest by step number; a checkpoint is never written from non-finite weights; resume compares the
@@ -115,6 +117,7 @@ class RunDir:
         self.history: list[dict] = []
         self._lock_fd = None
         self._tracker = None
+        self._inventory: set[str] | None = None  # what giftlab wrote here (None: not known)
         self.last_checkpoint: Path | None = None
 
     # -- claiming ---------------------------------------------------------------------------------
@@ -140,7 +143,14 @@ class RunDir:
             self._lock_fd = None
 
     def ours(self, name: str) -> bool:
-        """True for a top-level name that a giftlab run writes (and overwrite may remove)."""
+        """True for a top-level entry giftlab wrote here (and overwrite may remove): in the
+        marker's inventory (or the caller's own record, `layout`); for a folder whose marker has
+        no inventory (an older giftlab), any name of a run's layout."""
+        if _TMP.match(name) or name in (LOCK, MARKER) or self.layout(name):
+            return True
+        inventory = self._inventory if self._inventory is not None else _read_inventory(self.path)
+        if inventory is not None:
+            return name in inventory
         return bool(
             name in _RUN_FILES
             or _CKPT.match(name)
@@ -278,11 +288,27 @@ class RunDir:
                 _remove(p / name)
             if self.overwrite and not self._nothing_to_lose(held):
                 self.log(f"overwrite=true: removed the previous run in {p}")
+        # resumed: what is there was found giftlab's above (an older marker's by its names)
+        self._inventory = set(self._contents()) if self.resume else set()
         try:
-            (p / MARKER).write_text("giftlab run folder\n")
-        except OSError as err:
-            raise RunDirError(f"out_dir {p}: cannot write there ({err.strerror or err})") from None
+            self._write_marker()
+        except (OSError, InputError) as err:
+            raise RunDirError(f"out_dir {p}: cannot write there ({err})") from None
         self._clean_temporaries()
+
+    def _write_marker(self) -> None:
+        text = json.dumps({"giftlab": "run folder", "wrote": sorted(self._inventory or ())})
+        _write_atomic(self.path / MARKER, text + "\n")
+
+    def wrote(self, *names: str) -> None:
+        """Add top-level entries to the marker's inventory (before they are written, so a crash
+        mid-write leaves them giftlab's)."""
+        if not self.is_main or self._inventory is None:
+            return
+        new = set(names) - self._inventory
+        if new:
+            self._inventory |= new
+            self._write_marker()
 
     def _lock(self) -> None:
         try:
@@ -317,6 +343,7 @@ class RunDir:
             info = info | {"history": [*old.get("history", []), entry]}
         if self.inputs:
             info = info | {"inputs": self.input_records()}
+        self.wrote("config.json")
         # sealed: an edit is seen on resume (giftlab.integrity)
         _write_atomic(path, json.dumps(seal(json.loads(json.dumps(info, default=str))), indent=2))
 
@@ -325,9 +352,11 @@ class RunDir:
         if not self.is_main:
             return
         path = self.path / "metrics.jsonl"
+        self.wrote("metrics.jsonl")
         if resume_step is None:
             if self.resume and path.exists() and path.stat().st_size:
                 kept = _free_name(self.path / "metrics-abandoned.jsonl")
+                self.wrote(kept.name)
                 os.replace(path, kept)  # a run killed before its first checkpoint: keep its lines
                 self.log(f"--resume: no checkpoint to resume from; kept the old metrics as {kept}")
             _write_atomic(path, "")
@@ -347,8 +376,10 @@ class RunDir:
                 f"report_to={report_to} needs the {TRACKERS.get(report_to)} package: pip install "
                 f"{TRACKERS.get(report_to)} (tensorboard comes with giftlab[tracking])"
             )
+        before = set(os.listdir(self.path))
         tracker = TRACKER_FACTORIES[report_to](self.path, self.path.name)
         tracker.start()
+        self.wrote(*(set(os.listdir(self.path)) - before))  # tb/, mlruns/, ...
         if config:
             scalars = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
             tracker.store_init_configuration(scalars)
@@ -388,6 +419,7 @@ class RunDir:
         if not self.is_main:
             return None
         final = self.path / f"ckpt-{step:06d}"
+        self.wrote(final.name, "latest")
         tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp", dir=self.path))
         try:
             save_model_files(tmp, model, tokenizer, weights, self.save_dtype)
@@ -426,6 +458,7 @@ class RunDir:
         if not self.is_main:
             return
         target = self.path / name
+        self.wrote(name)
         tmp = Path(tempfile.mkdtemp(prefix=name + ".tmp", dir=self.path))
         try:
             if merge_lora:  # a merged copy loads like any checkpoint; training keeps its adapters
@@ -568,6 +601,17 @@ _RUN_FILES = {
     MARKER,
 }
 _RUN_PREFIXES = ("metrics-abandoned",)
+
+
+def _read_inventory(path: Path) -> set[str] | None:
+    """The names a run folder's marker says giftlab wrote (None: no marker, or one of an older
+    giftlab without an inventory)."""
+    try:
+        data = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    wrote = data.get("wrote") if isinstance(data, dict) else None
+    return set(wrote) if isinstance(wrote, list) else None
 
 
 def _giftlab_record(path: Path) -> bool:
