@@ -104,16 +104,17 @@ def check_sealed(path, data: dict, advice: str = "") -> None:
 # -- a folder of files written at once (a checkpoint, a model folder) ------------------------------
 
 FOLDER_MANIFEST = "giftlab-files.json"  # the records of a folder's files, written after them
+UNRECORDED = ("README.md",)  # the model card: the user's to edit, never read back by giftlab
 
 
 def write_folder_manifest(folder, extra: dict | None = None) -> None:
-    """Record every file of `folder` (file_record), with `extra` (the run's settings), in its
-    FOLDER_MANIFEST, sealed: call it after the folder's last file is written."""
+    """Record every file of `folder` (file_record) but its model card, with `extra` (the run's
+    settings), in its FOLDER_MANIFEST, sealed: call it after the folder's last file is written."""
     folder = Path(folder)
     files = {
         p.name: file_record(p)
         for p in sorted(folder.iterdir())
-        if p.is_file() and p.name != FOLDER_MANIFEST
+        if p.is_file() and p.name != FOLDER_MANIFEST and p.name not in UNRECORDED
     }
     body = seal({"files": files, **(extra or {})})
     (folder / FOLDER_MANIFEST).write_text(json.dumps(body, indent=1, default=str))

@@ -316,3 +316,20 @@ def test_a_run_of_an_older_giftlab_without_an_inventory_resumes_and_gets_one(env
     assert main(["train", f"out_dir={out}", "--resume", "max_steps=3"]) == 0
     wrote = set(json.loads((out / ".giftlab-run").read_text())["wrote"])
     assert {"config.json", "metrics.jsonl", "latest", "ckpt-000003"} <= wrote
+
+
+def test_a_run_moved_or_named_another_way_resumes(env, tmp_path, monkeypatch):
+    """Before: 'out_dir changed' for a run moved to another folder or named ./runs/r instead of
+    runs/r: a run is its folder's contents, not its path (the change is kept in the history)."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *_train_args(env), "out_dir=runs/r", "save_every=1"]) == 0
+    assert main(["train", "out_dir=./runs/r", "--resume", "max_steps=3"]) == 0
+    shutil.move(tmp_path / "runs" / "r", tmp_path / "elsewhere")
+    assert main(["train", f"out_dir={tmp_path / 'elsewhere'}", "--resume", "max_steps=4"]) == 0
+    history = json.loads((tmp_path / "elsewhere" / "config.json").read_text())["history"]
+    assert [h["changed"].get("out_dir") for h in history] == [
+        ["runs/r", "./runs/r"],
+        ["./runs/r", str(tmp_path / "elsewhere")],
+    ]

@@ -333,6 +333,30 @@ def test_a_model_folder_changed_after_giftlab_wrote_it_is_refused_when_loaded(
     out = tmp_path / "run"
     assert main(_run(env, out, "save_final=true")) == 0
     load_model(str(out / "final"))  # as written, it loads
+    with (out / "final" / "README.md").open("a") as f:  # the card is the user's to edit
+        f.write("\nMy notes on this model.\n")
+    load_model(str(out / "final"))
     _overwrite_bytes(out / "final" / "model.safetensors")
     with pytest.raises(InputError, match=r"final/model.safetensors: its content changed"):
         load_model(str(out / "final"))
+
+
+def test_a_cache_manifest_that_is_not_json_is_named_by_train_and_gift_trainer(
+    env, tmp_path, capsys
+):
+    """Before: a traceback in `train ref_cache=` and GIFTTrainer (ref-cache's own is in
+    test_folder_ownership)."""
+    from giftlab.cli import main
+    from giftlab.engine.cache import RefCacheError
+
+    cache = tmp_path / "cache"
+    assert main(_cache_args(env, cache)) == 0
+    (cache / "manifest.json").write_text("{not json")
+    capsys.readouterr()
+    assert main(_train_from(env, cache, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert f"{cache / 'manifest.json'} is not JSON" in err and "Traceback" not in err
+    from tests.integrations.test_trl import _trainer
+
+    with pytest.raises(RefCacheError, match=r"manifest.json is not JSON"):
+        _trainer(env / "model", tmp_path / "t", ref_cache=str(cache))

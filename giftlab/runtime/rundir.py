@@ -470,7 +470,7 @@ class RunDir:
                 save_model_files(tmp, model, tokenizer, weights, self.save_dtype)
             if card is not None:
                 (tmp / "README.md").write_text(card)
-            write_folder_manifest(tmp, {"config": self.config})
+            write_folder_manifest(tmp)  # no settings: a model folder is shared (no local paths)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
