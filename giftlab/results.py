@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from giftlab.integrity import CHECKSUM, check_sealed
+
 # older metric names -> today's (one name per concept, docs/names.md)
 RENAMED = {
     "drift/kl_policy_ref": "drift/kl_to_base",
@@ -92,10 +94,13 @@ def _from_sweep(data: dict) -> dict:
 
 
 def load_results(path) -> dict:
-    """A results.json in today's schema, whatever giftlab version wrote it."""
+    """A results.json in today's schema, whatever giftlab version wrote it; IntegrityError
+    naming the file when it was edited after giftlab sealed it (giftlab.integrity)."""
     data = json.loads(Path(path).read_text())
     if not isinstance(data, dict) or "results" not in data:
         return data  # not a results file: the caller says so
+    check_sealed(path, data, "giftlab reads back only the results it wrote")
+    data.pop(CHECKSUM, None)
     if isinstance(data["results"], dict):  # the sweep script's schema
         return _from_sweep(data)
     data["results"] = [_renamed(r) for r in data["results"]]

@@ -333,3 +333,21 @@ def test_a_run_moved_or_named_another_way_resumes(env, tmp_path, monkeypatch):
         ["runs/r", "./runs/r"],
         ["./runs/r", str(tmp_path / "elsewhere")],
     ]
+
+
+def test_eval_never_replaces_a_user_s_file_and_replaces_its_own(env, tmp_path, capsys):
+    """Before: `giftlab eval out=notes.json` replaced the user's file (and its
+    notes.completions.jsonl) after the whole evaluation."""
+    from tests.test_cli_errors import _eval
+
+    for name in ("notes.json", "notes.completions.jsonl"):
+        folder = tmp_path / name.split(".")[1]
+        folder.mkdir()
+        (folder / name).write_text('{"my": "notes"}\n')
+        out = folder / "notes.json"
+        assert main(_eval(f"out={out}")(env)) == 2
+        assert f"{folder / name} exists and giftlab did not write it" in capsys.readouterr().err
+        assert (folder / name).read_text() == '{"my": "notes"}\n'
+    out = tmp_path / "mine" / "e.json"
+    assert main(_eval(f"out={out}")(env)) == 0
+    assert main(_eval(f"out={out}")(env)) == 0  # its own results and completions: replaced

@@ -111,7 +111,14 @@ def test_a_pipeline_resumes_keeps_its_cells_and_appends_seeds(tmp_path):
     data["results"] = [
         r for r in data["results"] if not (r["seed"] == 2 and r["stage"] == "after RL")
     ]
-    (tmp_path / "p" / "results.json").write_text(json.dumps(data))
+    from giftlab.integrity import IntegrityError, seal
+
+    edited = json.dumps(data)  # results.json edited by hand: its seal no longer matches
+    (tmp_path / "p" / "results.json").write_text(edited)
+    with pytest.raises(IntegrityError, match=r"results.json was edited after giftlab wrote it"):
+        run_pipeline(PipelineConfig(seeds=[0, 1, 2], **common), log=quiet, resume=True)
+    # as giftlab wrote it when the cell stopped (sealed): resumed from there
+    (tmp_path / "p" / "results.json").write_text(json.dumps(seal(data)))
     run_pipeline(PipelineConfig(seeds=[0, 1, 2], **common), log=quiet, resume=True)
     rows = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
     assert sorted((r["seed"], r["stage"]) for r in rows if r["init"] == "sft") == [

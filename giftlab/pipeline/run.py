@@ -14,6 +14,7 @@ from giftlab.data.tasks import write_task_data
 from giftlab.data.tokenize import encode_records
 from giftlab.engine.cache import is_complete
 from giftlab.errors import InputError, writing
+from giftlab.integrity import seal
 from giftlab.models import check_model_name, load_model, load_tokenizer
 from giftlab.pipeline.config import (
     PIPELINE_RESUME_MUTABLE,
@@ -284,5 +285,5 @@ def _write_results(out: Path, cfg, results: list[dict], started: dict, minutes: 
     tmp = out / "results.json.tmp"
     then = "the results of the cells before are in the previous results.json"
     with writing(out / "results.json", then):
-        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.write_text(json.dumps(seal(summary), indent=2))  # sealed: an edit is seen on resume
         tmp.replace(out / "results.json")

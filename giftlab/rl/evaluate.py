@@ -3,6 +3,7 @@ distinct correct answers, sampled-token entropy and KL to the base on the sample
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from contextlib import nullcontext
@@ -190,12 +191,20 @@ def _summary(per_problem: list[dict], n: int, s_stats: int, acc: dict) -> dict:
 
 
 def check_output_file(path, key: str = "out") -> Path:
-    """Make the folder of an output file, or fail naming `key`, before any work is done."""
+    """Make the folder of an output file, or fail naming `key`, before any work is done. The
+    file and its completions file are replaced only when they are giftlab's by their contents
+    (an evaluation's metrics, its completions): a file of the user's is refused, unchanged."""
     import os
 
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{key}={path} is a folder; give a file path for the JSON")
+    for file, ours in ((path, _is_eval_results), (completions_path(path), _is_completions)):
+        if file.exists() and not ours(file):
+            raise InputError(
+                f"{key}={path}: {file} exists and giftlab did not write it: it never replaces a "
+                f"file of yours; give another {key}"
+            )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -319,6 +328,27 @@ def write_results(out: Path, m: dict) -> None:
             tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _first_json(path: Path):
+    try:
+        with path.open(encoding="utf-8") as f:
+            text = f.read() if path.suffix == ".json" else f.readline()
+        return json.loads(text) if text.strip() else {}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _is_eval_results(path: Path) -> bool:
+    """An evaluation's metrics as write_results writes them (or an empty file)."""
+    data = _first_json(path)
+    return isinstance(data, dict) and (not data or {"n_problems", "pass_at_k"} <= set(data))
+
+
+def _is_completions(path: Path) -> bool:
+    """A completions file as the evaluation streams it (its first row), or an empty one."""
+    row = _first_json(path)
+    return isinstance(row, dict) and (not row or {"problem", "sample", "completion"} <= set(row))
 
 
 def completions_path(out: Path) -> Path:
