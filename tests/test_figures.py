@@ -69,3 +69,30 @@ def test_figures_never_replace_a_user_s_files_of_the_same_names(tmp_path, capsys
     (ours / "fig1_gate.csv").write_text("# code_version: abc\nbeta,gate\n")
     prepare_figure_folder(ours, quick=False)
     assert (ours / ".giftlab-figures").read_text() == "full\n"
+
+
+def test_one_rule_leaves_out_every_real_run_whose_base_solves_nothing(tmp_path):
+    """Sweeps and pipelines alike: a run whose base solves no held-out problem (pass@n 0) cannot
+    show diversity kept from the base and leaves the verdicts with that reason; one whose base
+    solves some gives rows naming its prompts and its training seeds."""
+    import json
+    from pathlib import Path
+
+    from giftlab.figures.claims import RealEvidence
+
+    committed = Path(__file__).resolve().parents[1] / "paper_figures" / "pipeline" / "results.json"
+    data = json.loads(committed.read_text())
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "results.json").write_text(json.dumps(data))
+    for r in data["results"]:
+        if r["init"] == "base":
+            r["pass@8"] = 0.3  # a base that solves some problems
+    (tmp_path / "pipeline_fewshot").mkdir()
+    (tmp_path / "pipeline_fewshot" / "results.json").write_text(json.dumps(data))
+    real = RealEvidence(tmp_path)
+    [left] = real.left_out_rows()
+    assert "real, pipeline (short prompts; base pass@8 0.000)" in left
+    assert "the base solves none of the held-out problems" in left
+    rows = real.rows("accuracy")
+    assert len(rows) == 1 and "pipeline (few-shot prompts; base pass@8 0.300)" in rows[0]
+    assert "2 training seeds" in rows[0] and "gift:10 pass@1 after RL" in rows[0]

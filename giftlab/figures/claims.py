@@ -128,31 +128,35 @@ def _real_verdict(d: dict, sign: int = 1) -> str:
     return "not decidable at this budget"
 
 
+# the committed real-model runs: (folder, prompts); the sweeps are the fine-tuning stage only
+# (`giftlab pipeline rl_steps=0`), the pipelines SFT vs GIFT then the same GRPO budget
+SWEEPS = (("real_sft_sweep", "short prompts"), ("real_sft_sweep_fewshot", "few-shot prompts"))
+PIPELINES = (("pipeline", "short prompts"), ("pipeline_fewshot", "few-shot prompts"))
+
+
 class RealEvidence:
-    """The real-model rows of the claims table, from the committed runs that exist, all read in
-    one schema (giftlab.results): real_sft_sweep/ (short prompts) and real_sft_sweep_fewshot/
-    (prompts with two solved examples, where the base solves some problems), both the
-    fine-tuning stage only (`giftlab pipeline rl_steps=0`), and pipeline/ (SFT vs GIFT, then
-    the same GRPO budget)."""
+    """The real-model rows of the claims table, from the committed runs that exist (SWEEPS and
+    PIPELINES), all read in one schema (giftlab.results). One rule for every run: one whose base
+    solves no held-out problem cannot test the claims and leaves the verdicts with its reason."""
 
     def __init__(self, folder: Path):
-        self.sweeps, self.left_out = {}, []
-        for name, label in (
-            ("real_sft_sweep", "short prompts"),
-            ("real_sft_sweep_fewshot", "few-shot prompts"),
+        self.sweeps, self.pipelines, self.left_out = {}, {}, []
+        for runs, kept, labelled in (
+            (SWEEPS, self.sweeps, self._sweep_label),
+            (PIPELINES, self.pipelines, self._pipeline_label),
         ):
-            path = folder / name / "results.json"
-            if path.exists():
-                sweep = load_results(path)
-                reason = self._cannot_test(sweep)
+            for name, label in runs:
+                path = folder / name / "results.json"
+                if not path.exists():
+                    continue
+                data = load_results(path)
+                if not any("drift/kl_to_base" in r for r in data["results"]):
+                    continue  # from before per-problem drift was kept: quoted, not judged
+                reason = self._cannot_test(data)
                 if reason:
-                    self.left_out.append((self._sweep_label(label, sweep), name, reason))
+                    self.left_out.append((labelled(label, data), name, reason))
                 else:
-                    self.sweeps[label] = sweep
-        path = folder / "pipeline" / "results.json"
-        self.pipeline = load_results(path) if path.exists() else None
-        if self.pipeline and not any("drift/kl_to_base" in r for r in self.pipeline["results"]):
-            self.pipeline = None  # an older pipeline without per-problem drift: quoted, not judged
+                    kept[label] = data
 
     # -- the sweeps ---------------------------------------------------------------------------
     @staticmethod
@@ -197,19 +201,24 @@ class RealEvidence:
             f"{c['n_val']} problems x {n} samples, {seeds} training seed{'s' * (seeds > 1)}"
         )
 
-    # -- the pipeline -------------------------------------------------------------------------
-    def _pipe(self, stage: str, metric: str) -> dict | None:
-        cfg = self.pipeline["config"]
-        rows = paired_vs_sft(self.pipeline["results"], cfg["eval_samples"], [metric])
+    # -- the pipelines ------------------------------------------------------------------------
+    @staticmethod
+    def _pipe(pipeline: dict, stage: str, metric: str) -> dict | None:
+        cfg = pipeline["config"]
+        rows = paired_vs_sft(pipeline["results"], cfg["eval_samples"], [metric])
         return next((r for r in rows if r["stage"] == stage), None)
 
-    def _pipe_label(self, init: str, stage: str, metric: str) -> str:
-        c = self.pipeline["config"]
+    @staticmethod
+    def _pipeline_label(label: str, pipeline: dict) -> str:
+        c = pipeline["config"]
+        n = c["eval_samples"]
+        base = next((r for r in pipeline["results"] if r["init"] == "base"), None)
+        seeds = len(seeds_done(pipeline["results"]))
+        shown = f"; base pass@{n} {base[f'pass@{n}']:.3f}" if base is not None else ""
         return (
-            f"real, pipeline, {init} {metric} {stage}: {c['n_val']} problems x "
-            f"{c['eval_samples']} samples x {len(seeds_done(self.pipeline['results']))} "
-            "training seeds, GRPO "
-            f"{c['rl_steps']} steps x {c['rl_prompts']} x {c['group_size']}"
+            f"real, pipeline ({label}{shown}), {c['n_val']} problems x {n} samples x {seeds} "
+            f"training seed{'s' * (seeds > 1)}, GRPO {c['rl_steps']} steps x {c['rl_prompts']} "
+            f"x {c['group_size']}"
         )
 
     def rows(self, claim: str) -> list[str]:
@@ -237,26 +246,27 @@ class RealEvidence:
                     f"| | {tag}: best {best} pass@1 minus SFT (the beta = inf end); minus KD (the "
                     f"beta = 0 end): {_ci_cell(over0)} | {_ci_cell(d)} | {v} |"
                 )
-        if self.pipeline is None:
-            return out
-        n = self.pipeline["config"]["eval_samples"]
-        init = next(i for i in self.pipeline["config"]["inits"] if i != "sft")
         plan = {
-            "diversity": [("before RL", f"pass@{n}", 1)],
+            "diversity": [("before RL", "pass@{n}", 1)],
             "accuracy": [("after RL", "pass@1", 1)],
-            "kept": [("after RL", f"pass@{n}", 1), ("after RL", "distinct_correct", 1)],
+            "kept": [("after RL", "pass@{n}", 1), ("after RL", "distinct_correct", 1)],
             "drift": [
                 ("before RL", "drift/kl_to_base", -1),
                 ("after RL", "drift/kl_to_base", -1),
             ],
         }
-        for stage, metric, sign in plan.get(claim, []):
-            d = self._pipe(stage, metric)
-            if d is not None:
-                out.append(
-                    f"| | {self._pipe_label(init, stage, metric)} | {_ci_cell(d)} | "
-                    f"{_real_verdict(d, sign)} |"
-                )
+        for label, pipeline in self.pipelines.items():
+            n = pipeline["config"]["eval_samples"]
+            init = next(i for i in pipeline["config"]["inits"] if i != "sft")
+            tag = self._pipeline_label(label, pipeline)
+            for stage, metric, sign in plan.get(claim, []):
+                metric = metric.format(n=n)
+                d = self._pipe(pipeline, stage, metric)
+                if d is not None:
+                    out.append(
+                        f"| | {tag}: {init} {metric} {stage} | {_ci_cell(d)} | "
+                        f"{_real_verdict(d, sign)} |"
+                    )
         return out
 
 
@@ -314,7 +324,8 @@ def quoted_lines(folder: Path) -> list[str]:
     out += _real_gate_lines(folder / "real_gate.csv")
     out += _sweep_lines(folder / "real_sft_sweep")
     out += _sweep_lines(folder / "real_sft_sweep_fewshot", "real few-shot sweep")
-    out += _pipeline_lines(folder / "pipeline" / "results.json")
+    for name, label in PIPELINES:
+        out += _pipeline_lines(folder / name / "results.json", f"pipeline ({label})")
     return out
 
 
@@ -374,7 +385,7 @@ def _sweep_lines(folder: Path, label: str = "real sweep") -> list[str]:
     return out
 
 
-def _pipeline_lines(path: Path) -> list[str]:
+def _pipeline_lines(path: Path, label: str = "pipeline") -> list[str]:
     """The committed real-model pipeline: each init and stage's pass@1 / pass@n, and every
     init-minus-SFT difference of its report (clustered CI, resolvable difference, per seed)."""
     if not path.exists():
@@ -385,7 +396,7 @@ def _pipeline_lines(path: Path) -> list[str]:
         return []  # a pipeline from before per-problem drift was kept: nothing quoted
     n = cfg["eval_samples"]
     out = [
-        f"- pipeline: {cfg['n_val']} held-out problems x {n} samples at T = "
+        f"- {label}: {cfg['n_val']} held-out problems x {n} samples at T = "
         f"{cfg['eval_temperature']}, training seeds {seeds_done(results)}, "
         f"{data['minutes']:.0f} min"
     ]
@@ -396,12 +407,12 @@ def _pipeline_lines(path: Path) -> list[str]:
         p1 = sum(r["pass@1"] for r in rs) / len(rs)
         pn = sum(r[f"pass@{n}"] for r in rs) / len(rs)
         out.append(
-            f"- pipeline, {init} {stage}: pass@1 {p1:.3f}, pass@{n} {pn:.3f} "
+            f"- {label}, {init} {stage}: pass@1 {p1:.3f}, pass@{n} {pn:.3f} "
             f"(mean of {len(rs)} seed(s))"
         )
     keys = ["pass@1", f"pass@{n}", "distinct_correct", "drift/kl_to_base", "drift/topk_overlap"]
     for d in paired_vs_sft(results, n, keys):
-        out.append(f"- pipeline, {d['init']} - sft {d['stage']}, {d['metric']}: {_ci_cell(d)}")
+        out.append(f"- {label}, {d['init']} - sft {d['stage']}, {d['metric']}: {_ci_cell(d)}")
     return out
 
 
