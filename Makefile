@@ -15,7 +15,7 @@ PIP_C := $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS),)
 LATEST := .venv-latest
 
 .PHONY: demo train-demo pipeline test test-quick test-latest test-exact-cpus constraints lint \
-	bench setup clean wheel-check gpu-check
+	bench setup clean wheel-check gpu-check gpu-campaign
 
 setup: $(STAMP)
 
@@ -98,6 +98,12 @@ wheel-check: $(STAMP)
 GPU_PY ?= python3
 gpu-check:
 	PYTHONPATH=. $(GPU_PY) scripts/gpu_check.py
+
+# The 5-seed real-model campaign (few-shot SFT-stage sweep, then the RL stage) on one GPU, every
+# seed of a stage in one call; results into paper_figures/gpu/, minutes per stage printed. Needs
+# giftlab's [train,data] packages (reasoning-gym) and SmolLM2 on that machine.
+gpu-campaign:
+	PYTHONPATH=. $(GPU_PY) scripts/campaign.py gpu --seeds 5
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache .hypothesis
