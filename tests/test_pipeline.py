@@ -201,3 +201,27 @@ def test_a_resume_with_fewer_seeds_keeps_the_run_s_and_says_so(tmp_path):
     assert json.loads((out / "config.json").read_text())["config"]["seeds"] == [0, 1]
     report = (out / "report.md").read_text()
     assert "the run was stopped" not in report and "[0, 1]" in report
+
+
+def test_a_pipeline_rebuilds_its_own_cache_of_an_older_version_on_resume(tmp_path):
+    """A gift@kN start trains from the pipeline's own reference cache; one built by an older
+    giftlab (cache version 1, no checksums) is rebuilt on resume instead of stopping the cell."""
+    import json
+
+    from giftlab.engine.cache import VERSION, RefCache
+    from giftlab.pipeline import PipelineConfig, run_pipeline
+
+    common = tiny_pipeline_config(tmp_path, inits=["sft", "gift:5@k4"], rl_steps=0).to_dict()
+    common.pop("seeds")
+    quiet = lambda *a: None  # noqa: E731
+    run_pipeline(PipelineConfig(seeds=[0], **common), log=quiet)
+    cache = tmp_path / "p" / "ref-cache-k4"
+    manifest = json.loads((cache / "manifest.json").read_text())
+    old = {k: v for k, v in manifest.items() if k not in ("files", "checksum")} | {"version": 1}
+    (cache / "manifest.json").write_text(json.dumps(old))
+    run_pipeline(PipelineConfig(seeds=[0, 1], **common), log=quiet, resume=True)
+    assert RefCache(cache).manifest["version"] == VERSION
+    rows = json.loads((tmp_path / "p" / "results.json").read_text())["results"]
+    assert {(r["init"], r["seed"]) for r in rows if r["init"] != "base"} == {
+        (i, s) for i in ("sft", "gift:5@k4") for s in (0, 1)
+    }

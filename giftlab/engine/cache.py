@@ -106,9 +106,9 @@ def is_cache_manifest(manifest) -> bool:
 
 
 def is_complete(folder) -> bool:
-    """Whether `folder` holds a finished cache."""
+    """Whether `folder` holds a finished cache that this giftlab reads (its cache version)."""
     manifest = read_manifest(folder)
-    return bool(manifest and manifest.get("complete"))
+    return bool(manifest and manifest.get("complete") and manifest.get("version") == VERSION)
 
 
 def shard_folder(folder, split: str, shard: int) -> Path:

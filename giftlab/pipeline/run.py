@@ -208,6 +208,9 @@ class _Run:
                     out_dir=str(folder),
                     attn_implementation=cfg.attn_implementation,
                     progress=False,
+                    # the pipeline's own folder (its layout record): a cache of an older
+                    # version or other settings is replaced; a file of the user's is still refused
+                    overwrite=True,
                 ),
                 log=self.log,
             )
