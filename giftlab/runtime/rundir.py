@@ -379,7 +379,9 @@ class RunDir:
         before = set(os.listdir(self.path))
         tracker = TRACKER_FACTORIES[report_to](self.path, self.path.name)
         tracker.start()
-        self.wrote(*(set(os.listdir(self.path)) - before))  # tb/, mlruns/, ...
+        # its folder (tb/, mlruns/), made now or at its first log, and whatever it made now
+        made = set(os.listdir(self.path)) - before
+        self.wrote(*made, *_TRACKER_FOLDERS.get(report_to, ()))
         if config:
             scalars = {k: v for k, v in config.items() if isinstance(v, (int, float, str, bool))}
             tracker.store_init_configuration(scalars)
@@ -601,6 +603,7 @@ _RUN_FILES = {
     MARKER,
 }
 _RUN_PREFIXES = ("metrics-abandoned",)
+_TRACKER_FOLDERS = {"tensorboard": ("tb",), "mlflow": ("mlruns",)}  # in the run folder
 
 
 def _read_inventory(path: Path) -> set[str] | None:

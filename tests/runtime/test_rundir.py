@@ -312,6 +312,10 @@ def test_report_to_tensorboard_writes_event_files_from_both_loops(
         acc = EventAccumulator(str(events[0].parent))
         acc.Reload()
         assert [e.step for e in acc.Scalars(key)] == [1, 2], run
+    # the tracker's folder is in the run's inventory: the run resumes (and overwrite may remove it)
+    assert "tb" in json.loads((tmp_path / "run" / ".giftlab-run").read_text())["wrote"]
+    more = _cfg(tmp_path, data_files[0], max_steps=3, report_to="tensorboard")
+    train(more, model=model_factory(), tokenizer=tok, resume=True)
 
 
 @pytest.mark.slow
