@@ -275,7 +275,8 @@ class RefCache:
         ):
             raise RefCacheError(
                 f"ref_cache={path} was built by an older giftlab (cache version "
-                f"{self.manifest.get('version')}, no checksums of its arrays): {REBUILD}"
+                f"{self.manifest.get('version')}; this one reads version {VERSION}, whose "
+                f"manifest records each array's checksum): {REBUILD}"
             )
         if not self.manifest.get("complete"):
             raise RefCacheError(
