@@ -631,10 +631,13 @@ def add_demo_parser(sub) -> None:
 def run_figures(args) -> int:
     from pathlib import Path
 
-    from giftlab.figures import regenerate
+    from giftlab.figures import prepare_figure_folder, regenerate
+    from giftlab.outputs import OUT_LOCK, locked
 
-    out = args.out or ("runs/figures-quick" if args.quick else "paper_figures")
-    regenerate(Path(out), quick=args.quick)
+    out = Path(args.out or ("runs/figures-quick" if args.quick else "paper_figures"))
+    prepare_figure_folder(out, args.quick)  # refused before the lock: no trace in the folder
+    with locked(out / OUT_LOCK, f"--out {out}"):  # a second figures or demo into it: refused
+        regenerate(out, quick=args.quick)
     return 0
 
 

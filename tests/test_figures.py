@@ -96,3 +96,19 @@ def test_one_rule_leaves_out_every_real_run_whose_base_solves_nothing(tmp_path):
     rows = real.rows("accuracy")
     assert len(rows) == 1 and "pipeline (few-shot prompts; base pass@8 0.300)" in rows[0]
     assert "2 training seeds" in rows[0] and "gift:10 pass@1 after RL" in rows[0]
+
+
+def test_two_figure_runs_into_one_folder_at_once_are_refused(tmp_path, capsys):
+    """The figure modules write a fixed set of names: two runs at once would mix them."""
+    from giftlab.cli import main
+    from giftlab.outputs import OUT_LOCK, acquire_lock, release_lock
+
+    out = tmp_path / "figs"
+    out.mkdir()
+    fd = acquire_lock(out / OUT_LOCK, "first")
+    try:
+        assert main(["figures", "--quick", "--out", str(out)]) == 2
+        assert "is in use by another giftlab command" in capsys.readouterr().err
+        assert not any(out.glob("fig*"))
+    finally:
+        release_lock(fd)
