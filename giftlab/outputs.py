@@ -77,7 +77,7 @@ def make_folder(out, flag: str = "--out") -> Path:
     return out
 
 
-def _check_names(out: Path, names, flag: str, ours) -> set[str]:
+def check_names(out: Path, names, flag: str = "--out", ours=None) -> set[str]:
     """The names giftlab recorded in `out`; InputError naming the first of `names` that is there
     and not giftlab's. Writes nothing."""
     mine = recorded(out)
@@ -100,7 +100,7 @@ def claim_output(
     folder with output_folder instead."""
     out = make_folder(out, flag)
     names = list(names)
-    mine = _check_names(out, names, flag, ours)
+    mine = check_names(out, names, flag, ours)
     tmp = out / (RECORD + ".tmp")
     tmp.write_text(json.dumps({"wrote": sorted(mine | set(names))}, indent=1))
     tmp.replace(out / RECORD)
@@ -116,6 +116,6 @@ def output_folder(
     A refusal before the lock leaves no trace in the folder."""
     names = list(names)
     out = make_folder(out, flag)
-    _check_names(out, names, flag, ours)
+    check_names(out, names, flag, ours)
     with locked(out / OUT_LOCK, f"{flag} {out}"):
         yield claim_output(out, names, flag, ours)

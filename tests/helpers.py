@@ -60,3 +60,17 @@ def tiny_pipeline_config(tmp_path, **kw):
         model=str(tmp_path / "tiny"),
     )
     return PipelineConfig(**(base | kw))
+
+
+def exact_variant_module(folder, monkeypatch, module: str) -> str:
+    """Write `module`.py into `folder` with `target`, the exact sequence-consistent GIFT target,
+    make it importable from there (and the working folder), and return its MODULE:FUNCTION spec.
+    Give each test a module name of its own: sys.modules is shared by the whole run."""
+    (folder / f"{module}.py").write_text(
+        "from giftlab.theory.gift import sequence_consistent_gift_target\n"
+        "def target(base, tokens, eta):\n"
+        "    return sequence_consistent_gift_target(base, tokens, eta)\n"
+    )
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))
+    return f"{module}:target"

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from giftlab.cli import main
-from tests.helpers import tiny_pipeline_config
+from tests.helpers import exact_variant_module, tiny_pipeline_config
 from tests.test_cli_errors import _train_args
 from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture
 
@@ -123,18 +123,11 @@ def test_the_committed_task_data_is_giftlab_s_by_its_contents():
 
 
 def test_validate_never_replaces_a_user_s_report(tmp_path, monkeypatch, capsys):
-    (tmp_path / "ownership_targets.py").write_text(
-        "from giftlab.theory.gift import sequence_consistent_gift_target\n"
-        "def exact(base, tokens, eta):\n"
-        "    return sequence_consistent_gift_target(base, tokens, eta)\n"
-    )
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = exact_variant_module(tmp_path, monkeypatch, "ownership_targets")
     work = tmp_path / "mywork"
     work.mkdir()
     (work / "validate.csv").write_text("my,own,table\n")
     before = _snapshot(work)
-    spec = "ownership_targets:exact"  # a module name of its own: sys.modules is shared
     argv = ["validate", spec, "--seeds", "1", "--search", "0", "--out", str(work)]
     assert main(argv) == 2
     assert "holds validate.csv, which giftlab did not write" in capsys.readouterr().err

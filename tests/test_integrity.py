@@ -12,6 +12,7 @@ from giftlab.data.verifiers import VerifierError, register_verifier, score
 from giftlab.errors import InputError
 from giftlab.rewards import correct_reward, partial_credit_reward
 from giftlab.theory.simulator import exact_pass_at_k
+from tests.helpers import exact_variant_module
 from tests.test_cli_errors import env as env  # noqa: F401 - the shared fixture
 
 
@@ -199,17 +200,11 @@ def test_two_validations_into_one_out_at_once_are_refused(tmp_path, capsys, monk
     from giftlab.cli import main
     from giftlab.outputs import OUT_LOCK, acquire_lock, release_lock
 
-    (tmp_path / "integrity_variant_mod.py").write_text(
-        "from giftlab.theory.gift import sequence_consistent_gift_target\n"
-        "def target(base, tokens, eta):\n"
-        "    return sequence_consistent_gift_target(base, tokens, eta)\n"
-    )
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = exact_variant_module(tmp_path, monkeypatch, "integrity_variant_mod")
     out = tmp_path / "work"
     out.mkdir()
     fd = acquire_lock(out / OUT_LOCK, "first validation")
-    argv = ["validate", "integrity_variant_mod:target", "--search", "0", "--seeds", "1"]
+    argv = ["validate", spec, "--search", "0", "--seeds", "1"]
     try:
         assert main([*argv, "--out", str(out)]) == 2
         assert "is in use by another giftlab command" in capsys.readouterr().err

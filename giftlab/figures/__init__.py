@@ -25,7 +25,7 @@ def prepare_figure_folder(out: Path, quick: bool) -> None:
     """Make `out` (or fail naming it) before any figure runs, and refuse quick figures over
     full-size ones (a folder marked "full", or one holding figures without a mark)."""
     from giftlab.errors import InputError
-    from giftlab.outputs import make_folder
+    from giftlab.outputs import check_names, make_folder
 
     out = make_folder(out)
     marker = out / SIZE_MARKER
@@ -36,13 +36,9 @@ def prepare_figure_folder(out: Path, quick: bool) -> None:
         for p in out.iterdir()
         if any(p.name.startswith(stem) and p.suffix in (".png", ".csv") for stem in stems)
     )
-    if size is None:  # not a figure folder giftlab marked: each of these must be giftlab's
-        theirs = [p for p in written if not _figure_file_of_giftlab(p)]
-        if theirs:
-            raise InputError(
-                f"--out {out} holds {theirs[0].name}, which giftlab did not write: it never "
-                "replaces a file of yours; give another --out (or move it)"
-            )
+    # the output folders' one rule: in a folder giftlab did not mark, each must be giftlab's
+    marked = size is not None
+    check_names(out, [p.name for p in written], ours=lambda p: marked or _figure_file_of_giftlab(p))
     holds_figures = any(p.suffix == ".png" for p in written)
     if quick and (size == "full" or (size is None and holds_figures)):
         raise InputError(
