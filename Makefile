@@ -15,7 +15,7 @@ PIP_C := $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS),)
 LATEST := .venv-latest
 
 .PHONY: demo train-demo pipeline test test-quick test-latest test-exact-cpus constraints lint \
-	bench setup clean wheel-check gpu-check gpu-campaign
+	bench setup clean wheel-check gpu-check gpu-campaign offline-bundle
 
 setup: $(STAMP)
 
@@ -104,6 +104,11 @@ gpu-check:
 # giftlab's [train,data] packages (reasoning-gym) and SmolLM2 on that machine.
 gpu-campaign:
 	PYTHONPATH=. $(GPU_PY) scripts/campaign.py gpu --seeds 5
+
+# What an offline GPU machine lacks for gpu-campaign (packages as wheels, the model in parts), in
+# groups of at most 55 MiB under .offline/; there: python3 .offline/1/install.py /tmp/site
+offline-bundle: $(STAMP)
+	$(BIN)/python scripts/offline_bundle.py .offline
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache .hypothesis

