@@ -99,6 +99,39 @@ def _planned(comp: dict, mean: float, sampling, design) -> list[dict]:
     return rows
 
 
+def metric_choices(rows: list[dict], n: int) -> list[str]:
+    """The metrics with per-problem values in every row (what the planner can take apart)."""
+    out = []
+    if rows and all("per_problem_correct" in r for r in rows):
+        out += [f"pass@{k}" for k in range(1, n + 1)]
+    if rows and all("per_problem_distinct_correct" in r for r in rows):
+        out.append("distinct_correct")
+    drift = {k for r in rows for k in r if k.startswith("drift/") and isinstance(r[k], list)}
+    out += sorted(k for k in drift if all(isinstance(r.get(k), list) for r in rows))
+    return out
+
+
+def _check_choices(rows: list[dict], n: int, against: str, metrics) -> None:
+    names = sorted({r["init"] for r in rows})
+    if against not in names:
+        raise InputError(
+            f"--against {against!r}: no start of that name in these results "
+            f"(starts: {', '.join(names)})"
+        )
+    # the base has no drift (it is the reference): only the compared starts need a metric
+    pool = [r for r in rows if r["init"] != "base" or against == "base"] or rows
+    choices = metric_choices(pool, n)
+    unknown = [m for m in metrics if m not in choices]
+    if unknown or not metrics:
+        shown = [c for c in choices if not c.startswith("pass@")]
+        passes = f"pass@1 .. pass@{n}" if f"pass@{n}" in choices else None
+        allowed = ", ".join([p for p in [passes] if p] + shown) or "none"
+        raise InputError(
+            f"--metrics {','.join(unknown) or '(empty)'}: not a per-problem metric of these "
+            f"results ({n} samples a problem); choose from {allowed}"
+        )
+
+
 def plan(
     results: dict,
     against: str = "sft",
@@ -114,6 +147,7 @@ def plan(
     rows_in = results["results"]
     n = int(results["config"]["eval_samples"])
     starts = list(results["config"]["inits"])
+    _check_choices(rows_in, n, against, metrics)
     stages = sorted({r["stage"] for r in rows_in})
     out = []
     for stage in stages:

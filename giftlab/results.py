@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from giftlab.errors import InputError
 from giftlab.integrity import CHECKSUM, check_sealed
 
 # older metric names -> today's (one name per concept, docs/names.md)
@@ -95,8 +96,16 @@ def _from_sweep(data: dict) -> dict:
 
 def load_results(path) -> dict:
     """A results.json in today's schema, whatever giftlab version wrote it; IntegrityError
-    naming the file when it was edited after giftlab sealed it (giftlab.integrity)."""
-    data = json.loads(Path(path).read_text())
+    naming the file when it was edited after giftlab sealed it (giftlab.integrity); InputError
+    naming the file, line and column when it is not JSON."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{path}: not a results file: not JSON at line {e.lineno}, column {e.colno} ({e.msg})"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a results file: not UTF-8 text (byte {e.start})") from None
     if not isinstance(data, dict) or "results" not in data:
         return data  # not a results file: the caller says so
     check_sealed(path, data, "giftlab reads back only the results it wrote")

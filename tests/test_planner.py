@@ -86,3 +86,35 @@ def test_the_command_writes_its_table_and_figure(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "gift:5 - sft (before RL), pass@1" in out and "measured" in out
     assert (tmp_path / "p" / "plan.csv").exists() and (tmp_path / "p" / "plan.png").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["--metrics", "pass@20"], "--metrics pass@20: not a per-problem metric"),
+        (["--metrics", "pass@0"], "--metrics pass@0: not a per-problem metric"),
+        (["--metrics", "pass@x"], "--metrics pass@x: not a per-problem metric"),
+        (["--metrics", "pass@1,entropy"], "--metrics entropy: not a per-problem metric"),
+        (["--metrics", ","], "--metrics (empty)"),
+        (["--against", "kd_base"], "--against 'kd_base': no start of that name"),
+    ],
+)
+def test_a_metric_or_start_the_results_do_not_hold_is_named_with_the_choices(
+    tmp_path, capsys, argv, said
+):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(_results()))
+    assert main(["plan", str(path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert "pass@1 .. pass@8, distinct_correct" in err or "starts: gift:5, sft" in err
+
+
+def test_a_results_file_that_is_not_json_is_named_with_its_line(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    path.write_text('{"config": {},\n "results": [oops]}')
+    assert main(["plan", str(path)]) == 2
+    assert f"{path}: not a results file: not JSON at line 2, column 14" in capsys.readouterr().err
+    path.write_bytes(b"\xff\xfe{}")
+    assert main(["plan", str(path)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
