@@ -1,5 +1,7 @@
 """Every figure script runs with --quick into a temporary folder; `giftlab demo --quick` reports."""
 
+from pathlib import Path
+
 import pytest
 
 from giftlab.cli import main
@@ -112,3 +114,25 @@ def test_two_figure_runs_into_one_folder_at_once_are_refused(tmp_path, capsys):
         assert not any(out.glob("fig*"))
     finally:
         release_lock(fd)
+
+
+def test_the_claims_command_names_a_missing_or_broken_input_in_one_line(tmp_path, capsys):
+    import shutil
+
+    from giftlab.figures.claims import main as claims_main
+
+    root = Path(__file__).resolve().parents[1] / "paper_figures"
+    assert claims_main([str(tmp_path / "nosuch")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert claims_main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "_summary.csv is missing" in err and f"giftlab figures --out {tmp_path}" in err
+    for csv_file in root.glob("*.csv"):
+        shutil.copy2(csv_file, tmp_path)
+    (tmp_path / "pipeline_fewshot").mkdir()
+    (tmp_path / "pipeline_fewshot" / "results.json").write_text('{"config": {},\n oops}')
+    assert claims_main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "pipeline_fewshot/results.json: not a results file: not JSON at line 2" in err
+    assert claims_main([str(root)]) == 0
+    assert "| paper claim |" in capsys.readouterr().out

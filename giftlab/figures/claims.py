@@ -416,6 +416,37 @@ def _pipeline_lines(path: Path, label: str = "pipeline") -> list[str]:
     return out
 
 
+def main(argv=None) -> int:
+    """Print the table, the factorial table and the quoted lines of FOLDER (paper_figures); a
+    missing or unreadable input is one line naming the file, exit 2."""
+    from giftlab.errors import InputError
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        print("usage: python -m giftlab.figures.claims [FOLDER]", file=sys.stderr)
+        return 2
+    folder = Path(args[0] if args else "paper_figures")
+    if not folder.is_dir():
+        print(
+            f"claims: {folder}: no such folder (the figures' folder, paper_figures)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        lines = claims(folder) + [""] + factorial_table(folder) + [""] + quoted_lines(folder)
+    except FileNotFoundError as e:
+        print(
+            f"claims: {e.filename} is missing: the table reads the figures' CSVs (`giftlab "
+            f"figures --out {folder}` writes them) and the runs' results.json",
+            file=sys.stderr,
+        )
+        return 2
+    except InputError as e:
+        print(f"claims: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
 if __name__ == "__main__":
-    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "paper_figures")
-    print("\n".join(claims(folder) + [""] + factorial_table(folder) + [""] + quoted_lines(folder)))
+    raise SystemExit(main())
