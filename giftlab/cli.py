@@ -86,6 +86,7 @@ def run_solve(args) -> int:
     from giftlab.errors import InputError
     from giftlab.theory.report import format_solve_report, solve
 
+    _check_seed(args.seed, "--seed")
     try:
         report = _solve_report(solve, args)
     except InputError:
@@ -94,6 +95,14 @@ def run_solve(args) -> int:
         raise InputError(str(err)) from None
     print(json_text(report) if args.json else format_solve_report(report))
     return 0
+
+
+def _check_seed(value, name: str) -> None:
+    from giftlab.errors import InputError
+    from giftlab.flatconfig import SEED_ALLOWED, is_seed
+
+    if not is_seed(value):
+        raise InputError(f"{name} must be {SEED_ALLOWED}, got {value}")
 
 
 def _solve_report(solve, args):
@@ -288,6 +297,7 @@ def run_data(args) -> int:
         raise InputError(
             f"--n-train must be >= 1 and --n-val >= 0, got {args.n_train}, {args.n_val}"
         )
+    _check_seed(args.seed, "--seed")
     settings = {}
     for item in args.set:
         key, _, raw = item.partition("=")

@@ -11,10 +11,12 @@ import typing
 from pathlib import Path
 
 from giftlab.flatconfig import (
+    SEED_ALLOWED,
     FlatConfig,
     at_least,
     finite_non_negative,
     finite_positive,
+    is_seed,
     one_of,
     setting,
 )
@@ -133,6 +135,7 @@ class RunSettings(FlatConfig):
         ("weight_decay", finite_non_negative, "a finite number >= 0"),
         ("clip_grad", finite_non_negative, "a finite number >= 0 (0: off)"),
         ("max_steps", at_least(1), ">= 1"),
+        ("seed", is_seed, SEED_ALLOWED),
         ("save_every", at_least(0), ">= 1, or 0 for only at the end"),
         ("keep_checkpoints", at_least(1), ">= 1"),
         ("save_dtype", one_of("float32", "bfloat16"), "float32 or bfloat16"),

@@ -65,6 +65,14 @@ def at_least(n):
     return lambda x: x >= n
 
 
+MAX_SEED = 2**32 - 1  # what every generator giftlab seeds accepts (numpy's is the narrowest)
+SEED_ALLOWED = f"a whole number in [0, {MAX_SEED}]"
+
+
+def is_seed(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_SEED
+
+
 def in_unit_interval(x) -> bool:
     return 0 <= x <= 1
 

@@ -498,6 +498,34 @@ CASES = [
         lambda d: ["solve", "--smoothing", "2"],
         r"smoothing must be in \[0, 1\]",
     ),
+    # seeds: one rule (what every generator seeded accepts: numpy's [0, 2**32 - 1])
+    (
+        "train seed<0",
+        _train("seed=-1"),
+        r"seed must be a whole number in \[0, 4294967295\], got -1",
+    ),
+    (
+        "train seed=2**64",
+        _train(f"seed={2**64}"),
+        r"seed must be a whole number in \[0, 4294967295\]",
+    ),
+    ("rl seed<0", _rl("seed=-3"), r"seed must be a whole number in \[0, 4294967295\], got -3"),
+    ("eval seed<0", _eval("seed=-3"), r"seed must be a whole number in \[0, 4294967295\], got -3"),
+    (
+        "pipeline seeds<0",
+        _pipeline("seeds=0,-1"),
+        r"seeds: each a whole number in \[0, 4294967295\], got -1",
+    ),
+    (
+        "solve --seed<0",
+        lambda d: ["solve", "--seed", "-1"],
+        r"--seed must be a whole number in \[0, 4294967295\], got -1",
+    ),
+    (
+        "data --seed<0",
+        lambda d: ["data", "--n-train", "2", "--seed", "-5", "--out", str(d / "x")],
+        r"--seed must be a whole number in \[0, 4294967295\], got -5",
+    ),
 ]
 
 

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from giftlab.config import ATTENTION_HELP, ATTENTION_RULE
 from giftlab.data.tasks import TASK_DEFAULTS
 from giftlab.flatconfig import (
+    SEED_ALLOWED,
     ConfigError,
     FlatConfig,
     at_least,
     finite_non_negative,
     finite_positive,
+    is_seed,
     one_of,
 )
 from giftlab.flatconfig import setting as _f
@@ -118,6 +120,11 @@ class PipelineConfig(FlatConfig):
         if len(set(specs)) < len(specs):
             dup = next(x for x in specs if specs.count(x) > 1)
             raise ConfigError(f"inits: {dup} is listed twice in {self.inits}", "inits")
+        bad = [x for x in self.seeds if not is_seed(x)]
+        if bad:
+            raise ConfigError(
+                f"seeds: each {SEED_ALLOWED}, got {bad[0]!r} in {self.seeds}", "seeds"
+            )
         if len(set(self.seeds)) < len(self.seeds):
             dup = next(x for x in self.seeds if self.seeds.count(x) > 1)
             raise ConfigError(f"seeds: {dup} is listed twice in {self.seeds}", "seeds")

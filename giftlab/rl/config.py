@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 from giftlab.config import ATTENTION_HELP, ATTENTION_RULE, RunSettings
 from giftlab.flatconfig import (
+    SEED_ALLOWED,
     ConfigError,
     FlatConfig,
     at_least,
     finite_non_negative,
     in_unit_interval,
+    is_seed,
     one_of,
 )
 from giftlab.flatconfig import setting as _f
@@ -134,6 +136,7 @@ class EvalConfig(FlatConfig):
     RULES = (
         ("samples", at_least(1), ">= 1"),
         ("limit", at_least(0), ">= 0 (0: all)"),
+        ("seed", is_seed, SEED_ALLOWED),
         ("max_new_tokens", at_least(1), ">= 1"),
         ("temperature", finite_non_negative, "a finite number >= 0 (0: greedy)"),
         ("model", bool, "a model folder, 'smollm2' or a hub id"),
