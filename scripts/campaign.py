@@ -85,6 +85,8 @@ def main(argv=None) -> int:
     bad = [x for x in overrides if "=" not in x or x.startswith("-")]
     if bad:
         p.error(f"unrecognized arguments: {' '.join(bad)} (settings are KEY=VALUE)")
+    if args.seeds < 1:
+        p.error(f"--seeds {args.seeds}: the training seeds to reach, >= 1")
     args.overrides = overrides
     if args.stage != "gpu":
         work = (args.work or ROOT / "runs" / "campaign") / args.stage

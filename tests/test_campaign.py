@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,3 +61,10 @@ def test_the_gpu_campaign_runs_both_stages_with_every_seed_and_says_the_minutes(
     assert committed == {
         p: p.stat().st_mtime_ns for p in (ROOT / "paper_figures").rglob("results.json")
     }  # the committed CPU results are untouched
+
+
+def test_a_campaign_of_no_seeds_is_refused_not_a_silent_success(capsys):
+    with pytest.raises(SystemExit) as stop:
+        _campaign().main(["rl", "--seeds", "0"])
+    assert stop.value.code == 2
+    assert "--seeds 0: the training seeds to reach, >= 1" in capsys.readouterr().err
