@@ -57,6 +57,12 @@ class RLConfig(RunSettings):
         "with kl_coef = 0, run the backward only on samples whose advantage is not 0 (same "
         "update: the others add nothing to the loss)",
     )
+    shared_prefix: bool = _f(
+        True,
+        "in the update, run the token prefix every prompt shares (a few-shot prompt's "
+        "demonstrations) once, not once per sample (the same log-probs and gradients to float "
+        "precision); false: each sequence whole",
+    )
     max_steps: int = _f(10, "RL steps (may grow on --resume)")
     out_dir: str = _f("runs/rl", "run folder: config, metrics.jsonl, checkpoints, final/")
     save_every: int = _f(0, "steps between checkpoints (0: only at the end)")
@@ -79,6 +85,7 @@ class RLConfig(RunSettings):
     RESUME_MUTABLE: typing.ClassVar[tuple] = (
         *RunSettings.RESUME_MUTABLE,
         "max_verifier_failures",
+        "shared_prefix",  # the same update to float precision
     )
 
     def model_card(self) -> str:

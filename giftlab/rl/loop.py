@@ -26,6 +26,7 @@ from giftlab.provenance import provenance
 from giftlab.rl.config import RLConfig, rl_config_help
 from giftlab.rl.rollout import (
     encode_prompts,
+    prefix_layout,
     sample_groups,
     token_logp_and_entropy,
     verifier_rewards,
@@ -180,7 +181,7 @@ def grpo_update(
     """
     mask = ro.completion_mask[:, 1:]
     with torch.no_grad():
-        ref_logp, _ = token_logp_and_entropy(ref, ro)
+        ref_logp, _ = token_logp_and_entropy(ref, ro, shared_prefix=cfg.shared_prefix)
     old_logp, stats = None, {}
     active = adv != 0
     partial = (
@@ -194,7 +195,9 @@ def grpo_update(
         # with grad and no backward; the optimiser still steps on zero gradients (Adam's momentum
         # and weight decay act as on the full path, so the run is the same).
         with torch.no_grad():
-            old_logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
+            old_logp, entropy = token_logp_and_entropy(
+                policy, ro, with_entropy=True, shared_prefix=cfg.shared_prefix
+            )
         zero = torch.zeros((), device=old_logp.device)
         for _epoch in range(cfg.ppo_epochs):
             for p in params:
@@ -207,11 +210,20 @@ def grpo_update(
     rows = slice(None)  # every sample, or (partial) the ones with A != 0
     if partial:
         with torch.no_grad():
-            old_logp, entropy = token_logp_and_entropy(policy, ro, with_entropy=True)
+            old_logp, entropy = token_logp_and_entropy(
+                policy, ro, with_entropy=True, shared_prefix=cfg.shared_prefix
+            )
         rows = active.nonzero().squeeze(-1)
     batch = ro.select(rows) if partial else ro
+    # the rows scored with grad keep the whole step's shared-prefix layout (a subset of rows
+    # can share a longer prefix: laid out alike, they are scored by the same arithmetic)
+    layout = prefix_layout(ro) if cfg.shared_prefix else None
+    if layout is not None and partial:
+        layout = layout.select(rows)
     for _epoch in range(cfg.ppo_epochs):
-        logp, ent = token_logp_and_entropy(policy, batch, with_entropy=not partial)
+        logp, ent = token_logp_and_entropy(
+            policy, batch, with_entropy=not partial, shared_prefix=cfg.shared_prefix, layout=layout
+        )
         if not partial:
             entropy = ent
             if old_logp is None:  # the sampling policy: the first pass's log-probabilities

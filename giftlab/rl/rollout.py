@@ -140,23 +140,38 @@ def sample_groups(
     return completed_rollout(ids, mask, out[:, width:], tokenizer, group)
 
 
-def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):
+def token_logp_and_entropy(
+    model, rollout: Rollout, with_entropy: bool = False, shared_prefix: bool = True, layout=None
+):
     """log pi(y_t | y_<t) of every sampled token (N, T - 1), aligned with completion_mask[:, 1:]
     (0 elsewhere); optionally the policy's entropy there. Gradients flow when grad is enabled.
 
     Only completion positions reach the head (the prompt's (tokens x V) logits are never formed);
     the head is the model's own (bias, soft-capping, logit scale: giftlab.models.head).
+    shared_prefix: the token prefix every row's prompt shares (a few-shot prompt's ~150 of ~170
+    tokens) runs once, not once per row (`prefix_layout`); the same values to float precision,
+    gradients included (tests/rl/test_shared_prefix_scoring.py). `layout`: the rollout's own,
+    given (e.g. `prefix_layout(whole).select(rows)` for some rows of a step, so that they are
+    laid out as in the whole step).
     Naive equivalent: log_softmax(model(sequences).logits[:, :-1]).gather(-1, sequences[:, 1:]).
     """
     m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    # positions count real tokens only, as when sampling (a left-padded row is scored as it was
-    # sampled: models with absolute position embeddings, GPT-2, depend on it)
-    positions = (rollout.attention_mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = m.get_decoder()(
-        input_ids=rollout.sequences, attention_mask=rollout.attention_mask, position_ids=positions
-    ).last_hidden_state
     mask = rollout.completion_mask[:, 1:]
-    logits = lm_head(m).logits(hidden[:, :-1][mask])  # (n, V)
+    if layout is None and shared_prefix:
+        layout = prefix_layout(rollout)
+    if layout is None:
+        # positions count real tokens only, as when sampling (a left-padded row is scored as it
+        # was sampled: models with absolute position embeddings, GPT-2, depend on it)
+        positions = (rollout.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        hidden = m.get_decoder()(
+            input_ids=rollout.sequences,
+            attention_mask=rollout.attention_mask,
+            position_ids=positions,
+        ).last_hidden_state
+        at = hidden[:, :-1][mask]  # (n, H) the positions that predict completion tokens
+    else:
+        at = _rest_hidden(m, rollout, layout)
+    logits = lm_head(m).logits(at)  # (n, V)
     logits = logits if logits.dtype == torch.float64 else logits.float()  # float64 stays
     logp_all = torch.log_softmax(logits, -1)
     targets = rollout.sequences[:, 1:][mask]
@@ -169,6 +184,80 @@ def token_logp_and_entropy(model, rollout: Rollout, with_entropy: bool = False):
             mask, ent.detach() if not ent.requires_grad else ent
         )
     return logp, entropy
+
+
+@dataclass
+class PrefixLayout:
+    """A rollout re-laid as [shared prefix (n tokens, once) | left padding | each prompt's own
+    tokens | completion]: the rows' `rest` (N, L + Tc) after the prefix, its attention mask and
+    its completion mask, and the prefix's token ids (1, n)."""
+
+    prefix: torch.Tensor
+    rest: torch.Tensor
+    rest_mask: torch.Tensor
+    rest_completion: torch.Tensor
+
+    def select(self, rows) -> PrefixLayout:
+        """The layout of the given rows (as Rollout.select), the same prefix and columns."""
+        idx = torch.as_tensor(rows, dtype=torch.long, device=self.rest.device)
+        return PrefixLayout(
+            self.prefix, self.rest[idx], self.rest_mask[idx], self.rest_completion[idx]
+        )
+
+
+def prefix_layout(rollout: Rollout, min_tokens: int = 8) -> PrefixLayout | None:
+    """The rollout's shared-prefix layout, or None when its prompts share fewer than
+    `min_tokens` leading tokens (each prompt keeps at least one token of its own)."""
+    comp = rollout.completion_mask
+    started = comp.any(0).nonzero()
+    if started.numel() == 0:
+        return None
+    width = int(started[0])  # Tp: the completion starts in this column on every row
+    pmask = rollout.attention_mask[:, :width]
+    lengths = pmask.sum(1)
+    shortest = int(lengths.min())
+    if shortest - 1 < min_tokens:
+        return None
+    start = width - lengths  # the first real token of each left-padded prompt
+    cols = start[:, None] + torch.arange(shortest - 1, device=comp.device)[None, :]
+    heads = rollout.sequences.gather(1, cols)  # (N, shortest - 1) each prompt's leading tokens
+    differs = (heads != heads[:1]).any(0).nonzero()
+    n = int(differs[0]) if differs.numel() else shortest - 1
+    if n < min_tokens:
+        return None
+    own = lengths - n  # >= 1 token of each prompt after the prefix
+    keep = int(own.max())
+    rest_prompt_mask = (
+        torch.arange(keep, device=comp.device)[None, :] >= (keep - own)[:, None]
+    ).long()
+    return PrefixLayout(
+        prefix=heads[:1, :n],
+        rest=rollout.sequences[:, width - keep :],
+        rest_mask=torch.cat([rest_prompt_mask, rollout.attention_mask[:, width:]], 1),
+        rest_completion=comp[:, width - keep :],
+    )
+
+
+def _rest_hidden(m, rollout: Rollout, layout: PrefixLayout) -> torch.Tensor:
+    """(n, H) the hidden states that predict the completion tokens, in the order of
+    rollout.completion_mask[:, 1:]'s True entries: the prefix runs once (with grad when grad is
+    enabled: its KV cache is repeated for the rows, so its gradient sums theirs)."""
+    decoder = m.get_decoder()
+    n = layout.prefix.shape[1]
+    out = decoder(input_ids=layout.prefix, use_cache=True)
+    cache = getattr(out, CACHE_KEY)
+    rows = layout.rest.shape[0]
+    cache.batch_repeat_interleave(rows)
+    positions = (n + layout.rest_mask.cumsum(-1) - 1).clamp(min=n)
+    full_mask = torch.cat([layout.rest_mask.new_ones(rows, n), layout.rest_mask], 1)
+    hidden = decoder(
+        input_ids=layout.rest,
+        attention_mask=full_mask,
+        position_ids=positions,
+        use_cache=True,
+        **{CACHE_KEY: cache},
+    ).last_hidden_state  # (N, L + Tc, H)
+    return hidden[:, :-1][layout.rest_completion[:, 1:]]
 
 
 def verifier_rewards(records, rollout: Rollout, score_fn, binary: bool = True):

@@ -8,7 +8,7 @@ import torch
 
 from giftlab.models import tiny_llama, tiny_tokenizer
 from giftlab.rl.evaluate import evaluate
-from giftlab.rl.loop import RLConfig, load_task_records, rl
+from giftlab.rl.loop import RLConfig, grpo_update, load_task_records, rl
 from giftlab.rl.rollout import encode_prompts, sample_groups
 
 
@@ -169,13 +169,22 @@ def a_in_completion(record, completion):
 
 def test_skipping_zero_advantage_samples_gives_the_same_run(tmp_path):
     """skip_zero_advantage (the default) against the plain full-batch backward: the same weights
-    after 4 steps and the same metrics; the partial backward did run (fewer rows)."""
+    after 4 steps and the same metrics; the partial backward did run (fewer rows). Each sequence
+    scored whole, where the two are the same arithmetic (with the shared prefix the prefix's
+    gradient sums other rows: equal to float32 precision, the next test, and 4 Adam steps at lr
+    3e-2 carry that rounding past this test's 1e-6)."""
     tok = tiny_tokenizer()
     runs = {}
     for skip in (True, False):
         model = tiny_llama(len(tok), seed=3)
         rl(
-            _cfg(tmp_path / str(skip), max_steps=4, binary_reward=True, skip_zero_advantage=skip),
+            _cfg(
+                tmp_path / str(skip),
+                max_steps=4,
+                binary_reward=True,
+                skip_zero_advantage=skip,
+                shared_prefix=False,
+            ),
             model=model,
             tokenizer=tok,
             ref_model=tiny_llama(len(tok), seed=3),
@@ -193,6 +202,40 @@ def test_skipping_zero_advantage_samples_gives_the_same_run(tmp_path):
         for k in a:
             if not k.startswith("perf/"):
                 assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), k
+
+
+def test_one_update_s_gradient_is_the_same_with_or_without_skipping_and_the_shared_prefix(
+    tmp_path,
+):
+    """grpo_update's gradient on one rollout whose prompts share a prefix, with half the groups
+    at advantage 0: skip_zero_advantage x shared_prefix, all four equal to float32 precision
+    (a fraction of the largest gradient entry), against the full batch scored whole."""
+    import copy
+
+    from giftlab.rl.rollout import prefix_layout, sample_groups
+
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    base = tiny_llama(len(tok), seed=3)
+    shared = "Q: add 1 2 and then 3\nA: 6\nQ: "
+    prompts = [tok(shared + q, add_special_tokens=False)["input_ids"] for q in ("a b", "c d e")]
+    ro = sample_groups(base, tok, prompts, 8, 6, 1.0, 0)
+    assert prefix_layout(ro) is not None
+    adv = torch.zeros(16)
+    adv[:8] = torch.linspace(-1, 1, 8)  # the second group's rewards were all equal
+    grads = {}
+    for skip in (False, True):
+        for scored_once in (False, True):
+            policy = copy.deepcopy(base).train()
+            params = list(policy.parameters())
+            cfg = _cfg(tmp_path, skip_zero_advantage=skip, shared_prefix=scored_once)
+            u = grpo_update(cfg, policy, base, ro, adv, torch.optim.SGD(params, lr=0.0), params)
+            assert u.partial == skip
+            grads[skip, scored_once] = [p.grad.clone() for p in params]
+    want = grads[False, False]
+    for key, got in grads.items():
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=0, atol=2e-6 * float(w.abs().max()), msg=str(key))
 
 
 def test_eval_reports_pass_at_k_for_every_k(tmp_path, monkeypatch):

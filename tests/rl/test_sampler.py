@@ -76,7 +76,7 @@ def test_sampled_tokens_have_the_log_probabilities_of_a_plain_forward(family):
     _eos_that_ends_rows_at_different_steps(model, tok, prompts)
     prefix = shared_prefix(model, prompts)
     fast = sample_groups_fast(model, tok, prompts, 3, 10, 1.0, 7, prefix=prefix)
-    want, _ = token_logp_and_entropy(model, fast)  # one forward over each whole sequence
+    want, _ = token_logp_and_entropy(model, fast, shared_prefix=False)  # each sequence whole
     m = fast.completion_mask[:, 1:]
     assert int(m.sum()) > len(prompts) * 3  # more than one token a row
     # the sampler's log-probs are float32 (its logits are cast): float32 precision

@@ -1,0 +1,93 @@
+"""The GRPO update's scoring with the prompts' shared prefix run once (`token_logp_and_entropy`,
+shared_prefix=True, the default) against each sequence run whole: the same log-probabilities,
+entropies and gradients, on left-padded prompts of different lengths and completions that end at
+different steps, for a RoPE model, one with absolute positions (GPT-2) and one with soft-capped
+logits and sliding-window layers (Gemma-2)."""
+
+import pytest
+import torch
+
+from giftlab.data.tokenize import common_prefix_length
+from giftlab.models import tiny_model, tiny_tokenizer
+from giftlab.rl.rollout import prefix_layout, token_logp_and_entropy
+from giftlab.rl.sampler import sample_groups_fast, shared_prefix
+
+DEMO = "Q: add 1 2\nA: 3\nQ: add 2 2\nA: 4\n"
+QUESTIONS = ["add 3 4", "add 10 20", "sub 7 2", "mul 3 3 and more", "x"]
+# float64 where transformers' eager attention allows it (Gemma-2: NaN on left padding in float64)
+DTYPE = {"llama": torch.float64, "gpt2": torch.float64, "gemma2": torch.float32}
+GRAD_TOL = {torch.float64: 1e-7, torch.float32: 2e-6}
+TOL = {torch.float64: {"rtol": 1e-9, "atol": 1e-10}, torch.float32: {"rtol": 2e-5, "atol": 2e-5}}
+
+
+def _rollout(family, questions=QUESTIONS, demo=DEMO):
+    tok = tiny_tokenizer()
+    model = tiny_model(family, len(tok), seed=3).to(DTYPE[family])
+    prompts = [tok(demo + f"Q: {q}\nA:", add_special_tokens=False)["input_ids"] for q in questions]
+    prefix = shared_prefix(model, prompts)
+    ro = sample_groups_fast(model, tok, prompts, 3, 8, 1.0, 5, prefix=prefix)
+    # make the end token one the completions reach at different steps, and sample again
+    comp = ro.sequences[:, -8:]
+    firsts = {
+        t: {int((row == t).nonzero()[0, 0]) if (row == t).any() else 99 for row in comp}
+        for t in torch.unique(comp).tolist()
+    }
+    tok.eos_token = tok.convert_ids_to_tokens(max(firsts, key=lambda t: len(firsts[t])))
+    ro = sample_groups_fast(model, tok, prompts, 3, 8, 1.0, 5, prefix=prefix)
+    return model, prompts, ro
+
+
+def test_the_layout_s_prefix_is_the_prompts_common_prefix():
+    _, prompts, ro = _rollout("llama")
+    layout = prefix_layout(ro)
+    n = common_prefix_length(prompts)  # the sampler's count, on the prompt token lists
+    assert layout.prefix.shape == (1, n) and layout.prefix[0].tolist() == prompts[0][:n]
+    # each row's own tokens are its prompt after the prefix, then its completion
+    for row in range(len(ro.texts)):
+        prompt = prompts[int(ro.prompt_index[row])]
+        own = layout.rest[row][layout.rest_mask[row].bool()].tolist()
+        whole = ro.sequences[row][ro.attention_mask[row].bool()].tolist()
+        assert own == prompt[n:] + whole[len(prompt) :]
+
+
+def test_prompts_that_share_less_than_eight_tokens_are_scored_whole():
+    _, _, ro = _rollout("llama", demo="")
+    assert prefix_layout(ro) is None
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma2"])
+def test_log_probs_entropies_and_gradients_equal_each_sequence_run_whole(family):
+    model, _, ro = _rollout(family)
+    mask = ro.completion_mask[:, 1:]
+    assert len(set(mask.sum(1).tolist())) >= 2  # completions of different lengths
+    weights = torch.randn(mask.shape, generator=torch.Generator().manual_seed(0)).to(DTYPE[family])
+    got = {}
+    for shared in (False, True):
+        model.zero_grad(set_to_none=True)
+        logp, ent = token_logp_and_entropy(model, ro, with_entropy=True, shared_prefix=shared)
+        ((logp * weights).sum() + ent.sum()).backward()
+        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        got[shared] = (logp.detach(), ent.detach(), grads)
+    tol = TOL[DTYPE[family]]
+    torch.testing.assert_close(got[True][0], got[False][0], **tol)
+    torch.testing.assert_close(got[True][1], got[False][1], **tol)
+    assert got[True][2].keys() == got[False][2].keys() and got[False][2]
+    # gradients, to a fraction of the largest entry: float32 precision even in a float64 model
+    # (its RMSNorm computes in float32, and the prefix's gradient sums the rows in another
+    # order). Measured against each row run alone: float64 llama, the whole-sequence path
+    # 1e-15 and this one 1.2e-8; float32 Gemma-2, 2.9e-7 and 3.4e-7
+    for k, g in got[False][2].items():
+        scale = float(g.abs().max())
+        torch.testing.assert_close(
+            got[True][2][k], g, rtol=0, atol=GRAD_TOL[DTYPE[family]] * scale, msg=f"gradient of {k}"
+        )
+    assert not got[True][0][~mask].any()
+
+
+def test_a_subset_of_rows_is_scored_as_the_same_rows_of_the_whole():
+    model, _, ro = _rollout("llama")
+    rows = [1, 4, 5, 11]
+    with torch.no_grad():
+        whole, _ = token_logp_and_entropy(model, ro, shared_prefix=False)
+        part, _ = token_logp_and_entropy(model, ro.select(rows))
+    torch.testing.assert_close(part, whole[rows], **TOL[torch.float64])
