@@ -72,8 +72,12 @@ def main() -> None:
         wparams,
     )
     del warm, wparams
+    name = "bench_rl_step_shared_prefix" if args.shared_prefix else "bench_rl_step"
+    out = args.out or Path(f"paper_figures/benchmarks/{name}_{device.type}.csv")
     rows = []
     for frac in args.active:
+        if rows:
+            write_csv(out, rows)  # what is measured so far survives a later failure (memory)
         mixed = max(1, round(frac * args.prompts))  # groups with one correct sample
         adv = torch.zeros(args.prompts, args.group, device=device)
         adv[:mixed] = -1.0 / args.group
@@ -138,8 +142,6 @@ def main() -> None:
             f"with A != 0): full {full:.2f} s, skip {part:.2f} s, ratio {part / full:.2f}",
             flush=True,
         )
-    name = "bench_rl_step_shared_prefix" if args.shared_prefix else "bench_rl_step"
-    out = args.out or Path(f"paper_figures/benchmarks/{name}_{device.type}.csv")
     write_csv(out, rows)
     print(f"wrote {out}")
 
