@@ -9,7 +9,8 @@ import torch
 
 from giftlab.data.tokenize import common_prefix_length
 from giftlab.models import tiny_model, tiny_tokenizer
-from giftlab.rl.rollout import prefix_layout, token_logp_and_entropy
+from giftlab.models.tiny import FAMILIES
+from giftlab.rl.rollout import prefix_layout, sample_groups, token_logp_and_entropy
 from giftlab.rl.sampler import sample_groups_fast, shared_prefix
 
 DEMO = "Q: add 1 2\nA: 3\nQ: add 2 2\nA: 4\n"
@@ -91,3 +92,21 @@ def test_a_subset_of_rows_is_scored_as_the_same_rows_of_the_whole():
         whole, _ = token_logp_and_entropy(model, ro, shared_prefix=False)
         part, _ = token_logp_and_entropy(model, ro.select(rows))
     torch.testing.assert_close(part, whole[rows], **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_scores_the_same_with_the_prefix_run_once(family):
+    """Each of the 16 families (soft-capped, scaled, biased heads; RoPE, absolute, learned
+    positions), float32, on the plain sampler's left-padded rollout."""
+    tok = tiny_tokenizer()
+    tok.padding_side = "left"
+    model = tiny_model(family, len(tok), seed=3)
+    questions = ["a", "bb cc", "d e f g"]
+    prompts = [tok(DEMO + f"Q: {q}\nA:", add_special_tokens=False)["input_ids"] for q in questions]
+    ro = sample_groups(model, tok, prompts, 2, 5, 1.0, 0)
+    assert prefix_layout(ro) is not None
+    with torch.no_grad():
+        want = token_logp_and_entropy(model, ro, True, shared_prefix=False)
+        got = token_logp_and_entropy(model, ro, True, shared_prefix=True)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=5e-6)
