@@ -16,7 +16,7 @@ import torch
 from giftlab.data.tokenize import prompt_text
 from giftlab.data.verifiers import VerifierError
 from giftlab.models.head import lm_head
-from giftlab.models.kv import CACHE_KEY
+from giftlab.models.kv import CACHE_KEY, attends_to_all
 
 
 @dataclass
@@ -159,6 +159,8 @@ def token_logp_and_entropy(
     mask = rollout.completion_mask[:, 1:]
     if layout is None and shared_prefix:
         layout = prefix_layout(rollout)
+    if layout is not None and not attends_to_all(m, rollout.sequences.shape[1]):
+        layout = None  # a sliding window shorter than the rows: each sequence whole
     if layout is None:
         # positions count real tokens only, as when sampling (a left-padded row is scored as it
         # was sampled: models with absolute position embeddings, GPT-2, depend on it)

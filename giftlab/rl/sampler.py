@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from giftlab.data.tokenize import common_prefix_length
-from giftlab.models.kv import CACHE_KEY
+from giftlab.models.kv import CACHE_KEY, attends_to_all
 from giftlab.rl.rollout import Rollout, completed_rollout, left_padded, model_device
 
 
@@ -67,6 +67,8 @@ def sample_groups_fast(
     device = model_device(model)
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     n_pre = _check_prefix(model, prompt_ids, prefix)
+    if n_pre and not attends_to_all(model, max(map(len, prompt_ids)) + max_new_tokens):
+        prefix, n_pre = None, 0  # a sliding window shorter than the rows: prefill each whole
     was_training = model.training
     model.eval()
     ids, mask, positions, cache = _prefill(model, prompt_ids, prefix, n_pre, pad, device)
