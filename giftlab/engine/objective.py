@@ -28,15 +28,24 @@ from giftlab.losses import (
 )
 from giftlab.losses.gift import DEFAULT_BETA
 from giftlab.models.head import Head, lm_head
+from giftlab.models.kv import CACHE_KEY
 
 
 class CausalLMBody(torch.nn.Module):
     """The model without its head: forward returns the final hidden states (B, T, H). Wrapped by
-    DDP, so that the chunked loss can use the lm_head weight directly."""
+    DDP, so that the chunked loss can use the lm_head weight directly.
 
-    def __init__(self, model):
+    shared_prefix: when every row of a batch starts with the same tokens (>= 8, unpadded: a
+    few-shot prompt's demonstrations, a chat template's system prompt), they run once (with grad
+    when grad is on: their KV cache is repeated for the rows, so their gradient sums the rows')
+    and each row runs only the tokens after them. The same hidden states and gradients to float
+    precision (tests/engine/test_shared_prefix_body.py). Off under gradient checkpointing (no
+    KV cache there). Naive equivalent: decoder(input_ids, attention_mask).last_hidden_state."""
+
+    def __init__(self, model, shared_prefix: bool = True):
         super().__init__()
         self.model = model
+        self.shared_prefix = shared_prefix
 
     def _base(self):
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -45,9 +54,44 @@ class CausalLMBody(torch.nn.Module):
         """The model's head: output embedding, bias and logit map (giftlab.models.head)."""
         return lm_head(self._base())
 
+    def prefix_length(self, input_ids, attention_mask, min_tokens: int = 8) -> int:
+        """The number of leading columns every row shares, unpadded (0: none worth sharing);
+        each row keeps at least one column of its own."""
+        b, t = input_ids.shape
+        if not self.shared_prefix or b < 2 or _checkpointing(self._base()):
+            return 0
+        same = (input_ids == input_ids[:1]).all(0) & attention_mask.bool().all(0)  # (T,)
+        differs = (~same[: t - 1]).nonzero()
+        n = int(differs[0]) if differs.numel() else t - 1
+        return n if n >= min_tokens else 0
+
     def forward(self, input_ids, attention_mask):
         decoder = self._base().get_decoder()
+        n = self.prefix_length(input_ids, attention_mask)
+        if n:
+            out = decoder(input_ids=input_ids[:1, :n], use_cache=True)
+            cache = getattr(out, CACHE_KEY, None)
+            if cache is not None:
+                b, t = input_ids.shape
+                cache.batch_repeat_interleave(b)
+                positions = torch.arange(n, t, device=input_ids.device).expand(b, t - n)
+                rest = decoder(
+                    input_ids=input_ids[:, n:],
+                    attention_mask=attention_mask,
+                    position_ids=positions,
+                    use_cache=True,
+                    **{CACHE_KEY: cache},
+                ).last_hidden_state  # (B, T - n, H)
+                return torch.cat([out.last_hidden_state.expand(b, n, -1), rest], 1)
         return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def _checkpointing(model) -> bool:
+    """Activation (gradient) checkpointing is on: the model keeps no KV cache in training."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):  # 5.x, older
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
 
 
 @dataclass
