@@ -23,6 +23,7 @@ from giftlab.engine.objective import (
     CausalLMBody,
     Models,
     StatsSettings,
+    after_prefix,
     forward,
     to_device,
     token_stats,
@@ -42,7 +43,7 @@ class PrefixBody(torch.nn.Module):
     def __init__(self, model, prefix: list[int]):
 
         super().__init__()
-        self.body, self.key = CausalLMBody(model), CACHE_KEY
+        self.body = CausalLMBody(model, shared_prefix=False)
         decoder = self.body._base().get_decoder()
         ids = torch.tensor([prefix], dtype=torch.long, device=next(model.parameters()).device)
         out = decoder(input_ids=ids, use_cache=True)
@@ -53,24 +54,12 @@ class PrefixBody(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask):
         n = self.prefix.shape[1]
-        b, t = input_ids.shape
+        t = input_ids.shape[1]
         if t <= n or not bool((input_ids[:, :n] == self.prefix).all()):
             return self.body(input_ids, attention_mask)
-        cache = copy.deepcopy(self.cache)
-        cache.batch_repeat_interleave(b)
-        positions = torch.arange(n, t, device=input_ids.device).expand(b, t - n)
-        rest = (
-            self.body._base()
-            .get_decoder()(
-                input_ids=input_ids[:, n:],
-                attention_mask=attention_mask,
-                position_ids=positions,
-                use_cache=True,
-                **{self.key: cache},
-            )
-            .last_hidden_state
-        )  # (B, T - n, H)
-        return torch.cat([self.hidden.expand(b, n, -1), rest], 1)  # (B, T, H)
+        decoder = self.body._base().get_decoder()
+        cache = copy.deepcopy(self.cache)  # the stored one serves every batch
+        return after_prefix(decoder, self.hidden, cache, input_ids, attention_mask)
 
 
 @torch.no_grad()

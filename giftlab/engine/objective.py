@@ -72,18 +72,28 @@ class CausalLMBody(torch.nn.Module):
             out = decoder(input_ids=input_ids[:1, :n], use_cache=True)
             cache = getattr(out, CACHE_KEY, None)
             if cache is not None:
-                b, t = input_ids.shape
-                cache.batch_repeat_interleave(b)
-                positions = torch.arange(n, t, device=input_ids.device).expand(b, t - n)
-                rest = decoder(
-                    input_ids=input_ids[:, n:],
-                    attention_mask=attention_mask,
-                    position_ids=positions,
-                    use_cache=True,
-                    **{CACHE_KEY: cache},
-                ).last_hidden_state  # (B, T - n, H)
-                return torch.cat([out.last_hidden_state.expand(b, n, -1), rest], 1)
+                return after_prefix(
+                    decoder, out.last_hidden_state, cache, input_ids, attention_mask
+                )
         return decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+def after_prefix(decoder, prefix_hidden, cache, input_ids, attention_mask):
+    """(B, T, H) hidden states of right-padded rows that all start with a prefix of n tokens
+    whose hidden states (1, n, H) and KV cache (batch 1, consumed) are given: the cache is
+    repeated for the B rows and only columns n.. run, at positions n.. T-1."""
+    b, t = input_ids.shape
+    n = prefix_hidden.shape[1]
+    cache.batch_repeat_interleave(b)
+    positions = torch.arange(n, t, device=input_ids.device).expand(b, t - n)
+    rest = decoder(
+        input_ids=input_ids[:, n:],
+        attention_mask=attention_mask,
+        position_ids=positions,
+        use_cache=True,
+        **{CACHE_KEY: cache},
+    ).last_hidden_state  # (B, T - n, H)
+    return torch.cat([prefix_hidden.expand(b, n, -1), rest], 1)
 
 
 def _checkpointing(model) -> bool:
